@@ -1,0 +1,90 @@
+/**
+ * Admission: is an answer from imgproxy safe to store, and if not, why not. Pure and
+ * table-tested; the proxy asks it once the response headers are in.
+ */
+import { variantSuffix } from "./key.ts";
+import { maxAgeOf } from "./config.ts";
+
+/** Why an answer is not stored (also the `X-Cache: BYPASS` reason and a metrics label). */
+export type BypassReason =
+  | "method"
+  | "status"
+  | "content-type"
+  | "content-encoding"
+  | "cache-control"
+  | "set-cookie"
+  | "authorization"
+  | "vary"
+  | "fallback-image"
+  | "too-large";
+
+/** The verdict for one answer. */
+export type Admission =
+  | { store: true; variant: string; contentLength: number | null }
+  | { store: false; reason: BypassReason };
+
+/** The settings admission depends on. */
+export interface AdmissionRules {
+  cacheVariants: "off" | "accept";
+  fallbackMaxAge: number | null;
+  maxObjectBytes: number;
+}
+
+/** Splits a comma-separated header value into lowercase tokens. */
+function tokens(value: string | null): string[] {
+  if (value === null) return [];
+  return value.split(",").map((t) => t.trim().toLowerCase()).filter((t) => t !== "");
+}
+
+/** Decides whether the answer to a request may be stored, and under which variant. */
+export function admit(
+  method: string,
+  requestHeaders: Headers,
+  status: number,
+  responseHeaders: Headers,
+  rules: AdmissionRules,
+): Admission {
+  // HEAD and OPTIONS get an empty 200 from imgproxy without any processing: only a GET
+  // can carry an image.
+  if (method !== "GET") return { store: false, reason: "method" };
+  // 304s have no body; errors and partial content are not the image.
+  if (status !== 200) return { store: false, reason: "status" };
+  const type = (responseHeaders.get("content-type") ?? "").trim().toLowerCase();
+  if (!type.startsWith("image/")) return { store: false, reason: "content-type" };
+  const encoding = tokens(responseHeaders.get("content-encoding"));
+  if (encoding.some((e) => e !== "identity")) return { store: false, reason: "content-encoding" };
+  const cacheControl = responseHeaders.get("cache-control");
+  const directives = tokens(cacheControl).map((d) => d.split("=")[0]!.trim());
+  if (directives.some((d) => d === "no-store" || d === "private" || d === "no-cache")) {
+    return { store: false, reason: "cache-control" };
+  }
+  if (responseHeaders.has("set-cookie")) return { store: false, reason: "set-cookie" };
+  // A shared cache may only keep an answer to an authorised request when the answer says so
+  // (RFC 9111 §3.5); imgproxy marks its images `public`.
+  if (
+    requestHeaders.has("authorization") &&
+    !directives.some((d) => d === "public" || d === "s-maxage" || d === "must-revalidate")
+  ) {
+    return { store: false, reason: "authorization" };
+  }
+  let variant = "";
+  const vary = tokens(responseHeaders.get("vary"));
+  if (vary.length > 0) {
+    // Only Accept is understood (imgproxy's format negotiation); client hints and `*` are not.
+    if (rules.cacheVariants !== "accept" || vary.some((v) => v !== "accept")) {
+      return { store: false, reason: "vary" };
+    }
+    variant = variantSuffix(requestHeaders.get("accept"));
+  }
+  if (rules.fallbackMaxAge !== null && maxAgeOf(cacheControl) === rules.fallbackMaxAge) {
+    return { store: false, reason: "fallback-image" };
+  }
+  const lengthHeader = responseHeaders.get("content-length");
+  const contentLength = lengthHeader !== null && /^\d+$/.test(lengthHeader.trim())
+    ? Number(lengthHeader.trim())
+    : null;
+  if (contentLength !== null && contentLength > rules.maxObjectBytes) {
+    return { store: false, reason: "too-large" };
+  }
+  return { store: true, variant, contentLength };
+}

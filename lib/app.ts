@@ -1,0 +1,140 @@
+/**
+ * Wiring: configuration → store, uploader, upstream client and request handler. Shared by
+ * `main.ts` (`deno run`) and `serve.ts` (`deno serve`, Deno Deploy).
+ */
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { createHandler, type Handler } from "./proxy.ts";
+import { LocalStore } from "./store/local.ts";
+import type { Store } from "./store/store.ts";
+import { Uploader } from "./uploader.ts";
+import { createUpstream, type Upstream } from "./upstream.ts";
+
+/** The running parts of the proxy. */
+export interface App {
+  config: Readonly<Config>;
+  store: Store;
+  uploader: Uploader;
+  handler: Handler;
+}
+
+/** Parts a caller may swap (tests, embedding). */
+export interface AppOverrides {
+  store?: Store;
+  upstream?: Upstream;
+}
+
+/**
+ * Creates the store a configuration names. The AWS SDK is loaded only for a bucket, so the
+ * local store needs neither its start-up time nor its environment permissions.
+ */
+export async function createStore(config: Readonly<Config>): Promise<Store> {
+  if (config.store.kind === "local") return new LocalStore(config.store.dir);
+  const { S3Store } = await import("./store/s3.ts");
+  return new S3Store(config.store);
+}
+
+/** Builds the proxy from a configuration. */
+export async function createApp(
+  config: Readonly<Config>,
+  logger: Logger,
+  overrides: AppOverrides = {},
+): Promise<App> {
+  const store = overrides.store ?? await createStore(config);
+  const uploader = new Uploader(store, {
+    ...config.upload,
+    conditionalWrite: config.store.kind === "s3" ? config.store.conditionalWrite : true,
+  }, logger);
+  const handler = createHandler({
+    upstream: overrides.upstream ?? createUpstream(config.imgproxyUrl),
+    uploader,
+    logger,
+    rules: {
+      cacheVariants: config.cacheVariants,
+      fallbackMaxAge: config.fallbackMaxAge,
+      maxObjectBytes: config.upload.maxObjectBytes,
+    },
+    folder: config.folder,
+    upstreamTimeoutMs: config.upstreamTimeoutMs,
+  });
+  return { config, store, uploader, handler };
+}
+
+/** Logs how the proxy is set up (never secrets). */
+export function logStartup(app: App, logger: Logger): void {
+  const { config } = app;
+  if (config.store.kind === "local") {
+    logger.log("INFO", "S3_BUCKET is not set: storing processed images in a local directory", {
+      dir: config.store.dir,
+    });
+  }
+  logger.log("INFO", "Store", {
+    store: app.store.description,
+    folder: config.folder === "" ? undefined : config.folder,
+  });
+}
+
+/**
+ * Polls imgproxy's `/health` until it answers 200. Returns false when `timeoutMs` passes first.
+ * A timeout of 0 skips the wait.
+ */
+export async function waitForImgproxy(
+  imgproxyUrl: string,
+  timeoutMs: number,
+  logger: Logger,
+  intervalMs = 250,
+): Promise<boolean> {
+  if (timeoutMs === 0) return true;
+  logger.log("INFO", "Waiting for imgproxy to be ready...", { url: imgproxyUrl });
+  const deadline = Date.now() + timeoutMs;
+  let last = "no answer yet";
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`${imgproxyUrl}/health`, {
+        signal: AbortSignal.timeout(Math.max(1, Math.min(2000, deadline - Date.now()))),
+      });
+      await res.body?.cancel();
+      if (res.status === 200) {
+        logger.log("INFO", "imgproxy is ready");
+        return true;
+      }
+      last = `HTTP ${res.status}`;
+    } catch (err) {
+      last = (err as Error)?.message ?? String(err);
+    }
+    await new Promise((r) =>
+      setTimeout(r, Math.max(0, Math.min(intervalMs, deadline - Date.now())))
+    );
+  }
+  logger.log("ERROR", "imgproxy did not become ready in time", {
+    url: imgproxyUrl,
+    timeoutSec: timeoutMs / 1000,
+    last,
+  });
+  return false;
+}
+
+/** Drains the uploader, logging what could not be stored. */
+export async function drainUploads(app: App, logger: Logger): Promise<void> {
+  const pending = app.uploader.pending;
+  if (pending > 0) {
+    logger.log("INFO", "Draining uploads", {
+      pending,
+      timeoutSec: app.config.upload.drainTimeoutMs / 1000,
+    });
+  }
+  const { lost } = await app.uploader.drain(app.config.upload.drainTimeoutMs);
+  const s = app.uploader.stats;
+  if (lost.length > 0) {
+    logger.log("ERROR", "Shutdown: uploads not stored", {
+      count: lost.length,
+      keys: lost.join(","),
+    });
+  }
+  logger.log("INFO", "Uploads drained", {
+    stored: s.stored,
+    alreadyPresent: s.alreadyPresent,
+    failed: s.failed,
+    lost: lost.length,
+  });
+}

@@ -1,0 +1,319 @@
+/**
+ * Configuration: the environment, read once, turned into a frozen, typed {@linkcode Config}.
+ *
+ * Every variable is declared once below with its default. Parsing collects every problem and
+ * reports them together, each naming the variable, what it expects and what it got; a blank
+ * value counts as unset. Values that may hold secrets are never echoed.
+ */
+import { normalizeFolder } from "./key.ts";
+
+/** Where the proxy listens. */
+export interface BindAddress {
+  hostname: string;
+  port: number;
+}
+
+/** An S3-compatible bucket. */
+export interface S3StoreConfig {
+  kind: "s3";
+  bucket: string;
+  endpoint: string;
+  region: string;
+  forcePathStyle: boolean;
+  /** Send `If-None-Match: *` so an existing object is never overwritten. */
+  conditionalWrite: boolean;
+}
+
+/** A local directory (the default when no bucket is configured). */
+export interface LocalStoreConfig {
+  kind: "local";
+  dir: string;
+}
+
+/** Limits and timings of the background uploader. */
+export interface UploadConfig {
+  concurrency: number;
+  maxBytesInFlight: number;
+  maxObjectBytes: number;
+  retries: number;
+  retryBaseDelayMs: number;
+  retryMaxDelayMs: number;
+  drainTimeoutMs: number;
+  dedupKeys: number;
+}
+
+/** The whole configuration. */
+export interface Config {
+  bind: BindAddress;
+  /** imgproxy's base URL without a trailing slash (may carry a path prefix). */
+  imgproxyUrl: string;
+  healthCheckTimeoutMs: number;
+  upstreamTimeoutMs: number;
+  store: S3StoreConfig | LocalStoreConfig;
+  /** Key prefix without leading or trailing slashes ("" for none). */
+  folder: string;
+  /** `off`: answers that carry `Vary` are not stored; `accept`: stored per Accept variant. */
+  cacheVariants: "off" | "accept";
+  /** imgproxy's fallback image answers with this `max-age`; such answers are never stored. */
+  fallbackMaxAge: number | null;
+  upload: UploadConfig;
+}
+
+/** Thrown when the environment holds bad configuration; lists every problem. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Reads one variable; blank counts as unset. */
+export type EnvReader = (name: string) => string | undefined;
+
+/** Every variable the program itself reads, with its default (for docs and permissions). */
+export const VARIABLES = {
+  S3_BUCKET: "",
+  S3_FOLDER: "",
+  S3_ENDPOINT: "$AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else https://fly.storage.tigris.dev",
+  S3_REGION: "$AWS_REGION, else auto",
+  S3_FORCE_PATH_STYLE: "true for an IP or localhost endpoint, else false",
+  S3_CONDITIONAL_WRITE: "true",
+  CACHE_DIR: "./data/cache",
+  CACHE_VARIANTS: "off",
+  IMGPROXY_BIND: ":8080",
+  IMGPROXY_URL: "http://127.0.0.1:8081",
+  HEALTH_CHECK_TIMEOUT_IN_SEC: "30",
+  UPSTREAM_TIMEOUT_IN_SEC: "30",
+  UPLOAD_CONCURRENCY: "8",
+  UPLOAD_MAX_BYTES_IN_FLIGHT: "134217728",
+  UPLOAD_MAX_OBJECT_BYTES: "33554432",
+  UPLOAD_RETRIES: "4",
+  UPLOAD_RETRY_BASE_DELAY_MS: "200",
+  UPLOAD_RETRY_MAX_DELAY_MS: "5000",
+  UPLOAD_DRAIN_TIMEOUT_IN_SEC: "8",
+  UPLOAD_DEDUP_KEYS: "10000",
+  // Read from imgproxy's own settings (the fallback-image rule), never changed.
+  IMGPROXY_TTL: "31536000",
+  IMGPROXY_FALLBACK_IMAGE_DATA: "",
+  IMGPROXY_FALLBACK_IMAGE_PATH: "",
+  IMGPROXY_FALLBACK_IMAGE_URL: "",
+  IMGPROXY_FALLBACK_IMAGE_HTTP_CODE: "200",
+  IMGPROXY_FALLBACK_IMAGE_TTL: "",
+  // Read only as defaults for the S3 settings above.
+  AWS_ENDPOINT_URL_S3: "",
+  AWS_ENDPOINT_URL: "",
+  AWS_REGION: "",
+} as const;
+
+/** The names of the variables the program reads. */
+export type VariableName = keyof typeof VARIABLES;
+
+const DEFAULT_ENDPOINT = "https://fly.storage.tigris.dev";
+
+/** Shows a URL for an error message without any user:password part. */
+function redactUrl(value: string): string {
+  return value.replace(/\/\/[^/@]*@/, "//***@");
+}
+
+class Parser {
+  readonly problems: string[] = [];
+  constructor(private readonly read: EnvReader) {}
+
+  raw(name: VariableName): string | undefined {
+    const v = this.read(name);
+    return v === undefined || v.trim() === "" ? undefined : v.trim();
+  }
+
+  string(name: VariableName, fallback: string): string {
+    return this.raw(name) ?? fallback;
+  }
+
+  int(name: VariableName, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+      this.problems.push(
+        `${name}: expected a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`,
+      );
+      return fallback;
+    }
+    return Number(v);
+  }
+
+  bool(name: VariableName, fallback: boolean): boolean {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    const lower = v.toLowerCase();
+    if (["1", "t", "true", "yes", "on"].includes(lower)) return true;
+    if (["0", "f", "false", "no", "off"].includes(lower)) return false;
+    this.problems.push(`${name}: expected true or false, got ${JSON.stringify(v)}`);
+    return fallback;
+  }
+
+  oneOf<T extends string>(name: VariableName, values: readonly T[], fallback: T): T {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    if ((values as readonly string[]).includes(v)) return v as T;
+    this.problems.push(`${name}: expected one of ${values.join(", ")}, got ${JSON.stringify(v)}`);
+    return fallback;
+  }
+
+  /** An http(s) URL without credentials, query or fragment; returned without trailing "/". */
+  url(name: VariableName, value: string): string {
+    let u: URL;
+    try {
+      u = new URL(value);
+    } catch {
+      this.problems.push(
+        `${name}: expected an http(s) URL such as http://127.0.0.1:8081, got ${
+          JSON.stringify(redactUrl(value))
+        }`,
+      );
+      return value;
+    }
+    if (u.protocol !== "http:" && u.protocol !== "https:") {
+      this.problems.push(`${name}: expected an http or https URL, got ${u.protocol} scheme`);
+    } else if (u.username !== "" || u.password !== "") {
+      this.problems.push(
+        `${name}: credentials in the URL are not allowed; use the AWS_* variables`,
+      );
+    } else if (u.search !== "" || u.hash !== "") {
+      this.problems.push(`${name}: expected a URL without query or fragment, got ${u.href}`);
+    }
+    return u.href.replace(/\/+$/, "");
+  }
+
+  bind(name: VariableName, fallback: string): BindAddress {
+    const v = this.raw(name) ?? fallback;
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(v);
+    const port = m ? Number(m[3]) : NaN;
+    if (!m || port > 65535) {
+      this.problems.push(
+        `${name}: expected host:port, :port or [ipv6]:port with a port up to 65535, got ${
+          JSON.stringify(v)
+        }`,
+      );
+      return { hostname: "0.0.0.0", port: 8080 };
+    }
+    const hostname = m[1] ?? (m[2] === "" ? "0.0.0.0" : m[2]!);
+    return { hostname, port };
+  }
+}
+
+/** True when a URL's host is an IP address or localhost (path-style addressing needed). */
+export function isLocalOrIpHost(url: string): boolean {
+  let host: string;
+  try {
+    host = new URL(url).hostname;
+  } catch {
+    return false;
+  }
+  return host === "localhost" || host.endsWith(".localhost") || /^\d+\.\d+\.\d+\.\d+$/.test(host) ||
+    host.startsWith("[");
+}
+
+/** Parses `max-age=N` out of a Cache-Control value; null when absent. */
+export function maxAgeOf(cacheControl: string | null): number | null {
+  if (cacheControl === null) return null;
+  const m = /(?:^|[,\s])max-age\s*=\s*"?(\d+)"?/i.exec(cacheControl);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * Works out how to recognise imgproxy's fallback image (a placeholder that imgproxy answers
+ * with status 200 by default when the source cannot be fetched).
+ */
+function fallbackRule(p: Parser): number | null {
+  const configured = p.raw("IMGPROXY_FALLBACK_IMAGE_DATA") ??
+    p.raw("IMGPROXY_FALLBACK_IMAGE_PATH") ??
+    p.raw("IMGPROXY_FALLBACK_IMAGE_URL");
+  if (configured === undefined) return null;
+  const code = p.int("IMGPROXY_FALLBACK_IMAGE_HTTP_CODE", 200, 0, 599);
+  if (code !== 200) return null; // never a 200, so never stored
+  const ttl = p.raw("IMGPROXY_FALLBACK_IMAGE_TTL");
+  if (ttl === undefined) {
+    p.problems.push(
+      "IMGPROXY_FALLBACK_IMAGE_HTTP_CODE: a fallback image is configured and answers 200, so it " +
+        "cannot be told from a real image and would be stored under the real image's key; set " +
+        "IMGPROXY_FALLBACK_IMAGE_HTTP_CODE to a non-200 code (e.g. 404) or set " +
+        "IMGPROXY_FALLBACK_IMAGE_TTL to a value different from IMGPROXY_TTL",
+    );
+    return null;
+  }
+  const fallbackTtl = p.int("IMGPROXY_FALLBACK_IMAGE_TTL", 0, 0);
+  const ttlAll = p.int("IMGPROXY_TTL", 31536000, 0);
+  if (fallbackTtl === ttlAll) {
+    p.problems.push(
+      `IMGPROXY_FALLBACK_IMAGE_TTL: must differ from IMGPROXY_TTL (${ttlAll}) so fallback images ` +
+        "can be told from real ones, got the same value",
+    );
+  }
+  return fallbackTtl;
+}
+
+/** Builds the configuration from an environment reader; throws {@linkcode ConfigError}. */
+export function loadConfig(read: EnvReader): Readonly<Config> {
+  const p = new Parser(read);
+  const bucket = p.raw("S3_BUCKET");
+  const folder = normalizeFolder(p.string("S3_FOLDER", ""));
+  if (/(^|\/)\.\.?(\/|$)/.test(folder) || folder.includes("//")) {
+    p.problems.push(
+      `S3_FOLDER: expected a prefix such as images/processed, got ${JSON.stringify(folder)}`,
+    );
+  }
+  let store: S3StoreConfig | LocalStoreConfig;
+  if (bucket !== undefined) {
+    const endpoint = p.url(
+      "S3_ENDPOINT",
+      p.raw("S3_ENDPOINT") ?? p.raw("AWS_ENDPOINT_URL_S3") ?? p.raw("AWS_ENDPOINT_URL") ??
+        DEFAULT_ENDPOINT,
+    );
+    store = {
+      kind: "s3",
+      bucket,
+      endpoint,
+      region: p.raw("S3_REGION") ?? p.raw("AWS_REGION") ?? "auto",
+      forcePathStyle: p.bool("S3_FORCE_PATH_STYLE", isLocalOrIpHost(endpoint)),
+      conditionalWrite: p.bool("S3_CONDITIONAL_WRITE", true),
+    };
+  } else {
+    store = { kind: "local", dir: p.string("CACHE_DIR", "./data/cache") };
+  }
+  const upload: UploadConfig = {
+    concurrency: p.int("UPLOAD_CONCURRENCY", 8, 1, 1024),
+    maxBytesInFlight: p.int("UPLOAD_MAX_BYTES_IN_FLIGHT", 134217728, 1),
+    maxObjectBytes: p.int("UPLOAD_MAX_OBJECT_BYTES", 33554432, 1),
+    retries: p.int("UPLOAD_RETRIES", 4, 0, 100),
+    retryBaseDelayMs: p.int("UPLOAD_RETRY_BASE_DELAY_MS", 200, 1, 600_000),
+    retryMaxDelayMs: p.int("UPLOAD_RETRY_MAX_DELAY_MS", 5000, 1, 3_600_000),
+    drainTimeoutMs: p.int("UPLOAD_DRAIN_TIMEOUT_IN_SEC", 8, 0, 3600) * 1000,
+    dedupKeys: p.int("UPLOAD_DEDUP_KEYS", 10000, 0, 10_000_000),
+  };
+  if (upload.maxObjectBytes > upload.maxBytesInFlight) {
+    p.problems.push(
+      `UPLOAD_MAX_OBJECT_BYTES: must not exceed UPLOAD_MAX_BYTES_IN_FLIGHT (${upload.maxBytesInFlight}), got ${upload.maxObjectBytes}`,
+    );
+  }
+  const config: Config = {
+    bind: p.bind("IMGPROXY_BIND", ":8080"),
+    imgproxyUrl: p.url("IMGPROXY_URL", p.string("IMGPROXY_URL", "http://127.0.0.1:8081")),
+    healthCheckTimeoutMs: p.int("HEALTH_CHECK_TIMEOUT_IN_SEC", 30, 0, 86400) * 1000,
+    upstreamTimeoutMs: p.int("UPSTREAM_TIMEOUT_IN_SEC", 30, 1, 86400) * 1000,
+    store,
+    folder,
+    cacheVariants: p.oneOf("CACHE_VARIANTS", ["off", "accept"] as const, "off"),
+    fallbackMaxAge: fallbackRule(p),
+    upload,
+  };
+  if (p.problems.length > 0) throw new ConfigError(p.problems);
+  return Object.freeze(config);
+}
+
+/** Reads from `Deno.env`, treating a variable the permissions deny as unset. */
+export function denoEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}

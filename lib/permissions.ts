@@ -1,0 +1,78 @@
+/**
+ * The one place that defines the proxy's Deno permission flags, computed from the same
+ * configuration the program reads: `--allow-net` names only the bind address, imgproxy's host
+ * and the store's host (plus the AWS credential endpoints when credentials must be fetched);
+ * `--allow-env` only the variables the program and the AWS SDK read; a local store gets
+ * read/write on its directory only.
+ *
+ * Run as a script (`bin/start` does), it validates the configuration and prints the flags, one
+ * per line; with bad configuration it prints the problems and exits 2.
+ */
+import { type Config, ConfigError, type EnvReader, loadConfig, VARIABLES } from "./config.ts";
+
+/** Variables the AWS SDK reads besides `AWS_*` (seen under Deno: see the facts file). */
+export const SDK_ENV = ["HOME", "USERPROFILE", "HOMEPATH", "HOMEDRIVE", "_X_AMZN_TRACE_ID"];
+
+/** The AWS endpoints that serve instance, container and web-identity credentials. */
+const CREDENTIAL_HOSTS = ["169.254.169.254:80", "169.254.170.2:80", "[fd00:ec2::254]:80"];
+
+/** Returns `host:port` for an http(s) URL, with the scheme's default port filled in. */
+export function hostPort(url: string): string {
+  const u = new URL(url);
+  const port = u.port !== "" ? u.port : u.protocol === "https:" ? "443" : "80";
+  return `${u.hostname}:${port}`;
+}
+
+/** Computes the permission flags for a configuration and environment. */
+export function permissionFlags(config: Readonly<Config>, env: EnvReader): string[] {
+  const net = new Set<string>();
+  net.add(
+    `${
+      config.bind.hostname.includes(":") ? `[${config.bind.hostname}]` : config.bind.hostname
+    }:${config.bind.port}`,
+  );
+  net.add(hostPort(config.imgproxyUrl));
+  const read = new Set<string>();
+  const write = new Set<string>();
+  const envNames = new Set<string>(Object.keys(VARIABLES));
+  const flags: string[] = [];
+  if (config.store.kind === "s3") {
+    net.add(hostPort(config.store.endpoint));
+    for (const name of SDK_ENV) envNames.add(name);
+    envNames.add("AWS_*");
+    const staticKeys = (env("AWS_ACCESS_KEY_ID") ?? "") !== "";
+    if (!staticKeys) {
+      // No keys in the environment: the SDK's chain may ask the instance or container
+      // metadata service, or exchange a web identity token with STS.
+      for (const h of CREDENTIAL_HOSTS) net.add(h);
+      const region = config.store.region === "auto" ? "us-east-1" : config.store.region;
+      net.add("sts.amazonaws.com:443");
+      net.add(`sts.${region}.amazonaws.com:443`);
+      const home = env("HOME");
+      read.add(env("AWS_SHARED_CREDENTIALS_FILE") ?? `${home ?? "."}/.aws/credentials`);
+      read.add(env("AWS_CONFIG_FILE") ?? `${home ?? "."}/.aws/config`);
+      const tokenFile = env("AWS_WEB_IDENTITY_TOKEN_FILE");
+      if (tokenFile) read.add(tokenFile);
+    }
+    // The SDK puts the OS release into its User-Agent.
+    flags.push("--allow-sys=osRelease");
+  } else {
+    read.add(config.store.dir);
+    write.add(config.store.dir);
+  }
+  flags.unshift(`--allow-net=${[...net].join(",")}`, `--allow-env=${[...envNames].join(",")}`);
+  if (read.size > 0) flags.push(`--allow-read=${[...read].join(",")}`);
+  if (write.size > 0) flags.push(`--allow-write=${[...write].join(",")}`);
+  return flags;
+}
+
+if (import.meta.main) {
+  const env: EnvReader = (name) => Deno.env.get(name);
+  try {
+    console.log(permissionFlags(loadConfig(env), env).join("\n"));
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(err.message);
+    Deno.exit(2);
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * The request handler: forwards every request to imgproxy with the raw target kept, streams the
+ * answer back as it arrives, and hands a copy of each storable body to the uploader.
+ */
+import { type AdmissionRules, admit } from "./admission.ts";
+import { clientResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
+import { objectKey, pathOf } from "./key.ts";
+import type { Logger } from "./log.ts";
+import type { Upstream } from "./upstream.ts";
+import type { Collector, Uploader } from "./uploader.ts";
+
+/** What the handler needs; everything is injected so tests can swap parts. */
+export interface ProxyOptions {
+  upstream: Upstream;
+  uploader: Uploader;
+  logger: Logger;
+  rules: AdmissionRules;
+  /** Key prefix, already normalised. */
+  folder: string;
+  /** How long to wait for imgproxy's response headers. */
+  upstreamTimeoutMs: number;
+}
+
+/** Connection details `Deno.serve` passes to handlers. */
+export interface ConnInfo {
+  remoteAddr?: { hostname?: string } | Deno.Addr;
+}
+
+/** A request handler in `Deno.serve` shape. */
+export type Handler = (req: Request, info?: ConnInfo) => Promise<Response>;
+
+/**
+ * Returns the request target (path and query) exactly as the client sent it, or null when the
+ * request cannot be mapped unambiguously (a `Host` header containing "/").
+ *
+ * `Deno.serve` builds `req.url` as scheme + "://" + Host + target without normalising the
+ * target, while `new URL(req.url)` would resolve dot segments and re-encode characters.
+ */
+export function rawTarget(req: Request): string | null {
+  const url = req.url;
+  const start = url.indexOf("://") + 3;
+  const host = req.headers.get("host");
+  if (host !== null) {
+    if (host.includes("/")) return null;
+    if (url.startsWith(host, start) && url.charCodeAt(start + host.length) === 47 /* / */) {
+      return url.slice(start + host.length);
+    }
+  }
+  // No Host header (HTTP/1.0) or an absolute-form target: the authority holds no "/".
+  const slash = url.indexOf("/", start);
+  return slash === -1 ? "/" : url.slice(slash);
+}
+
+function plain(status: number, text: string, extra?: Record<string, string>): Response {
+  return new Response(text + "\n", {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...extra },
+  });
+}
+
+/** Streams `body` through while copying it into `collector`; the copy is queued on success. */
+export function teeToCollector(
+  body: ReadableStream<Uint8Array>,
+  collector: Collector,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let collecting = true;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await reader.read();
+      } catch (err) {
+        collector.abort("incomplete");
+        controller.error(err);
+        return;
+      }
+      if (result.done) {
+        if (collecting) collector.finish();
+        controller.close();
+        return;
+      }
+      if (collecting && !collector.add(result.value)) collecting = false;
+      controller.enqueue(result.value);
+    },
+    cancel(reason) {
+      // The client went away: the body is incomplete, and imgproxy's work can stop.
+      collector.abort("incomplete");
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** Creates the proxy's request handler. */
+export function createHandler(options: ProxyOptions): Handler {
+  const { upstream, uploader, logger, rules, folder, upstreamTimeoutMs } = options;
+  return async (req, info) => {
+    const target = rawTarget(req);
+    if (target === null) return plain(400, "Bad Request: invalid Host header");
+    const remote = info?.remoteAddr as { hostname?: string } | undefined;
+    const headers = upstreamRequestHeaders(req.headers, {
+      ip: remote?.hostname,
+      host: req.headers.get("host"),
+      proto: new URL(req.url).protocol === "https:" ? "https" : "http",
+    });
+    const controller = new AbortController();
+    const onClientGone = () => controller.abort(req.signal.reason);
+    req.signal.addEventListener("abort", onClientGone, { once: true });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort(new DOMException("imgproxy did not answer in time", "TimeoutError"));
+    }, upstreamTimeoutMs);
+    let res: Response;
+    try {
+      res = await upstream({
+        method: req.method,
+        target,
+        headers,
+        body: req.body,
+        signal: controller.signal,
+      });
+    } catch (err) {
+      if (timedOut) {
+        logger.log("WARN", "imgproxy timed out", {
+          path: pathOf(target),
+          timeoutMs: upstreamTimeoutMs,
+        });
+        return plain(504, "Gateway Timeout: imgproxy did not answer in time");
+      }
+      if (req.signal.aborted) return plain(499, "Client Closed Request");
+      logger.log("WARN", "imgproxy is unreachable", {
+        path: pathOf(target),
+        reason: (err as Error)?.message ?? String(err),
+      });
+      return plain(502, "Bad Gateway: imgproxy is unreachable");
+    } finally {
+      clearTimeout(timer);
+    }
+    // From here on a client that goes away cancels the response body, which cancels
+    // imgproxy's. (Deno also aborts req.signal after a successful response.)
+    req.signal.removeEventListener("abort", onClientGone);
+    const outHeaders = clientResponseHeaders(res.headers);
+    const verdict = admit(req.method, req.headers, res.status, res.headers, rules);
+    let body: ReadableStream<Uint8Array> | null = res.body;
+    if (!verdict.store) {
+      outHeaders.set("x-cache", `BYPASS; reason=${verdict.reason}`);
+    } else {
+      outHeaders.set("x-cache", "MISS");
+      if (body !== null) {
+        const path = pathOf(target);
+        const key = objectKey(path, folder, verdict.variant);
+        const collector = uploader.begin(key, {
+          path,
+          contentType: res.headers.get("content-type")!,
+          cacheControl: res.headers.get("cache-control"),
+        }, verdict.contentLength);
+        if (typeof collector !== "string") body = teeToCollector(body, collector);
+      }
+    }
+    return new Response(body, {
+      status: res.status,
+      statusText: res.statusText,
+      headers: outHeaders,
+    });
+  };
+}

@@ -1,0 +1,116 @@
+/**
+ * A store in a local directory: the embedded default when no bucket is configured.
+ *
+ * Each object is a file named by its key, next to a `<key>.meta.json` sidecar holding its
+ * content type and cache control. Writes are atomic: a temporary file in the same directory is
+ * renamed (or, for a conditional write, hard-linked, which fails if the name exists) into place,
+ * so a reader never sees half an image.
+ */
+import { dirname, join } from "node:path";
+import type { ObjectMeta, PutOptions, PutResult, Store, StoredObject } from "./store.ts";
+import { StoreError } from "./store.ts";
+
+const META_SUFFIX = ".meta.json";
+
+function wrap(err: unknown, what: string): StoreError {
+  const e = err as Error;
+  // A full disk or a permission problem will not fix itself within a retry window.
+  const retryable =
+    !(e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable ||
+      e?.name === "NotCapable");
+  return new StoreError(`${what}: ${e?.message ?? String(err)}`, retryable, e?.name ?? "Error", {
+    cause: err,
+  });
+}
+
+/** Creates a store that writes files under `dir`. */
+export class LocalStore implements Store {
+  readonly description: string;
+  readonly storedMessage = "Stored in cache directory";
+  readonly logFields;
+
+  constructor(readonly dir: string) {
+    this.description = `directory ${dir}`;
+    this.logFields = { dir };
+  }
+
+  private pathOf(key: string): string {
+    return join(this.dir, key);
+  }
+
+  private async writeTemp(final: string, data: Uint8Array): Promise<string> {
+    const temp = `${final}.tmp-${crypto.randomUUID()}`;
+    await Deno.writeFile(temp, data);
+    return temp;
+  }
+
+  async put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult> {
+    const final = this.pathOf(key);
+    try {
+      await Deno.mkdir(dirname(final), { recursive: true });
+      if (options.ifAbsent && await exists(final)) return "exists";
+      const meta: ObjectMeta = {
+        contentType: options.contentType,
+        cacheControl: options.cacheControl,
+      };
+      const metaTemp = await this.writeTemp(
+        final + META_SUFFIX,
+        new TextEncoder().encode(JSON.stringify(meta)),
+      );
+      await Deno.rename(metaTemp, final + META_SUFFIX);
+      const temp = await this.writeTemp(final, body);
+      try {
+        if (!options.ifAbsent) {
+          await Deno.rename(temp, final);
+          return "stored";
+        }
+        try {
+          await Deno.link(temp, final);
+          return "stored";
+        } catch (err) {
+          if (err instanceof Deno.errors.AlreadyExists) return "exists";
+          throw err;
+        }
+      } finally {
+        await Deno.remove(temp).catch(() => {});
+      }
+    } catch (err) {
+      throw wrap(err, `writing ${final}`);
+    }
+  }
+
+  async has(key: string): Promise<boolean> {
+    try {
+      return await exists(this.pathOf(key));
+    } catch (err) {
+      throw wrap(err, `checking ${this.pathOf(key)}`);
+    }
+  }
+
+  async get(key: string): Promise<StoredObject | null> {
+    const final = this.pathOf(key);
+    try {
+      const body = await Deno.readFile(final);
+      let meta: ObjectMeta = { contentType: "application/octet-stream", cacheControl: null };
+      try {
+        meta = JSON.parse(await Deno.readTextFile(final + META_SUFFIX));
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      }
+      return { body, contentType: meta.contentType, cacheControl: meta.cacheControl };
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return null;
+      throw wrap(err, `reading ${final}`);
+    }
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}

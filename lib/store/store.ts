@@ -1,0 +1,53 @@
+/**
+ * The storage interface: one bucket or directory of processed images, addressed by key.
+ */
+import type { Fields } from "../log.ts";
+
+/** What is stored alongside the bytes. */
+export interface ObjectMeta {
+  contentType: string;
+  cacheControl: string | null;
+}
+
+/** Options of one write. */
+export interface PutOptions extends ObjectMeta {
+  /** Write only if no object has the key (a conditional write). */
+  ifAbsent: boolean;
+  signal?: AbortSignal;
+}
+
+/** "stored": the bytes were written; "exists": an object already had the key. */
+export type PutResult = "stored" | "exists";
+
+/** A stored object read back. */
+export interface StoredObject extends ObjectMeta {
+  body: Uint8Array;
+}
+
+/** A place to keep processed images. */
+export interface Store {
+  /** A short description for start-up logs, such as `s3://bucket (https://host)`. */
+  readonly description: string;
+  /** Log message for a successful write, e.g. "Uploaded to S3". */
+  readonly storedMessage: string;
+  /** Fields added to every log line about this store, e.g. `{ bucket }`. */
+  readonly logFields: Fields;
+  put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult>;
+  has(key: string, signal?: AbortSignal): Promise<boolean>;
+  get(key: string, signal?: AbortSignal): Promise<StoredObject | null>;
+}
+
+/** A store failure, classified so the uploader knows whether trying again can help. */
+export class StoreError extends Error {
+  constructor(
+    message: string,
+    /** True for failures that may pass on a later try (network, 5xx, 409, throttling). */
+    readonly retryable: boolean,
+    /** A short machine-readable reason, such as `AccessDenied` or `network`. */
+    readonly code: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "StoreError";
+  }
+}

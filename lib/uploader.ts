@@ -1,0 +1,403 @@
+/**
+ * The background uploader: takes complete response bodies and stores them without the client
+ * ever waiting.
+ *
+ * Everything it holds is bounded and accounted for:
+ * - bytes: a body is buffered only after its bytes are reserved against `maxBytesInFlight`
+ *   (reserved while it streams, released once stored or given up);
+ * - concurrency: at most `concurrency` writes at once, the rest wait in a FIFO queue;
+ * - duplicates: one writer per key at a time (concurrent requests never produce parallel
+ *   writes), a bounded memory of keys recently stored, and conditional writes when enabled;
+ * - failures: transient ones are retried with exponential backoff and full jitter, the rest
+ *   given up at once; every outcome is logged and counted;
+ * - shutdown: `drain()` stops intake, lets the queue finish up to a deadline, then aborts and
+ *   reports what was lost.
+ */
+import type { Logger } from "./log.ts";
+import type { Store } from "./store/store.ts";
+import { StoreError } from "./store/store.ts";
+
+/** Why a body was not queued for storage. */
+export type SkipReason =
+  | "recently-stored" // the key is in the memory of recent writes
+  | "in-progress" // another request is already collecting or writing this key
+  | "no-room" // the bytes-in-flight budget is used up
+  | "too-large" // above the largest object size
+  | "incomplete" // the body ended early or errored
+  | "closed"; // the uploader is draining
+
+/** Counters kept by the uploader (also exported as metrics). */
+export interface UploaderStats {
+  stored: number;
+  alreadyPresent: number;
+  failed: number;
+  retries: number;
+  skipped: Record<SkipReason, number>;
+  /** Bodies waiting for a writer plus writes under way. */
+  queueDepth: number;
+  /** Bytes reserved by bodies being collected, queued or written. */
+  bytesInFlight: number;
+}
+
+/** The uploader's settings. */
+export interface UploaderOptions {
+  concurrency: number;
+  maxBytesInFlight: number;
+  maxObjectBytes: number;
+  retries: number;
+  retryBaseDelayMs: number;
+  retryMaxDelayMs: number;
+  dedupKeys: number;
+  conditionalWrite: boolean;
+  /** Injected for tests: the jitter source (0 ≤ x < 1). */
+  random?: () => number;
+}
+
+/** Metadata of one body to store. */
+export interface UploadMeta {
+  /** The request path, for logs. */
+  path: string;
+  contentType: string;
+  cacheControl: string | null;
+}
+
+interface Job extends UploadMeta {
+  key: string;
+  body: Uint8Array;
+  reserved: number;
+}
+
+/** Outcome of a drain. */
+export interface DrainResult {
+  /** Keys that could not be stored before the deadline. */
+  lost: string[];
+}
+
+/**
+ * Collects one response body as it streams past. Created by {@linkcode Uploader.begin};
+ * exactly one of `finish` or `abort` must be called.
+ */
+export class Collector {
+  #chunks: Uint8Array[] = [];
+  #buffer: Uint8Array | null;
+  #length = 0;
+  #reserved: number;
+  #done = false;
+
+  constructor(
+    private readonly uploader: Uploader,
+    readonly key: string,
+    private readonly meta: UploadMeta,
+    private readonly expectedLength: number | null,
+  ) {
+    this.#reserved = expectedLength ?? 0;
+    this.#buffer = expectedLength === null ? null : new Uint8Array(expectedLength);
+  }
+
+  /** Bytes reserved for this body so far. */
+  get reserved(): number {
+    return this.#reserved;
+  }
+
+  /** Copies a chunk in; returns false (and gives up) when the body outgrows its limits. */
+  add(chunk: Uint8Array): boolean {
+    if (this.#done) return false;
+    const next = this.#length + chunk.byteLength;
+    if (this.#buffer !== null) {
+      if (next > this.#buffer.byteLength) return this.abort("incomplete"), false;
+      this.#buffer.set(chunk, this.#length);
+    } else {
+      const grow = next - this.#reserved;
+      if (grow > 0) {
+        const reason = this.uploader.grow(this, grow);
+        if (reason !== null) return this.abort(reason), false;
+        this.#reserved = next;
+      }
+      this.#chunks.push(chunk.slice());
+    }
+    this.#length = next;
+    return true;
+  }
+
+  /** The body ended normally: queue it if it is complete. */
+  finish(): void {
+    if (this.#done) return;
+    if (this.expectedLength !== null && this.#length !== this.expectedLength) {
+      this.abort("incomplete");
+      return;
+    }
+    this.#done = true;
+    let body = this.#buffer;
+    if (body === null) {
+      body = new Uint8Array(this.#length);
+      let offset = 0;
+      for (const c of this.#chunks) {
+        body.set(c, offset);
+        offset += c.byteLength;
+      }
+      this.#chunks = [];
+    }
+    this.uploader.enqueue({ ...this.meta, key: this.key, body, reserved: this.#reserved });
+  }
+
+  /** The body failed, was cut short or was cancelled: release everything. */
+  abort(reason: SkipReason = "incomplete"): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#chunks = [];
+    this.#buffer = null;
+    this.uploader.release(this, reason);
+  }
+}
+
+const abortError = () => new DOMException("The uploader is shutting down", "AbortError");
+
+/** The bounded background uploader. */
+export class Uploader {
+  readonly stats: UploaderStats = {
+    stored: 0,
+    alreadyPresent: 0,
+    failed: 0,
+    retries: 0,
+    skipped: {
+      "recently-stored": 0,
+      "in-progress": 0,
+      "no-room": 0,
+      "too-large": 0,
+      incomplete: 0,
+      closed: 0,
+    },
+    queueDepth: 0,
+    bytesInFlight: 0,
+  };
+  /** Keys being collected, queued or written. */
+  readonly #busy = new Set<string>();
+  /** Recently stored (or found present) keys, oldest first. */
+  readonly #recent = new Set<string>();
+  readonly #queue: Job[] = [];
+  #active = 0;
+  #closed = false;
+  readonly #abort = new AbortController();
+  #idle: PromiseWithResolvers<void> | null = null;
+  readonly #sleeps = new Set<() => void>();
+  readonly #random: () => number;
+
+  constructor(
+    readonly store: Store,
+    readonly options: UploaderOptions,
+    readonly logger: Logger,
+  ) {
+    this.#random = options.random ?? Math.random;
+  }
+
+  /** True while the key was stored recently enough to be remembered. */
+  isRecent(key: string): boolean {
+    return this.#recent.has(key);
+  }
+
+  /**
+   * Starts collecting a body for `key`. Returns a {@linkcode Collector}, or the reason the body
+   * will not be stored (counted, and logged when it means a bound was hit).
+   */
+  begin(
+    key: string,
+    meta: UploadMeta,
+    contentLength: number | null,
+  ): Collector | SkipReason {
+    let reason: SkipReason | null = null;
+    if (this.#closed) reason = "closed";
+    else if (this.#recent.has(key)) reason = "recently-stored";
+    else if (this.#busy.has(key)) reason = "in-progress";
+    else if (contentLength !== null && contentLength > this.options.maxObjectBytes) {
+      reason = "too-large";
+    } else if (
+      contentLength !== null &&
+      this.stats.bytesInFlight + contentLength > this.options.maxBytesInFlight
+    ) reason = "no-room";
+    if (reason !== null) {
+      this.#skip(reason, key, meta.path);
+      return reason;
+    }
+    this.#busy.add(key);
+    this.stats.bytesInFlight += contentLength ?? 0;
+    return new Collector(this, key, meta, contentLength);
+  }
+
+  /** Reserves `bytes` more for a collector of unknown length; null when granted. */
+  grow(collector: Collector, bytes: number): SkipReason | null {
+    if (collector.reserved + bytes > this.options.maxObjectBytes) return "too-large";
+    if (this.stats.bytesInFlight + bytes > this.options.maxBytesInFlight) return "no-room";
+    this.stats.bytesInFlight += bytes;
+    return null;
+  }
+
+  /** Gives back a collector's reservation after it was abandoned. */
+  release(collector: Collector, reason: SkipReason): void {
+    this.stats.bytesInFlight -= collector.reserved;
+    this.#busy.delete(collector.key);
+    this.#skip(reason, collector.key, undefined);
+    this.#checkIdle();
+  }
+
+  #skip(reason: SkipReason, key: string, path: string | undefined): void {
+    this.stats.skipped[reason]++;
+    // Duplicates are the normal case for a popular image: counted, not logged. A body that
+    // was cut short already shows in the request log. Hitting a bound is worth a line.
+    if (reason === "no-room" || reason === "too-large" || reason === "closed") {
+      this.logger.log("WARN", "Upload skipped", { reason, path, key });
+    }
+  }
+
+  /** Queues a complete body (called by {@linkcode Collector.finish}). */
+  enqueue(job: Job): void {
+    if (this.#abort.signal.aborted) {
+      // The drain deadline has passed: nothing new may start.
+      this.stats.bytesInFlight -= job.reserved;
+      this.#busy.delete(job.key);
+      this.#skip("closed", job.key, job.path);
+      return;
+    }
+    this.stats.queueDepth++;
+    this.#queue.push(job);
+    this.#pump();
+  }
+
+  #pump(): void {
+    while (this.#active < this.options.concurrency && this.#queue.length > 0) {
+      const job = this.#queue.shift()!;
+      this.#active++;
+      this.#run(job).finally(() => {
+        this.#active--;
+        this.stats.queueDepth--;
+        this.stats.bytesInFlight -= job.reserved;
+        this.#busy.delete(job.key);
+        this.#pump();
+        this.#checkIdle();
+      });
+    }
+  }
+
+  async #run(job: Job): Promise<void> {
+    const { key, path } = job;
+    for (let attempt = 0;; attempt++) {
+      try {
+        const result = await this.store.put(key, job.body, {
+          contentType: job.contentType,
+          cacheControl: job.cacheControl,
+          ifAbsent: this.options.conditionalWrite,
+          signal: this.#abort.signal,
+        });
+        this.#remember(key);
+        if (result === "stored") {
+          this.stats.stored++;
+          this.logger.log("INFO", this.store.storedMessage, { path, ...this.store.logFields, key });
+        } else {
+          this.stats.alreadyPresent++;
+        }
+        return;
+      } catch (err) {
+        const e = err instanceof StoreError
+          ? err
+          : new StoreError(String((err as Error)?.message ?? err), true, "Error", { cause: err });
+        const aborted = this.#abort.signal.aborted;
+        if (!e.retryable || aborted || attempt >= this.options.retries) {
+          this.stats.failed++;
+          this.logger.log("ERROR", "Upload failed", {
+            path,
+            ...this.store.logFields,
+            key,
+            attempts: attempt + 1,
+            reason: aborted ? "shutdown deadline passed" : e.message,
+          });
+          return;
+        }
+        this.stats.retries++;
+        const delay = this.backoff(attempt);
+        this.logger.log("WARN", "Upload failed, will retry", {
+          path,
+          key,
+          attempt: attempt + 1,
+          retryInMs: delay,
+          reason: e.message,
+        });
+        await this.#sleep(delay);
+      }
+    }
+  }
+
+  /** Delay before retry `attempt` (0-based): full jitter over an exponential ceiling. */
+  backoff(attempt: number): number {
+    const ceiling = Math.min(
+      this.options.retryMaxDelayMs,
+      this.options.retryBaseDelayMs * 2 ** attempt,
+    );
+    return Math.round(this.#random() * ceiling);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    if (this.#abort.signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#sleeps.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#sleeps.add(done);
+    });
+  }
+
+  #remember(key: string): void {
+    if (this.options.dedupKeys === 0) return;
+    this.#recent.delete(key);
+    this.#recent.add(key);
+    if (this.#recent.size > this.options.dedupKeys) {
+      this.#recent.delete(this.#recent.values().next().value!);
+    }
+  }
+
+  /** Bodies being collected, queued or written. */
+  get pending(): number {
+    return this.#busy.size;
+  }
+
+  #checkIdle(): void {
+    if (this.#idle !== null && this.#busy.size === 0) this.#idle.resolve();
+  }
+
+  /**
+   * Stops taking new bodies and waits until everything queued is stored, or `timeoutMs`
+   * passes; then aborts what is left and reports the keys that were lost.
+   */
+  async drain(timeoutMs: number): Promise<DrainResult> {
+    this.#closed = true;
+    if (this.#busy.size > 0) {
+      this.#idle = Promise.withResolvers<void>();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+      await Promise.race([this.#idle.promise, deadline]);
+      clearTimeout(timer);
+    }
+    const lost = [...this.#busy];
+    if (lost.length > 0) {
+      // Abort writes under way and cut retry waits short, then wait for them to settle.
+      this.#abort.abort(abortError());
+      for (const wake of [...this.#sleeps]) wake();
+      for (const job of this.#queue.splice(0)) {
+        this.stats.queueDepth--;
+        this.stats.failed++;
+        this.stats.bytesInFlight -= job.reserved;
+        this.#busy.delete(job.key);
+        this.logger.log("ERROR", "Upload failed", {
+          path: job.path,
+          ...this.store.logFields,
+          key: job.key,
+          attempts: 0,
+          reason: "shutdown deadline passed",
+        });
+      }
+      while (this.#active > 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    return { lost };
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * The HTTP client that talks to imgproxy, sending the request target byte-for-byte as the
+ * client sent it.
+ *
+ * `fetch` parses its URL with the WHATWG rules, which resolve `..` and `%2e%2e`, turn `\` into
+ * `/` and percent-encode some characters, so it can send imgproxy another path than the client
+ * asked for. When the URL survives that parse unchanged, `fetch` is used (it is the fast path);
+ * otherwise the request goes through `node:http`, which writes the path as given.
+ */
+import http from "node:http";
+import https from "node:https";
+import { Readable } from "node:stream";
+
+/** One request to imgproxy. */
+export interface UpstreamRequest {
+  method: string;
+  /** The raw request target (path and query) exactly as received. */
+  target: string;
+  headers: Headers;
+  body: ReadableStream<Uint8Array> | null;
+  signal: AbortSignal;
+}
+
+/** Sends a request to imgproxy; rejects on network failure or abort. */
+export type Upstream = (req: UpstreamRequest) => Promise<Response>;
+
+/** True when `fetch` would send exactly `base + target`. */
+export function fetchPreservesTarget(url: string): boolean {
+  try {
+    return new URL(url).href === url;
+  } catch {
+    return false;
+  }
+}
+
+/** Encodes a string's UTF-8 bytes one byte per char, which `node:http` writes unchanged. */
+function bytesAsLatin1(text: string): string {
+  // deno-lint-ignore no-control-regex
+  if (/^[\x00-\x7f]*$/.test(text)) return text;
+  let out = "";
+  for (const b of new TextEncoder().encode(text)) out += String.fromCharCode(b);
+  return out;
+}
+
+/** Response statuses that never have a body. */
+const NULL_BODY = new Set([101, 103, 204, 205, 304]);
+
+function viaNodeHttp(base: URL, req: UpstreamRequest): Promise<Response> {
+  const client = base.protocol === "https:" ? https : http;
+  const prefix = base.pathname === "/" ? "" : base.pathname.replace(/\/+$/, "");
+  const headers: Record<string, string> = {};
+  req.headers.forEach((v, k) => (headers[k] = v));
+  return new Promise((resolve, reject) => {
+    const outgoing = client.request({
+      host: base.hostname.replace(/^\[|\]$/g, ""),
+      port: base.port === "" ? undefined : Number(base.port),
+      method: req.method,
+      path: bytesAsLatin1(prefix + req.target),
+      headers,
+      signal: req.signal,
+    }, (incoming) => {
+      const out = new Headers();
+      const raw = incoming.rawHeaders;
+      for (let i = 0; i + 1 < raw.length; i += 2) out.append(raw[i]!, raw[i + 1]!);
+      const status = incoming.statusCode ?? 502;
+      const noBody = NULL_BODY.has(status) || req.method === "HEAD";
+      if (noBody) incoming.resume();
+      const body = noBody ? null : Readable.toWeb(incoming) as ReadableStream<Uint8Array>;
+      resolve(new Response(body, { status, statusText: incoming.statusMessage, headers: out }));
+    });
+    outgoing.on("error", reject);
+    if (req.body === null) {
+      outgoing.end();
+    } else {
+      Readable.fromWeb(req.body as import("node:stream/web").ReadableStream).pipe(outgoing);
+    }
+  });
+}
+
+/** Creates the upstream client for imgproxy at `baseUrl` (no trailing slash). */
+export function createUpstream(baseUrl: string): Upstream {
+  const base = new URL(baseUrl + "/");
+  return (req) => {
+    const url = baseUrl + req.target;
+    if (!fetchPreservesTarget(url)) return viaNodeHttp(base, req);
+    return fetch(url, {
+      method: req.method,
+      headers: req.headers,
+      body: req.body,
+      redirect: "manual",
+      signal: req.signal,
+      // @ts-ignore: Deno and browsers need this to stream a request body.
+      duplex: req.body === null ? undefined : "half",
+    }).then((res) => {
+      // fetch decodes compressed bodies itself, so the encoding header no longer holds.
+      if (!res.headers.has("content-encoding")) return res;
+      const headers = new Headers(res.headers);
+      headers.delete("content-encoding");
+      headers.delete("content-length");
+      return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+    });
+  };
+}

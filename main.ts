@@ -1,0 +1,60 @@
+/**
+ * imgproxy-cache: a caching reverse proxy for imgproxy (the `deno run` entry point).
+ *
+ * Reads the environment once, waits for imgproxy, serves, and on SIGTERM/SIGINT stops
+ * accepting, finishes the responses in flight and drains the upload queue before exiting 0.
+ */
+import { createApp, drainUploads, logStartup, waitForImgproxy } from "./lib/app.ts";
+import { ConfigError, type EnvReader, loadConfig } from "./lib/config.ts";
+import { consoleLogger, type Logger } from "./lib/log.ts";
+
+/** Runs the proxy until a signal arrives; returns the exit code. */
+export async function main(
+  env: EnvReader = (name) => Deno.env.get(name),
+  logger: Logger = consoleLogger,
+): Promise<number> {
+  let config;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      logger.log("ERROR", err.message);
+      return 2;
+    }
+    throw err;
+  }
+  const app = await createApp(config, logger);
+  logStartup(app, logger);
+  if (!await waitForImgproxy(config.imgproxyUrl, config.healthCheckTimeoutMs, logger)) return 1;
+
+  const stop = new AbortController();
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  const onSignal = (signal: Deno.Signal) => () => {
+    if (stop.signal.aborted) {
+      logger.log("WARN", "Second signal: exiting without waiting", { signal });
+      Deno.exit(130);
+    }
+    logger.log("INFO", "Shutting down", { signal });
+    stop.abort();
+  };
+  const listeners = signals.map((s) => [s, onSignal(s)] as const);
+  for (const [s, l] of listeners) Deno.addSignalListener(s, l);
+
+  const server = Deno.serve({
+    hostname: config.bind.hostname,
+    port: config.bind.port,
+    signal: stop.signal,
+    onListen: ({ hostname, port }) => {
+      logger.log("INFO", "Listening", {
+        address: `${hostname}:${port}`,
+        imgproxy: config.imgproxyUrl,
+      });
+    },
+  }, app.handler);
+  await server.finished;
+  await drainUploads(app, logger);
+  for (const [s, l] of listeners) Deno.removeSignalListener(s, l);
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main());
