@@ -27,7 +27,8 @@ export function timestamp(d: Date): string {
 /** Quotes a value when it would otherwise be ambiguous in `k=v` form. */
 export function formatValue(v: string | number | boolean): string {
   const s = String(v);
-  return s === "" || /[\s"=\\]/.test(s) || /[\x00-\x1f\x7f]/.test(s) ? JSON.stringify(s) : s;
+  // deno-lint-ignore no-control-regex
+  return s === "" || /[\s"=\\\x00-\x1f\x7f]/.test(s) ? JSON.stringify(s) : s;
 }
 
 /** Formats one line (without the trailing newline). */
