@@ -4,7 +4,9 @@
  */
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
-import { createHandler, type Handler } from "./proxy.ts";
+import { coalesce, type CoalesceStats } from "./coalesce.ts";
+import { withLookup } from "./lookup.ts";
+import { createHandler, type Handler, rawTarget } from "./proxy.ts";
 import { LocalStore } from "./store/local.ts";
 import type { Store } from "./store/store.ts";
 import { Uploader } from "./uploader.ts";
@@ -16,6 +18,7 @@ export interface App {
   store: Store;
   uploader: Uploader;
   handler: Handler;
+  coalesceStats: CoalesceStats;
 }
 
 /** Parts a caller may swap (tests, embedding). */
@@ -45,7 +48,7 @@ export async function createApp(
     ...config.upload,
     conditionalWrite: config.store.kind === "s3" ? config.store.conditionalWrite : true,
   }, logger);
-  const handler = createHandler({
+  const proxy = createHandler({
     upstream: overrides.upstream ?? createUpstream(config.imgproxyUrl),
     uploader,
     logger,
@@ -57,7 +60,27 @@ export async function createApp(
     folder: config.folder,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
   });
-  return { config, store, uploader, handler };
+  const coalesceStats: CoalesceStats = { coalesced: 0 };
+  let handler = config.coalesce
+    ? coalesce(proxy, rawTarget, {
+      replayLimit: config.upload.maxObjectBytes,
+      stats: coalesceStats,
+    })
+    : proxy;
+  if (config.cacheMode !== "write") {
+    handler = withLookup(handler, {
+      mode: config.cacheMode,
+      store,
+      uploader,
+      logger,
+      folder: config.folder,
+      cacheVariants: config.cacheVariants,
+      publicBaseUrl: config.publicBaseUrl ?? "",
+      timeoutMs: config.lookupTimeoutMs,
+      target: rawTarget,
+    });
+  }
+  return { config, store, uploader, handler, coalesceStats };
 }
 
 /** Logs how the proxy is set up (never secrets). */

@@ -52,6 +52,14 @@ export interface Config {
   store: S3StoreConfig | LocalStoreConfig;
   /** Key prefix without leading or trailing slashes ("" for none). */
   folder: string;
+  /** `write`: always ask imgproxy; `read`: answer hits from the store; `redirect`: 302 to it. */
+  cacheMode: "write" | "read" | "redirect";
+  /** Where stored objects are public (redirect mode), without trailing slash. */
+  publicBaseUrl: string | null;
+  /** How long a store lookup may take before the request goes to imgproxy instead. */
+  lookupTimeoutMs: number;
+  /** Concurrent identical requests share one request to imgproxy. */
+  coalesce: boolean;
   /** `off`: answers that carry `Vary` are not stored; `accept`: stored per Accept variant. */
   cacheVariants: "off" | "accept";
   /** imgproxy's fallback image answers with this `max-age`; such answers are never stored. */
@@ -80,6 +88,10 @@ export const VARIABLES = {
   S3_CONDITIONAL_WRITE: "true",
   CACHE_DIR: "./data/cache",
   CACHE_VARIANTS: "off",
+  CACHE_MODE: "write",
+  PUBLIC_BASE_URL: "",
+  STORE_LOOKUP_TIMEOUT_MS: "1000",
+  COALESCE_REQUESTS: "true",
   IMGPROXY_BIND: ":8080",
   IMGPROXY_URL: "http://127.0.0.1:8081",
   HEALTH_CHECK_TIMEOUT_IN_SEC: "30",
@@ -294,6 +306,13 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
       `UPLOAD_MAX_OBJECT_BYTES: must not exceed UPLOAD_MAX_BYTES_IN_FLIGHT (${upload.maxBytesInFlight}), got ${upload.maxObjectBytes}`,
     );
   }
+  const cacheMode = p.oneOf("CACHE_MODE", ["write", "read", "redirect"] as const, "write");
+  const publicBase = p.raw("PUBLIC_BASE_URL");
+  if (cacheMode === "redirect" && publicBase === undefined) {
+    p.problems.push(
+      "PUBLIC_BASE_URL: CACHE_MODE=redirect needs the public or CDN URL of the stored objects, got nothing",
+    );
+  }
   const config: Config = {
     bind: p.bind("IMGPROXY_BIND", ":8080"),
     imgproxyUrl: p.url("IMGPROXY_URL", p.string("IMGPROXY_URL", "http://127.0.0.1:8081")),
@@ -301,6 +320,10 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     upstreamTimeoutMs: p.int("UPSTREAM_TIMEOUT_IN_SEC", 30, 1, 86400) * 1000,
     store,
     folder,
+    cacheMode,
+    publicBaseUrl: publicBase === undefined ? null : p.url("PUBLIC_BASE_URL", publicBase),
+    lookupTimeoutMs: p.int("STORE_LOOKUP_TIMEOUT_MS", 1000, 1, 600_000),
+    coalesce: p.bool("COALESCE_REQUESTS", true),
     cacheVariants: p.oneOf("CACHE_VARIANTS", ["off", "accept"] as const, "off"),
     fallbackMaxAge: fallbackRule(p),
     upload,

@@ -1,0 +1,112 @@
+/**
+ * The `read` and `redirect` cache modes: look in the store before asking imgproxy.
+ *
+ * - `read`: a hit is answered from the store with its stored `Content-Type` and
+ *   `Cache-Control`;
+ * - `redirect`: a hit is answered with a 302 to `PUBLIC_BASE_URL` + key (the bucket's public or
+ *   CDN address);
+ * - a miss, and a store that errors or does not answer within the lookup timeout, fall through
+ *   to the normal path (imgproxy, then a background store), so the store never fails a request.
+ */
+import { objectKey, pathOf, variantSuffix } from "./key.ts";
+import type { Logger } from "./log.ts";
+import type { ConnInfo, Handler } from "./proxy.ts";
+import type { Store } from "./store/store.ts";
+import type { Uploader } from "./uploader.ts";
+
+/** Settings of the lookup front. */
+export interface LookupOptions {
+  mode: "read" | "redirect";
+  store: Store;
+  uploader: Uploader;
+  logger: Logger;
+  folder: string;
+  cacheVariants: "off" | "accept";
+  /** Base URL objects are public at (redirect mode), without trailing slash. */
+  publicBaseUrl: string;
+  /** How long a store lookup may take before the request goes to imgproxy. */
+  timeoutMs: number;
+  /** Extracts the raw request target (null: not mappable). */
+  target: (req: Request) => string | null;
+  /** Observes store lookups (for metrics): operation, seconds, outcome. */
+  onLookup?: (op: "get" | "head", seconds: number, outcome: "hit" | "miss" | "error") => void;
+}
+
+/**
+ * Remembers whether imgproxy negotiates formats (its `Vary` is fixed at start-up), learnt from
+ * the image answers that pass through.
+ */
+export class VaryTracker {
+  variesOnAccept: boolean | null = null;
+  /** Records an answer: only 200 images tell us about imgproxy's `Vary`. */
+  observe(res: Response): void {
+    if (res.status !== 200) return;
+    if (!(res.headers.get("content-type") ?? "").startsWith("image/")) return;
+    const vary = (res.headers.get("vary") ?? "").toLowerCase();
+    this.variesOnAccept = vary.split(",").some((t) => t.trim() === "accept");
+  }
+}
+
+/** Wraps the normal handler with a store lookup for GET requests. */
+export function withLookup(inner: Handler, options: LookupOptions): Handler {
+  const { mode, store, uploader, logger, folder, timeoutMs } = options;
+  const vary = new VaryTracker();
+  const forward = async (req: Request, info?: ConnInfo, outcome?: string) => {
+    const res = await inner(req, info);
+    vary.observe(res);
+    if (outcome !== undefined) res.headers.set("x-cache-lookup", outcome);
+    return res;
+  };
+  return async (req, info) => {
+    const target = req.method === "GET" ? options.target(req) : null;
+    if (target === null) return forward(req, info);
+    // Variant keys apply only once imgproxy has shown it negotiates formats; until then the
+    // suffix-less object (valid for every client) is the one to look for.
+    const variant = options.cacheVariants === "accept" && vary.variesOnAccept === true
+      ? variantSuffix(req.headers.get("accept"))
+      : "";
+    const key = objectKey(pathOf(target), folder, variant);
+    const started = performance.now();
+    const signal = AbortSignal.timeout(timeoutMs);
+    try {
+      if (mode === "redirect") {
+        const hit = uploader.isRecent(key) || await store.has(key, signal);
+        options.onLookup?.("head", (performance.now() - started) / 1000, hit ? "hit" : "miss");
+        if (!hit) return forward(req, info, "miss");
+        return new Response(null, {
+          status: 302,
+          headers: {
+            location: `${options.publicBaseUrl}/${key}`,
+            "x-cache": "HIT",
+            ...(variant === "" ? {} : { vary: "Accept" }),
+          },
+        });
+      }
+      const obj = await store.get(key, signal);
+      options.onLookup?.("get", (performance.now() - started) / 1000, obj ? "hit" : "miss");
+      if (obj === null) return forward(req, info, "miss");
+      const headers = new Headers({
+        "content-type": obj.contentType,
+        "content-length": String(obj.body.byteLength),
+        "x-cache": "HIT",
+      });
+      if (obj.cacheControl !== null) headers.set("cache-control", obj.cacheControl);
+      if (variant !== "") headers.set("vary", "Accept");
+      return new Response(obj.body as Uint8Array<ArrayBuffer>, { status: 200, headers });
+    } catch (err) {
+      options.onLookup?.(
+        mode === "redirect" ? "head" : "get",
+        (performance.now() - started) / 1000,
+        "error",
+      );
+      logger.log("WARN", "Store lookup failed, asking imgproxy", {
+        path: pathOf(target),
+        key,
+        reason: signal.aborted
+          ? `no answer within ${timeoutMs} ms`
+          : (err as Error)?.message ?? String(err),
+      });
+      return forward(req, info, "error");
+    }
+  };
+}
