@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import { coalesce, coalescingKey } from "../lib/coalesce.ts";
+import { rawTarget } from "../lib/proxy.ts";
+
+/** A slow streaming upstream served over a real socket, counting the requests it gets. */
+function slowUpstream(chunks: number, chunkDelayMs: number) {
+  const state = { requests: 0, cancelled: 0 };
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
+    state.requests++;
+    if (req.url.includes("fail")) return new Response("Bad Gateway", { status: 502 });
+    let i = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        if (i >= chunks) return c.close();
+        await new Promise((r) => setTimeout(r, chunkDelayMs));
+        c.enqueue(new Uint8Array(100).fill(i++));
+      },
+      cancel() {
+        state.cancelled++;
+      },
+    });
+    return new Response(body, { headers: { "content-type": "image/png" } });
+  });
+  return { server, state, url: `http://127.0.0.1:${server.addr.port}` };
+}
+
+function serveCoalesced(upstreamUrl: string) {
+  const stats = { coalesced: 0 };
+  const inner = (req: Request) =>
+    fetch(upstreamUrl + rawTarget(req), { headers: req.headers });
+  const handler = coalesce(inner, rawTarget, { replayLimit: 1 << 20, stats });
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, handler);
+  return { server, stats, url: `http://127.0.0.1:${server.addr.port}` };
+}
+
+Deno.test("coalescingKey() shares only plain GETs with the same target and shaping headers", () => {
+  const key = (init: RequestInit & { url?: string }) =>
+    coalescingKey(new Request(init.url ?? "http://h/a", init), "/a");
+  assert.equal(key({}), key({ headers: { "user-agent": "x" } }));
+  assert.equal(key({ method: "HEAD" }), null);
+  assert.equal(key({ headers: { range: "bytes=0-1" } }), null);
+  assert.equal(key({ headers: { "if-none-match": '"x"' } }), null);
+  assert.equal(key({ headers: { cookie: "a=b" } }), null);
+  assert.notEqual(key({ headers: { authorization: "Bearer a" } }), key({}));
+  assert.notEqual(
+    key({ headers: { authorization: "Bearer a" } }),
+    key({ headers: { authorization: "Bearer b" } }),
+  );
+  assert.notEqual(key({ headers: { accept: "image/webp" } }), key({}));
+  assert.equal(
+    key({ headers: { accept: "image/webp,*/*" } }),
+    key({ headers: { accept: "image/webp" } }),
+  );
+  assert.notEqual(key({ headers: { dpr: "2" } }), key({}));
+});
+
+Deno.test("coalesce() makes one upstream request for concurrent identical requests", async () => {
+  const up = slowUpstream(5, 20);
+  const proxy = serveCoalesced(up.url);
+  try {
+    const responses = await Promise.all(
+      Array.from({ length: 8 }, () => fetch(`${proxy.url}/x/plain/a.png`)),
+    );
+    const bodies = await Promise.all(responses.map((r) => r.bytes()));
+    assert.equal(up.state.requests, 1);
+    assert.equal(proxy.stats.coalesced, 7);
+    for (const b of bodies) {
+      assert.equal(b.byteLength, 500);
+      assert.equal(b[499], 4);
+    }
+    // Once the flight is over, a new request goes upstream again.
+    await (await fetch(`${proxy.url}/x/plain/a.png`)).bytes();
+    assert.equal(up.state.requests, 2);
+  } finally {
+    await proxy.server.shutdown();
+    await up.server.shutdown();
+  }
+});
+
+Deno.test("coalesce() keeps streaming to the others when one client goes away", async () => {
+  const up = slowUpstream(6, 30);
+  const proxy = serveCoalesced(up.url);
+  try {
+    const [first, second] = await Promise.all([
+      fetch(`${proxy.url}/x/plain/b.png`),
+      fetch(`${proxy.url}/x/plain/b.png`),
+    ]);
+    const reader = first!.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    const rest = await second!.bytes();
+    assert.equal(rest.byteLength, 600);
+    assert.equal(up.state.requests, 1);
+    assert.equal(up.state.cancelled, 0);
+  } finally {
+    await proxy.server.shutdown();
+    await up.server.shutdown();
+  }
+});
+
+Deno.test("coalesce() gives every waiting client the upstream failure", async () => {
+  const up = slowUpstream(1, 1);
+  const proxy = serveCoalesced(up.url);
+  try {
+    const responses = await Promise.all(
+      Array.from({ length: 4 }, () => fetch(`${proxy.url}/fail`)),
+    );
+    for (const r of responses) {
+      assert.equal(r.status, 502);
+      await r.body?.cancel();
+    }
+    assert.ok(up.state.requests <= 4);
+  } finally {
+    await proxy.server.shutdown();
+    await up.server.shutdown();
+  }
+});
+
+Deno.test("coalesce() does not share across different Authorization headers", async () => {
+  const up = slowUpstream(3, 20);
+  const proxy = serveCoalesced(up.url);
+  try {
+    const responses = await Promise.all([
+      fetch(`${proxy.url}/x/plain/c.png`, { headers: { authorization: "Bearer one" } }),
+      fetch(`${proxy.url}/x/plain/c.png`, { headers: { authorization: "Bearer two" } }),
+    ]);
+    await Promise.all(responses.map((r) => r.bytes()));
+    assert.equal(up.state.requests, 2);
+  } finally {
+    await proxy.server.shutdown();
+    await up.server.shutdown();
+  }
+});
