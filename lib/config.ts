@@ -123,8 +123,14 @@ export type VariableName = keyof typeof VARIABLES;
 const DEFAULT_ENDPOINT = "https://fly.storage.tigris.dev";
 
 /** Shows a URL for an error message without any user:password part. */
-function redactUrl(value: string): string {
-  return value.replace(/\/\/[^/@]*@/, "//***@");
+export function redactUrl(value: string): string {
+  const start = value.indexOf("//");
+  if (start === -1) return value;
+  const slash = value.indexOf("/", start + 2);
+  const authority = value.slice(start + 2, slash === -1 ? undefined : slash);
+  const at = authority.lastIndexOf("@");
+  if (at === -1) return value;
+  return value.slice(0, start + 2) + "***" + value.slice(start + 2 + at);
 }
 
 class Parser {

@@ -18,6 +18,9 @@ export const HOP_BY_HOP = [
   "upgrade",
 ] as const;
 
+/** An HTTP field name (RFC 9110 §5.1 token). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
 /** Client-sent forwarding headers that are replaced, never trusted. */
 const FORWARDING = ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
 
@@ -27,7 +30,8 @@ export function removeHopByHop(headers: Headers): Headers {
   if (connection !== null) {
     for (const name of connection.split(",")) {
       const n = name.trim();
-      if (n !== "") headers.delete(n);
+      // Only valid field names can be headers; anything else names nothing to remove.
+      if (TOKEN.test(n)) headers.delete(n);
     }
   }
   for (const name of HOP_BY_HOP) headers.delete(name);

@@ -150,6 +150,9 @@ export class Collector {
   }
 }
 
+/** How long drain() waits, after aborting, for writes to settle. */
+const DRAIN_GRACE_MS = 200;
+
 const abortError = () => new DOMException("The uploader is shutting down", "AbortError");
 
 /** The bounded background uploader. */
@@ -280,6 +283,11 @@ export class Uploader {
   async #run(job: Job): Promise<void> {
     const { key, path } = job;
     for (let attempt = 0;; attempt++) {
+      if (this.#abort.signal.aborted) {
+        // The drain deadline passed while this job waited to retry: no new attempt.
+        this.#fail(job, attempt, "shutdown deadline passed");
+        return;
+      }
       try {
         const result = await this.store.put(key, job.body, {
           contentType: job.contentType,
@@ -301,14 +309,7 @@ export class Uploader {
           : new StoreError(String((err as Error)?.message ?? err), true, "Error", { cause: err });
         const aborted = this.#abort.signal.aborted;
         if (!e.retryable || aborted || attempt >= this.options.retries) {
-          this.stats.failed++;
-          this.logger.log("ERROR", "Upload failed", {
-            path,
-            ...this.store.logFields,
-            key,
-            attempts: attempt + 1,
-            reason: aborted ? "shutdown deadline passed" : e.message,
-          });
+          this.#fail(job, attempt + 1, aborted ? "shutdown deadline passed" : e.message);
           return;
         }
         this.stats.retries++;
@@ -323,6 +324,17 @@ export class Uploader {
         await this.#sleep(delay);
       }
     }
+  }
+
+  #fail(job: Job, attempts: number, reason: string): void {
+    this.stats.failed++;
+    this.logger.log("ERROR", "Upload failed", {
+      path: job.path,
+      ...this.store.logFields,
+      key: job.key,
+      attempts,
+      reason,
+    });
   }
 
   /** Delay before retry `attempt` (0-based): full jitter over an exponential ceiling. */
@@ -385,18 +397,14 @@ export class Uploader {
       for (const wake of [...this.#sleeps]) wake();
       for (const job of this.#queue.splice(0)) {
         this.stats.queueDepth--;
-        this.stats.failed++;
         this.stats.bytesInFlight -= job.reserved;
         this.#busy.delete(job.key);
-        this.logger.log("ERROR", "Upload failed", {
-          path: job.path,
-          ...this.store.logFields,
-          key: job.key,
-          attempts: 0,
-          reason: "shutdown deadline passed",
-        });
+        this.#fail(job, 0, "shutdown deadline passed");
       }
-      while (this.#active > 0) await new Promise((r) => setTimeout(r, 5));
+      // Writes that honour the abort settle at once; one that ignores it is not waited for
+      // beyond a short grace, so shutdown keeps its deadline.
+      const grace = Date.now() + DRAIN_GRACE_MS;
+      while (this.#active > 0 && Date.now() < grace) await new Promise((r) => setTimeout(r, 5));
     }
     return { lost };
   }

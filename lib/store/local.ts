@@ -57,22 +57,26 @@ export class LocalStore implements Store {
         final + META_SUFFIX,
         new TextEncoder().encode(JSON.stringify(meta)),
       );
-      await Deno.rename(metaTemp, final + META_SUFFIX);
       const temp = await this.writeTemp(final, body);
       try {
-        if (!options.ifAbsent) {
+        if (options.ifAbsent) {
+          // link() fails if the name exists: exactly one concurrent writer wins, and only the
+          // winner's metadata is put in place.
+          try {
+            await Deno.link(temp, final);
+          } catch (err) {
+            if (err instanceof Deno.errors.AlreadyExists) return "exists";
+            throw err;
+          }
+          await Deno.rename(metaTemp, final + META_SUFFIX);
+        } else {
+          await Deno.rename(metaTemp, final + META_SUFFIX);
           await Deno.rename(temp, final);
-          return "stored";
         }
-        try {
-          await Deno.link(temp, final);
-          return "stored";
-        } catch (err) {
-          if (err instanceof Deno.errors.AlreadyExists) return "exists";
-          throw err;
-        }
+        return "stored";
       } finally {
         await Deno.remove(temp).catch(() => {});
+        await Deno.remove(metaTemp).catch(() => {});
       }
     } catch (err) {
       throw wrap(err, `writing ${final}`);
@@ -91,18 +95,31 @@ export class LocalStore implements Store {
     const final = this.pathOf(key);
     try {
       const body = await Deno.readFile(final);
-      let meta: ObjectMeta = { contentType: "application/octet-stream", cacheControl: null };
-      try {
-        meta = JSON.parse(await Deno.readTextFile(final + META_SUFFIX));
-      } catch (err) {
-        if (!(err instanceof Deno.errors.NotFound)) throw err;
-      }
+      const meta = await readMeta(final + META_SUFFIX);
       return { body, contentType: meta.contentType, cacheControl: meta.cacheControl };
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) return null;
       throw wrap(err, `reading ${final}`);
     }
   }
+}
+
+const DEFAULT_META: ObjectMeta = { contentType: "application/octet-stream", cacheControl: null };
+
+/**
+ * Reads a sidecar. A conditional write puts it in place just after the bytes, so a reader that
+ * comes in between retries briefly before falling back to a generic type.
+ */
+async function readMeta(path: string): Promise<ObjectMeta> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      return JSON.parse(await Deno.readTextFile(path));
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return DEFAULT_META;
 }
 
 async function exists(path: string): Promise<boolean> {
