@@ -38,6 +38,11 @@ export function permissionFlags(config: Readonly<Config>, env: EnvReader): strin
   const flags: string[] = [];
   if (config.store.kind === "s3") {
     net.add(hostPort(config.store.endpoint));
+    if (!config.store.forcePathStyle) {
+      // Virtual-hosted addressing sends requests to <bucket>.<endpoint host>, and Deno matches
+      // hosts exactly.
+      net.add(`${config.store.bucket}.${hostPort(config.store.endpoint)}`);
+    }
     for (const name of SDK_ENV) envNames.add(name);
     envNames.add("AWS_*");
     const staticKeys = (env("AWS_ACCESS_KEY_ID") ?? "") !== "";

@@ -1,0 +1,154 @@
+import assert from "node:assert/strict";
+import {
+  clientResponseHeaders,
+  HOP_BY_HOP,
+  removeHopByHop,
+  upstreamRequestHeaders,
+} from "../lib/headers.ts";
+
+/** Header names present, sorted. */
+const names = (h: Headers) => [...h.keys()].toSorted();
+
+Deno.test("removeHopByHop() drops every hop-by-hop header and keeps the others", () => {
+  const rows: [string, string, boolean][] = [
+    ["connection", "keep-alive", false],
+    ["proxy-connection", "keep-alive", false],
+    ["keep-alive", "timeout=5", false],
+    ["proxy-authenticate", "Basic", false],
+    ["proxy-authorization", "Basic abc", false],
+    ["te", "trailers", false],
+    ["trailer", "x-checksum", false],
+    ["transfer-encoding", "chunked", false],
+    ["upgrade", "websocket", false],
+    ["authorization", "Bearer s", true],
+    ["accept", "image/webp", true],
+    ["content-type", "image/png", true],
+    ["content-length", "12", true],
+    ["cache-control", "max-age=1", true],
+    ["vary", "Accept", true],
+    ["if-none-match", '"x"', true],
+    ["x-request-id", "abc", true],
+  ];
+  for (const [name, value, kept] of rows) {
+    const h = removeHopByHop(new Headers({ [name]: value }));
+    assert.equal(h.has(name), kept, name);
+    if (kept) assert.equal(h.get(name), value, name);
+  }
+  assert.deepEqual(
+    [...HOP_BY_HOP].toSorted(),
+    rows.filter(([, , kept]) => !kept).map(([n]) => n).toSorted(),
+  );
+});
+
+Deno.test("removeHopByHop() drops the headers that Connection names", () => {
+  const rows: [string, string[]][] = [
+    ["close", ["accept", "x-a", "x-b", "x-c"]],
+    ["x-a", ["accept", "x-b", "x-c"]],
+    ["X-A, x-b", ["accept", "x-c"]],
+    [" x-a ,, x-c ", ["accept", "x-b"]],
+    ["keep-alive, X-B", ["accept", "x-a", "x-c"]],
+  ];
+  for (const [connection, left] of rows) {
+    const h = new Headers({ connection, accept: "*/*", "x-a": "1", "x-b": "2", "x-c": "3" });
+    assert.equal(removeHopByHop(h), h, "works in place");
+    assert.deepEqual(names(h), left, connection);
+  }
+});
+
+Deno.test("removeHopByHop() survives a Connection header with tokens that are not header names", () => {
+  // A client can send any bytes there; the proxy must not throw (which would answer 500).
+  for (const connection of ["close, x-a, foo bar", "x-a, (x)", 'x-a, "quoted"', "x-a, a/b"]) {
+    const h = new Headers({ connection, accept: "*/*", "x-a": "1" });
+    removeHopByHop(h);
+    assert.deepEqual(names(h), ["accept"], connection);
+  }
+});
+
+Deno.test("upstreamRequestHeaders() sets X-Forwarded-* from the connection, never from the client", () => {
+  const incoming = new Headers({
+    "x-forwarded-for": "6.6.6.6",
+    "x-forwarded-proto": "https",
+    "x-forwarded-host": "evil.example",
+    forwarded: "for=6.6.6.6;proto=https",
+    host: "img.example:8080",
+    accept: "image/avif,image/webp",
+    authorization: "Bearer s3cret",
+    "user-agent": "test/1",
+    "if-none-match": '"abc"',
+    connection: "keep-alive, x-hop",
+    "x-hop": "1",
+    "keep-alive": "timeout=5",
+    te: "trailers",
+  });
+  const h = upstreamRequestHeaders(incoming, {
+    ip: "10.0.0.7",
+    host: "img.example:8080",
+    proto: "http",
+  });
+  assert.deepEqual(Object.fromEntries(h), {
+    accept: "image/avif,image/webp",
+    authorization: "Bearer s3cret",
+    "if-none-match": '"abc"',
+    "user-agent": "test/1",
+    "x-forwarded-for": "10.0.0.7",
+    "x-forwarded-host": "img.example:8080",
+    "x-forwarded-proto": "http",
+  });
+  // The caller's headers are left alone.
+  assert.equal(incoming.get("x-forwarded-for"), "6.6.6.6");
+  assert.equal(incoming.get("host"), "img.example:8080");
+});
+
+Deno.test("upstreamRequestHeaders() drops client forwarding headers it cannot replace", () => {
+  const rows: [{ ip?: string; host?: string | null; proto: string }, Record<string, string>][] = [
+    [{ proto: "https" }, { "x-forwarded-proto": "https" }],
+    [{ ip: "::1", host: null, proto: "http" }, {
+      "x-forwarded-for": "::1",
+      "x-forwarded-proto": "http",
+    }],
+    [{ host: "", proto: "http" }, { "x-forwarded-proto": "http" }],
+    [{ host: "h", proto: "http" }, { "x-forwarded-host": "h", "x-forwarded-proto": "http" }],
+  ];
+  for (const [client, expected] of rows) {
+    const incoming = new Headers({
+      "X-Forwarded-For": "6.6.6.6, 7.7.7.7",
+      "X-Forwarded-Host": "evil.example",
+      "X-Forwarded-Proto": "gopher",
+      Forwarded: "for=6.6.6.6",
+      Host: "evil.example",
+    });
+    assert.deepEqual(
+      Object.fromEntries(upstreamRequestHeaders(incoming, client)),
+      expected,
+      JSON.stringify(client),
+    );
+  }
+});
+
+Deno.test("clientResponseHeaders() passes imgproxy's headers less hop-by-hop ones", () => {
+  const upstream = new Headers({
+    "content-type": "image/webp",
+    "content-length": "12",
+    "cache-control": "max-age=31536000, public",
+    "content-disposition": 'inline; filename="image.webp"',
+    vary: "Accept",
+    server: "imgproxy",
+    "x-request-id": "abc",
+    connection: "keep-alive, x-internal",
+    "x-internal": "1",
+    "keep-alive": "timeout=10",
+    "transfer-encoding": "chunked",
+  });
+  const h = clientResponseHeaders(upstream);
+  assert.deepEqual(names(h), [
+    "cache-control",
+    "content-disposition",
+    "content-length",
+    "content-type",
+    "server",
+    "vary",
+    "x-request-id",
+  ]);
+  assert.equal(h.get("cache-control"), "max-age=31536000, public");
+  assert.ok(upstream.has("connection"), "the upstream headers are left alone");
+});

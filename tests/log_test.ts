@@ -1,0 +1,119 @@
+import assert from "node:assert/strict";
+import { consoleLogger, formatLine, formatValue, MemoryLogger, timestamp } from "../lib/log.ts";
+
+const AT = new Date(Date.UTC(2025, 9, 20, 10, 30, 15, 999));
+
+Deno.test("timestamp() formats UTC as YYYY/MM/DD HH:MM:SS with zero padding", () => {
+  const rows: [Date, string][] = [
+    [AT, "2025/10/20 10:30:15"],
+    [new Date(Date.UTC(2024, 0, 2, 3, 4, 5)), "2024/01/02 03:04:05"],
+    [new Date(Date.UTC(1999, 11, 31, 23, 59, 59)), "1999/12/31 23:59:59"],
+    [new Date(0), "1970/01/01 00:00:00"],
+  ];
+  for (const [date, text] of rows) {
+    assert.equal(timestamp(date), text);
+  }
+});
+
+Deno.test("formatValue() quotes a value only when it would be ambiguous in k=v form", () => {
+  const rows: [string | number | boolean, string][] = [
+    ["plain", "plain"],
+    [
+      "/resize:fill:300:300/plain/https://example.com/image.jpg",
+      "/resize:fill:300:300/plain/https://example.com/image.jpg",
+    ],
+    ["processed/c9009a400f110797b2710ce2a5bd60a4", "processed/c9009a400f110797b2710ce2a5bd60a4"],
+    [42, "42"],
+    [0, "0"],
+    [true, "true"],
+    [false, "false"],
+    ["", '""'],
+    ["two words", '"two words"'],
+    ['say "hi"', '"say \\"hi\\""'],
+    ['"', '"\\""'],
+    ["a=b", '"a=b"'],
+    ["tab\there", '"tab\\there"'],
+    ["line\nbreak", '"line\\nbreak"'],
+    ["back\\slash", '"back\\\\slash"'],
+    ["bell\x07", '"bell\\u0007"'],
+    ["café", "café"],
+  ];
+  for (const [value, text] of rows) {
+    assert.equal(formatValue(value), text, JSON.stringify(value));
+  }
+});
+
+Deno.test("formatLine() writes `date time LEVEL msg k=v...` in field order", () => {
+  const rows: [Parameters<typeof formatLine>, string][] = [
+    [["INFO", "imgproxy is ready", undefined, AT], "2025/10/20 10:30:15 INFO imgproxy is ready"],
+    [["INFO", "imgproxy is ready", {}, AT], "2025/10/20 10:30:15 INFO imgproxy is ready"],
+    [
+      ["INFO", "Uploaded to S3", { path: "/x/y.jpg", bucket: "b", key: "k" }, AT],
+      "2025/10/20 10:30:15 INFO Uploaded to S3 path=/x/y.jpg bucket=b key=k",
+    ],
+    [
+      ["ERROR", "Upload failed", { key: "k", attempts: 3, reason: "AccessDenied (HTTP 403)" }, AT],
+      '2025/10/20 10:30:15 ERROR Upload failed key=k attempts=3 reason="AccessDenied (HTTP 403)"',
+    ],
+    [
+      ["WARN", "Upload skipped", { reason: "no-room", path: undefined, key: "k" }, AT],
+      "2025/10/20 10:30:15 WARN Upload skipped reason=no-room key=k",
+    ],
+    [
+      ["DEBUG", "x", { a: "", b: false, c: 0 }, AT],
+      '2025/10/20 10:30:15 DEBUG x a="" b=false c=0',
+    ],
+  ];
+  for (const [args, line] of rows) {
+    assert.equal(formatLine(...args), line);
+  }
+});
+
+Deno.test("formatLine() keeps a value with a newline on one line", () => {
+  const line = formatLine("INFO", "m", { path: "/a\n2025/10/20 10:30:15 ERROR forged" }, AT);
+  assert.equal(line.split("\n").length, 1);
+  assert.ok(line.endsWith('path="/a\\n2025/10/20 10:30:15 ERROR forged"'), line);
+});
+
+Deno.test("formatLine() stamps the current time by default", () => {
+  const before = Date.now();
+  const line = formatLine("INFO", "now");
+  const m = /^(\d{4})\/(\d\d)\/(\d\d) (\d\d):(\d\d):(\d\d) INFO now$/.exec(line);
+  assert.ok(m, line);
+  const [, y, mo, d, h, mi, s] = m.map(Number);
+  const stamped = Date.UTC(y!, mo! - 1, d!, h!, mi!, s!);
+  assert.ok(stamped >= Math.floor(before / 1000) * 1000 - 1000 && stamped <= Date.now(), line);
+});
+
+Deno.test("MemoryLogger keeps formatted lines and finds them by text", () => {
+  const logger = new MemoryLogger();
+  logger.log("INFO", "Uploaded to S3", { path: "/p", bucket: "b", key: "k" });
+  logger.log("ERROR", "Upload failed", { key: "k2" });
+  assert.equal(logger.lines.length, 2);
+  assert.match(
+    logger.lines[0]!,
+    /^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d INFO Uploaded to S3 path=\/p bucket=b key=k$/,
+  );
+  assert.deepEqual(logger.find("key=k2").length, 1);
+  assert.ok(logger.find("key=k2")[0]!.includes(" ERROR Upload failed "));
+  assert.deepEqual(logger.find("nothing"), []);
+});
+
+Deno.test("consoleLogger writes INFO/DEBUG to stdout and WARN/ERROR to stderr", () => {
+  const out: string[] = [];
+  const err: string[] = [];
+  const { log, error } = console;
+  console.log = (...a: unknown[]) => out.push(a.join(" "));
+  console.error = (...a: unknown[]) => err.push(a.join(" "));
+  try {
+    consoleLogger.log("INFO", "i", { k: "v" });
+    consoleLogger.log("DEBUG", "d");
+    consoleLogger.log("WARN", "w");
+    consoleLogger.log("ERROR", "e");
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+  assert.deepEqual(out.map((l) => l.slice(20)), ["INFO i k=v", "DEBUG d"]);
+  assert.deepEqual(err.map((l) => l.slice(20)), ["WARN w", "ERROR e"]);
+});
