@@ -7,6 +7,7 @@
 import { createApp, drainUploads, logStartup, waitForImgproxy } from "./lib/app.ts";
 import { ConfigError, type EnvReader, loadConfig } from "./lib/config.ts";
 import { consoleLogger, type Logger } from "./lib/log.ts";
+import { serveMetrics } from "./lib/metrics.ts";
 
 /** Runs the proxy until a signal arrives; returns the exit code. */
 export async function main(
@@ -23,6 +24,12 @@ export async function main(
     }
     throw err;
   }
+  // A library promise nobody awaits must not take the proxy down (the AWS SDK has left such
+  // rejections behind under restricted permissions): log it and carry on.
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    logger.log("ERROR", "Unhandled rejection", { reason: String(e.reason?.stack ?? e.reason) });
+  });
   const app = await createApp(config, logger);
   logStartup(app, logger);
   if (!await waitForImgproxy(config.imgproxyUrl, config.healthCheckTimeoutMs, logger)) return 1;
@@ -51,7 +58,16 @@ export async function main(
       });
     },
   }, app.handler);
+  const metricsServer = config.metricsBind === null ? null : serveMetrics({
+    hostname: config.metricsBind.hostname,
+    port: config.metricsBind.port,
+    signal: stop.signal,
+    onListen: ({ hostname, port }) => {
+      logger.log("INFO", "Serving metrics", { address: `${hostname}:${port}`, path: "/metrics" });
+    },
+  }, app.registry);
   await server.finished;
+  await metricsServer?.finished;
   await drainUploads(app, logger);
   for (const [s, l] of listeners) Deno.removeSignalListener(s, l);
   return 0;

@@ -5,11 +5,18 @@
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { coalesce, type CoalesceStats } from "./coalesce.ts";
+import {
+  createProxyMetrics,
+  instrumentHandler,
+  instrumentStore,
+  instrumentUpstream,
+  Registry,
+} from "./metrics.ts";
 import { withLookup } from "./lookup.ts";
 import { createHandler, type Handler, rawTarget } from "./proxy.ts";
 import { LocalStore } from "./store/local.ts";
 import type { Store } from "./store/store.ts";
-import { Uploader } from "./uploader.ts";
+import { Uploader, type UploaderOptions } from "./uploader.ts";
 import { createUpstream, type Upstream } from "./upstream.ts";
 
 /** The running parts of the proxy. */
@@ -19,12 +26,16 @@ export interface App {
   uploader: Uploader;
   handler: Handler;
   coalesceStats: CoalesceStats;
+  /** The Prometheus registry (instruments are attached when METRICS_BIND is set). */
+  registry: Registry;
 }
 
 /** Parts a caller may swap (tests, embedding). */
 export interface AppOverrides {
   store?: Store;
   upstream?: Upstream;
+  /** Told how each body's upload ended (the warm command waits on it). */
+  onUploadSettled?: UploaderOptions["onSettled"];
 }
 
 /**
@@ -43,13 +54,20 @@ export async function createApp(
   logger: Logger,
   overrides: AppOverrides = {},
 ): Promise<App> {
-  const store = overrides.store ?? await createStore(config);
+  // Metrics cost a little on every request, so instruments are only put in when served.
+  const registry = new Registry();
+  const metrics = config.metricsBind === null ? null : createProxyMetrics(registry);
+  let store = overrides.store ?? await createStore(config);
+  if (metrics) store = instrumentStore(store, metrics);
+  let upstream = overrides.upstream ?? createUpstream(config.imgproxyUrl);
+  if (metrics) upstream = instrumentUpstream(upstream, metrics);
   const uploader = new Uploader(store, {
     ...config.upload,
     conditionalWrite: config.store.kind === "s3" ? config.store.conditionalWrite : true,
+    onSettled: overrides.onUploadSettled,
   }, logger);
   const proxy = createHandler({
-    upstream: overrides.upstream ?? createUpstream(config.imgproxyUrl),
+    upstream,
     uploader,
     logger,
     rules: {
@@ -80,7 +98,11 @@ export async function createApp(
       target: rawTarget,
     });
   }
-  return { config, store, uploader, handler, coalesceStats };
+  if (metrics) {
+    metrics.attach({ uploader, coalesceStats });
+    handler = instrumentHandler(handler, metrics);
+  }
+  return { config, store, uploader, handler, coalesceStats, registry };
 }
 
 /** Logs how the proxy is set up (never secrets). */

@@ -60,6 +60,8 @@ export interface Config {
   lookupTimeoutMs: number;
   /** Concurrent identical requests share one request to imgproxy. */
   coalesce: boolean;
+  /** Where Prometheus metrics are served (null: not served). */
+  metricsBind: BindAddress | null;
   /** `off`: answers that carry `Vary` are not stored; `accept`: stored per Accept variant. */
   cacheVariants: "off" | "accept";
   /** imgproxy's fallback image answers with this `max-age`; such answers are never stored. */
@@ -92,6 +94,7 @@ export const VARIABLES = {
   PUBLIC_BASE_URL: "",
   STORE_LOOKUP_TIMEOUT_MS: "1000",
   COALESCE_REQUESTS: "true",
+  METRICS_BIND: "",
   IMGPROXY_BIND: ":8080",
   IMGPROXY_URL: "http://127.0.0.1:8081",
   HEALTH_CHECK_TIMEOUT_IN_SEC: "30",
@@ -330,6 +333,7 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     publicBaseUrl: publicBase === undefined ? null : p.url("PUBLIC_BASE_URL", publicBase),
     lookupTimeoutMs: p.int("STORE_LOOKUP_TIMEOUT_MS", 1000, 1, 600_000),
     coalesce: p.bool("COALESCE_REQUESTS", true),
+    metricsBind: p.raw("METRICS_BIND") === undefined ? null : p.bind("METRICS_BIND", ""),
     cacheVariants: p.oneOf("CACHE_VARIANTS", ["off", "accept"] as const, "off"),
     fallbackMaxAge: fallbackRule(p),
     upload,

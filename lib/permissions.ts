@@ -8,7 +8,14 @@
  * Run as a script (`bin/start` does), it validates the configuration and prints the flags, one
  * per line; with bad configuration it prints the problems and exits 2.
  */
-import { type Config, ConfigError, type EnvReader, loadConfig, VARIABLES } from "./config.ts";
+import {
+  type BindAddress,
+  type Config,
+  ConfigError,
+  type EnvReader,
+  loadConfig,
+  VARIABLES,
+} from "./config.ts";
 
 /** Variables the AWS SDK reads besides `AWS_*` (seen under Deno: see the facts file). */
 export const SDK_ENV = ["HOME", "USERPROFILE", "HOMEPATH", "HOMEDRIVE", "_X_AMZN_TRACE_ID"];
@@ -23,16 +30,34 @@ export function hostPort(url: string): string {
   return `${u.hostname}:${port}`;
 }
 
+/** Returns `host:port` for a bind address (IPv6 in brackets). */
+function bindHostPort(bind: BindAddress): string {
+  return `${bind.hostname.includes(":") ? `[${bind.hostname}]` : bind.hostname}:${bind.port}`;
+}
+
+/** What a command other than the proxy needs besides the proxy's own permissions. */
+export interface ExtraPermissions {
+  /** Files to read (the warm command's list). */
+  read?: string[];
+  /** false: the command does not listen on IMGPROXY_BIND. */
+  listen?: boolean;
+}
+
 /** Computes the permission flags for a configuration and environment. */
-export function permissionFlags(config: Readonly<Config>, env: EnvReader): string[] {
+export function permissionFlags(
+  config: Readonly<Config>,
+  env: EnvReader,
+  extra: ExtraPermissions = {},
+): string[] {
   const net = new Set<string>();
   net.add(
     `${
       config.bind.hostname.includes(":") ? `[${config.bind.hostname}]` : config.bind.hostname
     }:${config.bind.port}`,
   );
+  if (config.metricsBind !== null) net.add(bindHostPort(config.metricsBind));
   net.add(hostPort(config.imgproxyUrl));
-  const read = new Set<string>();
+  const read = new Set<string>(extra.read ?? []);
   const write = new Set<string>();
   const envNames = new Set<string>(Object.keys(VARIABLES));
   const flags: string[] = [];
@@ -59,8 +84,9 @@ export function permissionFlags(config: Readonly<Config>, env: EnvReader): strin
       const tokenFile = env("AWS_WEB_IDENTITY_TOKEN_FILE");
       if (tokenFile) read.add(tokenFile);
     }
-    // The SDK puts the OS release into its User-Agent.
-    flags.push("--allow-sys=osRelease");
+    // The SDK puts the OS release into its User-Agent, and its config loader asks for the
+    // user id and home directory (a NotCapable there is an unhandled rejection: fatal).
+    flags.push("--allow-sys=osRelease,uid,homedir");
   } else {
     read.add(config.store.dir);
     write.add(config.store.dir);
@@ -71,10 +97,21 @@ export function permissionFlags(config: Readonly<Config>, env: EnvReader): strin
   return flags;
 }
 
+/** Parses the script's arguments: `--no-listen` and `--read PATH` (repeatable). */
+export function parseExtra(args: string[]): ExtraPermissions {
+  const extra: ExtraPermissions = { read: [] };
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--no-listen") extra.listen = false;
+    else if (args[i] === "--read" && args[i + 1] !== undefined) extra.read!.push(args[++i]!);
+    else throw new TypeError(`Unknown argument: ${JSON.stringify(args[i])}`);
+  }
+  return extra;
+}
+
 if (import.meta.main) {
   const env: EnvReader = (name) => Deno.env.get(name);
   try {
-    console.log(permissionFlags(loadConfig(env), env).join("\n"));
+    console.log(permissionFlags(loadConfig(env), env, parseExtra(Deno.args)).join("\n"));
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     console.error(err.message);

@@ -29,6 +29,17 @@ export interface ConnInfo {
 /** A request handler in `Deno.serve` shape. */
 export type Handler = (req: Request, info?: ConnInfo) => Promise<Response>;
 
+const explicitTargets = new WeakMap<Request, string>();
+
+/**
+ * Marks `req` as asking for exactly `target` (path and query), whatever `req.url` says: for
+ * requests made in-process (the warm command), since `new Request()` normalises its URL.
+ */
+export function withRawTarget(req: Request, target: string): Request {
+  explicitTargets.set(req, target);
+  return req;
+}
+
 /**
  * Returns the request target (path and query) exactly as the client sent it, or null when the
  * request cannot be mapped unambiguously (a `Host` header containing "/").
@@ -37,6 +48,8 @@ export type Handler = (req: Request, info?: ConnInfo) => Promise<Response>;
  * target, while `new URL(req.url)` would resolve dot segments and re-encode characters.
  */
 export function rawTarget(req: Request): string | null {
+  const explicit = explicitTargets.get(req);
+  if (explicit !== undefined) return explicit;
   const url = req.url;
   const start = url.indexOf("://") + 3;
   const host = req.headers.get("host");

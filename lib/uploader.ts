@@ -39,6 +39,13 @@ export interface UploaderStats {
   bytesInFlight: number;
 }
 
+/** How one body's journey ended. */
+export type UploadOutcome =
+  | { kind: "stored" }
+  | { kind: "exists" }
+  | { kind: "failed"; reason: string }
+  | { kind: "skipped"; reason: SkipReason };
+
 /** The uploader's settings. */
 export interface UploaderOptions {
   concurrency: number;
@@ -49,6 +56,8 @@ export interface UploaderOptions {
   retryMaxDelayMs: number;
   dedupKeys: number;
   conditionalWrite: boolean;
+  /** Called once per key when its body is stored, found present, failed or skipped. */
+  onSettled?: (key: string, outcome: UploadOutcome) => void;
   /** Injected for tests: the jitter source (0 ≤ x < 1). */
   random?: () => number;
 }
@@ -244,6 +253,7 @@ export class Uploader {
 
   #skip(reason: SkipReason, key: string, path: string | undefined): void {
     this.stats.skipped[reason]++;
+    this.options.onSettled?.(key, { kind: "skipped", reason });
     // Duplicates are the normal case for a popular image: counted, not logged. A body that
     // was cut short already shows in the request log. Hitting a bound is worth a line.
     if (reason === "no-room" || reason === "too-large" || reason === "closed") {
@@ -296,6 +306,7 @@ export class Uploader {
           signal: this.#abort.signal,
         });
         this.#remember(key);
+        this.options.onSettled?.(key, { kind: result });
         if (result === "stored") {
           this.stats.stored++;
           this.logger.log("INFO", this.store.storedMessage, { path, ...this.store.logFields, key });
@@ -328,6 +339,7 @@ export class Uploader {
 
   #fail(job: Job, attempts: number, reason: string): void {
     this.stats.failed++;
+    this.options.onSettled?.(job.key, { kind: "failed", reason });
     this.logger.log("ERROR", "Upload failed", {
       path: job.path,
       ...this.store.logFields,

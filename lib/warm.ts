@@ -1,0 +1,685 @@
+/**
+ * Cache warm-up: reads a list of paths (or image URLs) and gets each one stored, in process,
+ * through the same handler, uploader and store the proxy uses.
+ *
+ * - A key already in the store is reported "already present" without asking imgproxy, so a run
+ *   can be interrupted and started again.
+ * - The path that reaches imgproxy and the key are byte-for-byte the list's path: the handler
+ *   is given a {@linkcode RawTargetRequest}, because `new Request(url)` normalises the URL
+ *   (`..`, `%2e%2e`, `\`, spaces) and `rawTarget()` reads `req.url`.
+ * - After a body has been read, the worker waits until the uploader has settled that key. The
+ *   uploader has no per-key completion signal yet, so {@linkcode UploadWatcher} (the app's
+ *   logger) picks the outcome out of the uploader's own log lines (stored / "Upload failed" /
+ *   "Upload skipped", each carrying `key`), with `uploader.isRecent`, `uploader.pending` and
+ *   `store.has` as fallbacks and a deadline as the bound.
+ */
+import { parseArgs } from "node:util";
+import { createApp, createStore, drainUploads, waitForImgproxy } from "./app.ts";
+import type { App } from "./app.ts";
+import { ConfigError, type EnvReader, loadConfig } from "./config.ts";
+import { objectKey, pathOf } from "./key.ts";
+import { type Fields, formatLine, type Level, type Logger } from "./log.ts";
+import type { Store } from "./store/store.ts";
+
+// ---------------------------------------------------------------------------------------------
+// The list
+
+/** One entry of the list. */
+export type ListEntry =
+  | { line: number; target: string }
+  | { line: number; error: string; text: string };
+
+/**
+ * Returns the request target (path and query) a list line names, or null when the line is
+ * neither a path nor an http(s) URL.
+ *
+ * - `/path?query` is kept as is;
+ * - `scheme://authority/path?query` gives everything from the first `/` after the authority,
+ *   byte-for-byte (no `new URL()`: it would resolve dot segments and re-encode);
+ * - a `#fragment` is dropped: clients never send it, so it is never part of a key.
+ */
+export function targetOf(text: string): string | null {
+  const s = text.trim();
+  let target: string;
+  if (s.startsWith("/")) {
+    target = s;
+  } else {
+    const m = /^https?:\/\/[^/?#]*/i.exec(s);
+    if (m === null || m[0].length === s.indexOf("://") + 3) return null; // no authority
+    const rest = s.slice(m[0].length);
+    target = rest.startsWith("/") ? rest : "/" + rest;
+  }
+  const hash = target.indexOf("#");
+  return hash === -1 ? target : target.slice(0, hash);
+}
+
+/** Parses a list: one path or URL a line; blank lines and `#` comments are skipped. */
+export function parseList(text: string): ListEntry[] {
+  const entries: ListEntry[] = [];
+  text.split("\n").forEach((raw, i) => {
+    const s = raw.trim();
+    if (s === "" || s.startsWith("#")) return;
+    const target = targetOf(s);
+    entries.push(
+      target === null
+        ? { line: i + 1, error: "not a path or http(s) URL", text: s }
+        : { line: i + 1, target },
+    );
+  });
+  return entries;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests with a raw target
+
+/** The origin warm-up requests are addressed to (never contacted: the handler runs in process). */
+export const WARM_ORIGIN = "http://warm.invalid";
+
+/**
+ * A request whose `url` is `origin + target` exactly as given. `new Request()` parses its URL
+ * with the WHATWG rules, so `req.url` would come back normalised (`/a/../b` → `/b`,
+ * `%2e%2e` → `..` → resolved, `\` → `/`, space → `%20`), and `rawTarget()` — which reads
+ * `req.url` — would hand imgproxy and the key another path than the list's. Overriding the
+ * getter keeps every other part of the request (method, headers, signal, body) standard.
+ */
+export class RawTargetRequest extends Request {
+  readonly #url: string;
+  constructor(target: string, init?: RequestInit, origin = WARM_ORIGIN) {
+    let parsed = origin + target;
+    try {
+      new URL(parsed);
+    } catch {
+      parsed = origin + "/";
+    }
+    super(parsed, init);
+    this.#url = origin + target;
+  }
+  override get url(): string {
+    return this.#url;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upload outcomes
+
+/** What the uploader did with one key. */
+export type UploadEvent =
+  | { kind: "stored" }
+  | { kind: "failed"; reason: string }
+  | { kind: "skipped"; reason: string };
+
+/**
+ * The app's logger during a warm run: turns the uploader's log lines about watched keys into
+ * per-key outcomes (those lines are not printed: the run reports each outcome itself) and
+ * passes every other line on.
+ */
+export class UploadWatcher implements Logger {
+  readonly #watched = new Set<string>();
+  readonly #events = new Map<string, UploadEvent>();
+  readonly #wakers = new Map<string, () => void>();
+
+  constructor(
+    /** The store's success message (`Store.storedMessage`). */
+    readonly storedMessage: string,
+    readonly forward: Logger,
+  ) {}
+
+  log(level: Level, msg: string, fields?: Fields): void {
+    const key = fields?.key;
+    if (typeof key === "string" && this.#watched.has(key)) {
+      let event: UploadEvent | null = null;
+      if (msg === this.storedMessage) event = { kind: "stored" };
+      else if (msg === "Upload failed") {
+        event = { kind: "failed", reason: String(fields?.reason ?? "unknown") };
+      } else if (msg === "Upload skipped") {
+        event = { kind: "skipped", reason: String(fields?.reason ?? "unknown") };
+      }
+      if (event !== null) {
+        this.#events.set(key, event);
+        this.#wakers.get(key)?.();
+        return;
+      }
+    }
+    this.forward.log(level, msg, fields);
+  }
+
+  /** Starts collecting outcomes for `key` (call before the request). */
+  watch(key: string): void {
+    this.#watched.add(key);
+  }
+
+  /** Stops watching `key` and forgets its outcome. */
+  unwatch(key: string): void {
+    this.#watched.delete(key);
+    this.#events.delete(key);
+    this.#wakers.get(key)?.();
+    this.#wakers.delete(key);
+  }
+
+  /** The outcome seen for `key`, if any. */
+  outcome(key: string): UploadEvent | undefined {
+    return this.#events.get(key);
+  }
+
+  /** Resolves when an outcome for `key` arrives, or after `ms`. */
+  wait(key: string, ms: number): Promise<void> {
+    if (this.#events.has(key)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        if (this.#wakers.get(key) === done) this.#wakers.delete(key);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#wakers.set(key, done);
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Warming
+
+/** The result of one path. */
+export type Outcome =
+  | { kind: "stored" }
+  | { kind: "present" }
+  | { kind: "failed"; reason: string };
+
+/** The parts of the app a warm run uses. */
+export type WarmApp = Pick<App, "store" | "uploader" | "handler"> & {
+  config: { readonly folder: string };
+};
+
+/** Settings of {@linkcode warmOne} / {@linkcode warmAll}. */
+export interface WarmSettings {
+  /** How long to wait for the upload of one body to settle. */
+  settleTimeoutMs: number;
+  /** Fallback polling interval while waiting for an upload. */
+  pollIntervalMs: number;
+  /** Called before the first request that needs imgproxy; false stops the run. */
+  ready?: () => Promise<boolean>;
+}
+
+async function readAll(body: ReadableStream<Uint8Array> | null): Promise<number> {
+  if (body === null) return 0;
+  let n = 0;
+  for await (const chunk of body) n += chunk.byteLength;
+  return n;
+}
+
+const message = (err: unknown) => (err as Error)?.message ?? String(err);
+
+/** Gets one path stored; never throws. */
+export async function warmOne(
+  app: WarmApp,
+  watcher: UploadWatcher,
+  target: string,
+  settings: WarmSettings,
+): Promise<Outcome> {
+  const key = objectKey(pathOf(target), app.config.folder);
+  try {
+    if (await app.store.has(key)) return { kind: "present" };
+  } catch (err) {
+    return { kind: "failed", reason: `store check failed: ${message(err)}` };
+  }
+  if (settings.ready !== undefined && !await settings.ready()) {
+    return { kind: "failed", reason: "imgproxy is not ready" };
+  }
+  watcher.watch(key);
+  try {
+    const res = await app.handler(new RawTargetRequest(target));
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      return { kind: "failed", reason: `HTTP ${res.status}` };
+    }
+    const xCache = res.headers.get("x-cache") ?? "";
+    if (/^HIT\b/i.test(xCache)) {
+      await res.body?.cancel();
+      return { kind: "present" };
+    }
+    if (/^BYPASS\b/i.test(xCache)) {
+      await res.body?.cancel();
+      const reason = /reason=([^;,\s]+)/.exec(xCache)?.[1] ?? "unknown";
+      return { kind: "failed", reason: `not cacheable (${reason})` };
+    }
+    try {
+      await readAll(res.body);
+    } catch (err) {
+      return { kind: "failed", reason: `body cut short: ${message(err)}` };
+    }
+    return await settle(app, watcher, key, settings);
+  } catch (err) {
+    return { kind: "failed", reason: message(err) };
+  } finally {
+    watcher.unwatch(key);
+  }
+}
+
+/** Waits until the uploader is done with `key`. */
+async function settle(
+  app: WarmApp,
+  watcher: UploadWatcher,
+  key: string,
+  settings: WarmSettings,
+): Promise<Outcome> {
+  const deadline = Date.now() + settings.settleTimeoutMs;
+  for (let round = 0;; round++) {
+    const event = watcher.outcome(key);
+    if (event?.kind === "stored") return { kind: "stored" };
+    if (event?.kind === "failed") {
+      return { kind: "failed", reason: `upload failed: ${event.reason}` };
+    }
+    if (event?.kind === "skipped") {
+      return { kind: "failed", reason: `upload skipped: ${event.reason}` };
+    }
+    // The put answered "exists" (not logged), or the log line was missed: the key is known.
+    if (app.uploader.isRecent(key)) return { kind: "stored" };
+    // Nothing in flight, or a periodic look: the store has the last word.
+    if (app.uploader.pending === 0 || round % 10 === 9) {
+      if (await app.store.has(key).catch(() => false)) return { kind: "stored" };
+      if (app.uploader.pending === 0 && watcher.outcome(key) === undefined) {
+        return { kind: "failed", reason: "not stored (upload skipped)" };
+      }
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) {
+      return {
+        kind: "failed",
+        reason: `upload did not settle within ${settings.settleTimeoutMs / 1000} s`,
+      };
+    }
+    await watcher.wait(key, Math.min(left, settings.pollIntervalMs));
+  }
+}
+
+/** Counts of a run. */
+export interface WarmCounts {
+  /** Paths to process (unique targets plus unusable lines). */
+  total: number;
+  done: number;
+  stored: number;
+  present: number;
+  failed: number;
+  /** Lines naming a key already listed earlier (not processed again). */
+  duplicates: number;
+  /** Failures by reason. */
+  reasons: Map<string, number>;
+  interrupted: boolean;
+}
+
+/** Records one outcome in the counts. */
+export function count(counts: WarmCounts, outcome: Outcome): void {
+  counts.done++;
+  if (outcome.kind === "stored") counts.stored++;
+  else if (outcome.kind === "present") counts.present++;
+  else {
+    counts.failed++;
+    counts.reasons.set(outcome.reason, (counts.reasons.get(outcome.reason) ?? 0) + 1);
+  }
+}
+
+/** Settings of a whole run. */
+export interface WarmAllOptions extends WarmSettings {
+  concurrency: number;
+  /** Aborted: take no new paths; those in flight finish. */
+  signal?: AbortSignal;
+  /** Called after each path. */
+  onResult?: (target: string, outcome: Outcome, counts: WarmCounts) => void;
+}
+
+/** Unique targets of a list (by key), with the duplicate count and the unusable lines. */
+export function plan(entries: ListEntry[], folder: string): {
+  targets: string[];
+  duplicates: number;
+  invalid: { line: number; error: string; text: string }[];
+} {
+  const seen = new Set<string>();
+  const targets: string[] = [];
+  const invalid: { line: number; error: string; text: string }[] = [];
+  let duplicates = 0;
+  for (const e of entries) {
+    if ("error" in e) {
+      invalid.push(e);
+      continue;
+    }
+    const key = objectKey(pathOf(e.target), folder);
+    if (seen.has(key)) duplicates++;
+    else {
+      seen.add(key);
+      targets.push(e.target);
+    }
+  }
+  return { targets, duplicates, invalid };
+}
+
+/** Runs `targets` through {@linkcode warmOne} with at most `concurrency` at a time. */
+export async function warmAll(
+  app: WarmApp,
+  watcher: UploadWatcher,
+  targets: readonly string[],
+  counts: WarmCounts,
+  options: WarmAllOptions,
+): Promise<WarmCounts> {
+  let next = 0;
+  const worker = async () => {
+    while (next < targets.length) {
+      if (options.signal?.aborted) {
+        counts.interrupted = true;
+        return;
+      }
+      const target = targets[next++]!;
+      const outcome = await warmOne(app, watcher, target, options);
+      count(counts, outcome);
+      options.onResult?.(target, outcome, counts);
+    }
+  };
+  const n = Math.max(1, Math.min(options.concurrency, targets.length));
+  await Promise.all(Array.from({ length: n }, worker));
+  if (options.signal?.aborted && counts.done < counts.total) counts.interrupted = true;
+  return counts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+/** `40 stored, 3 already present, 2 failed`. */
+export function tally(c: WarmCounts): string {
+  return `${c.stored} stored, ${c.present} already present, ${c.failed} failed`;
+}
+
+/** A one-line progress bar (without control characters). */
+export function progressBar(c: WarmCounts, width = 30): string {
+  const ratio = c.total === 0 ? 1 : c.done / c.total;
+  const full = Math.round(ratio * width);
+  const pct = String(Math.floor(ratio * 100)).padStart(3);
+  return `[${"#".repeat(full)}${".".repeat(width - full)}] ${pct}% ${c.done}/${c.total} ` +
+    `(${tally(c)})`;
+}
+
+/** The final lines: counts, then each failure reason with its count (most frequent first). */
+export function formatSummary(c: WarmCounts, seconds: number): string {
+  const head = c.interrupted
+    ? `Warm-up interrupted after ${c.done} of ${c.total} paths`
+    : `Warm-up finished: ${c.total} paths`;
+  let out = `${head} in ${seconds.toFixed(1)} s: ${tally(c)}`;
+  if (c.duplicates > 0) out += `; ${c.duplicates} duplicate lines skipped`;
+  out += "\n";
+  const reasons = [...c.reasons].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  for (const [reason, n] of reasons) out += `  failed ${n} × ${reason}\n`;
+  if (c.interrupted) out += "Run the same command again to continue: stored paths are skipped.\n";
+  return out;
+}
+
+/** Where a run writes. */
+export interface WarmOutput {
+  /** Progress and the summary. */
+  stdout: (text: string) => void;
+  /** Failures and warnings. */
+  stderr: (text: string) => void;
+  /** True on a terminal: a redrawn progress bar instead of summary lines. */
+  isTerminal: boolean;
+}
+
+const CLEAR = "\r\x1b[2K";
+
+/** Progress output: a bar on a terminal, periodic summary lines otherwise. */
+export class Reporter {
+  #shown = false;
+  #lastDraw = 0;
+  #lastLineDone = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    readonly out: WarmOutput,
+    readonly counts: WarmCounts,
+    /** Non-terminal: a line every `every` paths … */
+    readonly every: number,
+    /** … or every `intervalMs`, whichever comes first. */
+    readonly intervalMs: number,
+  ) {}
+
+  start(): void {
+    if (this.out.isTerminal) this.#draw(true);
+    else if (this.intervalMs > 0) this.#timer = setInterval(() => this.#line(), this.intervalMs);
+  }
+
+  /** After each path. */
+  update(): void {
+    if (this.out.isTerminal) this.#draw(false);
+    else if (this.counts.done - this.#lastLineDone >= this.every) this.#line();
+  }
+
+  /** Prints a message line without garbling the bar. */
+  message(text: string): void {
+    if (this.out.isTerminal && this.#shown) this.out.stdout(CLEAR);
+    this.out.stderr(text + "\n");
+    if (this.out.isTerminal && this.#shown) this.#draw(true);
+  }
+
+  /** Removes the bar (leaving its final state) and stops the timer. */
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    if (this.out.isTerminal && this.#shown) {
+      this.#draw(true);
+      this.out.stdout("\n");
+      this.#shown = false;
+    }
+  }
+
+  #draw(force: boolean): void {
+    const now = Date.now();
+    if (!force && now - this.#lastDraw < 100 && this.counts.done < this.counts.total) return;
+    this.#lastDraw = now;
+    this.#shown = true;
+    this.out.stdout(CLEAR + progressBar(this.counts));
+  }
+
+  #line(): void {
+    if (this.counts.done === this.#lastLineDone && this.counts.done > 0) return;
+    this.#lastLineDone = this.counts.done;
+    const c = this.counts;
+    this.out.stdout(`progress ${c.done}/${c.total}: ${tally(c)}\n`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command
+
+/** What the command needs from its surroundings (tests swap all of it). */
+export interface WarmIO extends WarmOutput {
+  env: EnvReader;
+  /** Reads the list (`-`: standard input). */
+  readInput(path: string): Promise<string>;
+  /** Aborted on SIGINT: take no new paths, finish, drain, summarise, exit 130. */
+  interrupt?: AbortSignal;
+}
+
+export const USAGE = `Usage: deno task warm [options] <file | ->
+
+Gets every path of <file> stored (one path or image URL a line; blank lines and
+# comments are skipped), reading the same environment as the proxy.
+
+Options:
+  -c, --concurrency N     paths in flight at once (default 4)
+      --every N           without a terminal: a progress line every N paths (default 100)
+      --interval S        ... or every S seconds (default 10)
+      --settle-timeout S  how long to wait for one upload to settle (default 120)
+  -v, --verbose           also print the proxy's INFO log lines
+  -h, --help              this text
+
+Exit status: 0 all stored or present, 1 some failed, 2 bad usage or configuration,
+130 interrupted (run again to continue).
+`;
+
+function positiveInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || Number(value) < 1) {
+    throw new TypeError(`${name}: expected a whole number ≥ 1, got ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+/** Parsed command line. */
+export interface WarmArgs {
+  file: string;
+  concurrency: number;
+  every: number;
+  intervalMs: number;
+  settleTimeoutMs: number;
+  verbose: boolean;
+  help: boolean;
+}
+
+/** Parses the command line; throws TypeError with a message for the user. */
+export function parseWarmArgs(args: string[]): WarmArgs {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      concurrency: { type: "string", short: "c" },
+      every: { type: "string" },
+      interval: { type: "string" },
+      "settle-timeout": { type: "string" },
+      verbose: { type: "boolean", short: "v" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    return {
+      file: "",
+      concurrency: 4,
+      every: 100,
+      intervalMs: 10_000,
+      settleTimeoutMs: 120_000,
+      verbose: false,
+      help: true,
+    };
+  }
+  if (positionals.length !== 1) throw new TypeError("expected exactly one list file (or -)");
+  return {
+    file: positionals[0]!,
+    concurrency: positiveInt("--concurrency", values.concurrency, 4),
+    every: positiveInt("--every", values.every, 100),
+    intervalMs: positiveInt("--interval", values.interval, 10) * 1000,
+    settleTimeoutMs: positiveInt("--settle-timeout", values["settle-timeout"], 120) * 1000,
+    verbose: values.verbose ?? false,
+    help: false,
+  };
+}
+
+/** Runs `deno task warm`; returns the exit status. */
+export async function runWarm(args: string[], io: WarmIO): Promise<number> {
+  let opts: WarmArgs;
+  try {
+    opts = parseWarmArgs(args);
+  } catch (err) {
+    io.stderr(`warm: ${message(err)}\n\n${USAGE}`);
+    return 2;
+  }
+  if (opts.help) {
+    io.stdout(USAGE);
+    return 0;
+  }
+  let text: string;
+  try {
+    text = await io.readInput(opts.file);
+  } catch (err) {
+    const hint =
+      err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
+        ? ` (run with --allow-read=${opts.file})`
+        : "";
+    io.stderr(`warm: cannot read ${opts.file}: ${message(err)}${hint}\n`);
+    return 2;
+  }
+  let config;
+  try {
+    config = loadConfig(io.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr(`warm: ${err.message}\n`);
+    return 2;
+  }
+  const started = performance.now();
+  const { targets, duplicates, invalid } = plan(parseList(text), config.folder);
+  const counts: WarmCounts = {
+    total: targets.length + invalid.length,
+    done: 0,
+    stored: 0,
+    present: 0,
+    failed: 0,
+    duplicates,
+    reasons: new Map(),
+    interrupted: false,
+  };
+  const reporter = new Reporter(io, counts, opts.every, opts.intervalMs);
+  const printer: Logger = {
+    log(level, msg, fields) {
+      if (level === "WARN" || level === "ERROR" || opts.verbose) {
+        reporter.message(formatLine(level, msg, fields));
+      }
+    },
+  };
+  for (const bad of invalid) {
+    count(counts, { kind: "failed", reason: bad.error });
+    reporter.message(`failed line ${bad.line}: ${bad.error}: ${bad.text}`);
+  }
+
+  // Lookups would be wasted (the run checks the store itself): always the write path.
+  const warmConfig = Object.freeze({ ...config, cacheMode: "write" as const });
+  let store: Store;
+  try {
+    store = await createStore(warmConfig);
+  } catch (err) {
+    io.stderr(`warm: cannot open the store: ${message(err)}\n`);
+    return 1;
+  }
+  const watcher = new UploadWatcher(store.storedMessage, printer);
+  const app = await createApp(warmConfig, watcher, { store });
+
+  // imgproxy is only needed once a path is missing: a run where everything is present does
+  // not wait for it (or send it anything).
+  const stop = new AbortController();
+  const signal = io.interrupt === undefined
+    ? stop.signal
+    : AbortSignal.any([stop.signal, io.interrupt]);
+  let ready: Promise<boolean> | null = null;
+  let notReady = false;
+  const whenReady = () => {
+    ready ??= waitForImgproxy(config.imgproxyUrl, config.healthCheckTimeoutMs, printer)
+      .then((ok) => {
+        if (!ok) {
+          notReady = true;
+          stop.abort();
+        }
+        return ok;
+      });
+    return ready;
+  };
+
+  reporter.start();
+  try {
+    await warmAll(app, watcher, targets, counts, {
+      concurrency: opts.concurrency,
+      settleTimeoutMs: opts.settleTimeoutMs,
+      pollIntervalMs: 50,
+      ready: whenReady,
+      signal,
+      onResult: (target, outcome) => {
+        if (outcome.kind === "failed") reporter.message(`failed ${target}: ${outcome.reason}`);
+        reporter.update();
+      },
+    });
+    await drainUploads(app, printer);
+  } finally {
+    reporter.stop();
+  }
+  io.stdout(formatSummary(counts, (performance.now() - started) / 1000));
+  if (notReady) {
+    io.stderr(`warm: imgproxy at ${config.imgproxyUrl} is not ready; stopped\n`);
+    return 1;
+  }
+  if (counts.interrupted || io.interrupt?.aborted) return 130;
+  return counts.failed > 0 ? 1 : 0;
+}

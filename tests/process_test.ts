@@ -1,0 +1,216 @@
+/**
+ * The real program as a subprocess, started by `sh bin/start` with exactly the permission flags
+ * lib/permissions.ts computes, against the stand-in imgproxy and a local directory or s3rver.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { type FakeImgproxy, imageBytes, startFakeImgproxy } from "./support/fake_imgproxy.ts";
+import { startS3, type TestS3 } from "./support/s3.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const md5 = (s: string) => createHash("md5").update(s, "utf8").digest("hex");
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** A running `sh bin/start` with its output collected. */
+interface Proxy {
+  child: Deno.ChildProcess;
+  /** Everything written so far to stdout and stderr, interleaved by arrival. */
+  output: () => string;
+  /** Resolves with the first line containing `text` (rejects after `ms` or at exit). */
+  waitFor(text: string, ms?: number): Promise<string>;
+  /** Resolves when the process has exited and its output is read. */
+  done: Promise<{ code: number; output: string }>;
+}
+
+function start(env: Record<string, string>, clearEnv = false): Proxy {
+  const child = new Deno.Command("sh", {
+    args: [`${ROOT}bin/start`],
+    cwd: ROOT,
+    env,
+    clearEnv,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  let exited = false;
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) text += chunk;
+  };
+  const reading = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const done = (async () => {
+    const status = await child.status;
+    await reading;
+    exited = true;
+    return { code: status.code, output: text };
+  })();
+  return {
+    child,
+    output: () => text,
+    async waitFor(needle, ms = 20_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const line = text.split("\n").find((l) => l.includes(needle));
+        if (line !== undefined) return line;
+        if (exited || Date.now() > deadline) {
+          throw new Error(`no line with ${JSON.stringify(needle)} in:\n${text}`);
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    done,
+  };
+}
+
+/** Sends SIGTERM unless the process has already exited. */
+function stop(proxy: Proxy): void {
+  try {
+    proxy.child.kill("SIGTERM");
+  } catch {
+    // already exited
+  }
+}
+
+const PATH = "/_/rs:fill:300:300/plain/http://example.com/images/cat.jpg";
+
+/** Starts the proxy, gets one image through it, checks it is stored, stops it with SIGTERM. */
+async function roundTrip(
+  fake: FakeImgproxy,
+  env: Record<string, string>,
+  findStored: (key: string) => Promise<Uint8Array | null>,
+  storedLine: string,
+  clearEnv = false,
+): Promise<string> {
+  const port = freePort();
+  const proxy = start({
+    ...env,
+    IMGPROXY_URL: fake.url,
+    IMGPROXY_BIND: `127.0.0.1:${port}`,
+    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+  }, clearEnv);
+  try {
+    await proxy.waitFor("imgproxy is ready");
+    await proxy.waitFor("Listening");
+    const res = await fetch(`http://127.0.0.1:${port}${PATH}`);
+    const body = await res.bytes();
+    assert.equal(res.status, 200);
+    assert.deepEqual(body, imageBytes(`${PATH}|jpeg`));
+    const key = md5(PATH);
+    const line = await proxy.waitFor(storedLine);
+    assert.ok(line.includes(`key=${key}`), line);
+    assert.deepEqual(await findStored(key), body);
+  } catch (err) {
+    stop(proxy);
+    await proxy.done;
+    throw err;
+  }
+  stop(proxy);
+  const { code, output } = await proxy.done;
+  assert.equal(code, 0, output);
+  assert.match(output, /INFO Uploads drained stored=1 /);
+  assert.doesNotMatch(output, /NotCapable|Requires \w+ access|Uncaught|error: /, output);
+  return output;
+}
+
+Deno.test("process stores an image in CACHE_DIR with the documented flags and exits 0 on SIGTERM", async () => {
+  const fake = startFakeImgproxy();
+  const dir = await Deno.makeTempDir({ prefix: "process-local-" });
+  try {
+    const output = await roundTrip(
+      fake,
+      { CACHE_DIR: dir },
+      async (key) => await Deno.readFile(`${dir}/${key}`).catch(() => null),
+      "Stored in cache directory",
+    );
+    assert.match(output, /S3_BUCKET is not set: storing processed images in a local directory/);
+  } finally {
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function s3Env(s3: TestS3): Record<string, string> {
+  return { ...s3.env, S3_CONDITIONAL_WRITE: "false", UPLOAD_RETRIES: "0" };
+}
+
+Deno.test("process uploads an image to S3 with the documented flags and exits 0 on SIGTERM", async () => {
+  const fake = startFakeImgproxy();
+  const s3 = await startS3();
+  try {
+    const output = await roundTrip(
+      fake,
+      s3Env(s3),
+      async (key) => (await s3.waitFor(key))?.body ?? null,
+      "Uploaded to S3",
+    );
+    assert.match(output, /INFO Uploaded to S3 path=\S+ bucket=test-bucket key=[0-9a-f]{32}/);
+  } finally {
+    await fake.close();
+    await s3.stop();
+  }
+});
+
+Deno.test("process uploads to S3 with HOME unset and no NotCapable crash", async () => {
+  const fake = startFakeImgproxy();
+  const s3 = await startS3();
+  try {
+    const home = Deno.env.get("HOME");
+    const denoDir = Deno.env.get("DENO_DIR") ?? `${home}/.cache/deno`;
+    await roundTrip(
+      fake,
+      { ...s3Env(s3), PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", DENO_DIR: denoDir },
+      async (key) => (await s3.waitFor(key))?.body ?? null,
+      "Uploaded to S3",
+      true,
+    );
+  } finally {
+    await fake.close();
+    await s3.stop();
+  }
+});
+
+Deno.test("process exits 2 on bad configuration with one message listing every problem", async () => {
+  const proxy = start({
+    IMGPROXY_BIND: "not-an-address",
+    IMGPROXY_URL: "ftp://127.0.0.1:1",
+    UPLOAD_CONCURRENCY: "many",
+    CACHE_VARIANTS: "sometimes",
+  });
+  const { code, output } = await proxy.done;
+  assert.equal(code, 2, output);
+  assert.equal(output.match(/Invalid configuration/g)?.length, 1, output);
+  for (const name of ["IMGPROXY_BIND", "IMGPROXY_URL", "UPLOAD_CONCURRENCY", "CACHE_VARIANTS"]) {
+    assert.match(output, new RegExp(`${name}: expected`), output);
+  }
+  assert.doesNotMatch(output, /Listening| {4}at /, output);
+});
+
+Deno.test("process exits non-zero when imgproxy never becomes healthy", async () => {
+  const fake = startFakeImgproxy({ healthy: false });
+  const dir = await Deno.makeTempDir({ prefix: "process-unhealthy-" });
+  try {
+    const port = freePort();
+    const proxy = start({
+      IMGPROXY_URL: fake.url,
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      HEALTH_CHECK_TIMEOUT_IN_SEC: "1",
+      CACHE_DIR: dir,
+    });
+    const { code, output } = await proxy.done;
+    assert.notEqual(code, 0, output);
+    assert.match(output, /Waiting for imgproxy to be ready/);
+    assert.match(output, /imgproxy did not become ready in time/);
+    assert.doesNotMatch(output, /Listening/);
+    assert.ok(fake.requests.some((r) => r.target === "/health"));
+  } finally {
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,186 @@
+/**
+ * The stores: LocalStore on a temporary directory, S3Store against s3rver.
+ */
+import assert from "node:assert/strict";
+import { S3Client } from "@aws-sdk/client-s3";
+import { LocalStore } from "../lib/store/local.ts";
+import { classifyS3Error, s3ClientConfig, S3Store } from "../lib/store/s3.ts";
+import type { S3StoreConfig } from "../lib/config.ts";
+import { S3RVER_CREDENTIALS, startS3, type TestS3 } from "./support/s3.ts";
+
+const bytes = (...b: number[]) => new Uint8Array(b);
+
+async function listDir(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) out.push(e.name);
+  return out.sort();
+}
+
+Deno.test("LocalStore writes atomically, keeps the content type and leaves no temp files", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "local-store-" });
+  try {
+    const store = new LocalStore(dir);
+    const meta = { contentType: "image/webp", cacheControl: "max-age=60, public" };
+    assert.equal(await store.has("abc"), false);
+    assert.equal(await store.get("abc"), null);
+    assert.equal(await store.put("abc", bytes(1, 2, 3), { ...meta, ifAbsent: false }), "stored");
+    assert.equal(
+      await store.put("sub/dir/def", bytes(4), { ...meta, ifAbsent: true }),
+      "stored",
+    );
+    assert.deepEqual(await listDir(dir), ["abc", "abc.meta.json", "sub"]);
+    assert.deepEqual(await listDir(`${dir}/sub/dir`), ["def", "def.meta.json"]);
+    assert.equal(await store.has("abc"), true);
+    assert.deepEqual(await store.get("abc"), { body: bytes(1, 2, 3), ...meta });
+    assert.deepEqual(await store.get("sub/dir/def"), { body: bytes(4), ...meta });
+    assert.deepEqual(await Deno.readFile(`${dir}/abc`), bytes(1, 2, 3));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("LocalStore ifAbsent returns exists and does not overwrite", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "local-store-" });
+  try {
+    const store = new LocalStore(dir);
+    const a = { contentType: "image/png", cacheControl: null, ifAbsent: true };
+    const b = { contentType: "image/jpeg", cacheControl: "max-age=1", ifAbsent: true };
+    assert.equal(await store.put("k", bytes(1), a), "stored");
+    assert.equal(await store.put("k", bytes(2, 2), b), "exists");
+    assert.deepEqual(await store.get("k"), {
+      body: bytes(1),
+      contentType: "image/png",
+      cacheControl: null,
+    });
+    // Concurrent conditional writes: exactly one wins, the object is whole.
+    // Without ifAbsent the write replaces the object.
+    assert.equal(await store.put("k", bytes(3), { ...b, ifAbsent: false }), "stored");
+    assert.deepEqual(await store.get("k"), {
+      body: bytes(3),
+      contentType: "image/jpeg",
+      cacheControl: "max-age=1",
+    });
+    assert.deepEqual(await listDir(dir), ["k", "k.meta.json"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("LocalStore concurrent conditional writes keep the winner's content type", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "local-store-" });
+  try {
+    const store = new LocalStore(dir);
+    const a = { contentType: "image/png", cacheControl: null, ifAbsent: true };
+    // Each writer has its own content type: the sidecar must describe the winning body.
+    // (Rounds of 10 concurrent writers, so the interleaving that breaks it shows up.)
+    for (let round = 0; round < 20; round++) {
+      const key = `race-${round}`;
+      const results = await Promise.all(
+        Array.from(
+          { length: 10 },
+          (_, i) => store.put(key, bytes(i, i, i), { ...a, contentType: `image/x-${i}` }),
+        ),
+      );
+      assert.equal(results.filter((r) => r === "stored").length, 1);
+      const won = (await store.get(key))!;
+      assert.equal(won.body.byteLength, 3);
+      assert.ok(won.body.every((x) => x === won.body[0]));
+      assert.equal(won.contentType, `image/x-${won.body[0]}`, `round ${round}`);
+    }
+    assert.equal((await listDir(dir)).filter((f) => f.includes(".tmp-")).length, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function s3Store(s3: TestS3, bucket = s3.bucket): S3Store {
+  const config: S3StoreConfig = {
+    kind: "s3",
+    bucket,
+    endpoint: s3.endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    conditionalWrite: false,
+  };
+  return new S3Store(
+    config,
+    new S3Client({ ...s3ClientConfig(config), credentials: S3RVER_CREDENTIALS }),
+  );
+}
+
+Deno.test("S3Store puts, gets and heads objects with content type and cache control", async () => {
+  const s3 = await startS3();
+  const store = s3Store(s3);
+  try {
+    assert.equal(await store.has("folder/k1"), false);
+    assert.equal(await store.get("folder/k1"), null);
+    const body = new Uint8Array(5000).map((_, i) => i & 0xff);
+    const meta = { contentType: "image/avif", cacheControl: "max-age=31536000, public" };
+    assert.equal(await store.put("folder/k1", body, { ...meta, ifAbsent: false }), "stored");
+    assert.equal(await store.has("folder/k1"), true);
+    assert.deepEqual(await store.get("folder/k1"), { body, ...meta });
+    // What another client sees: the plain bytes (no aws-chunked framing), same metadata.
+    const raw = await s3.get("folder/k1");
+    assert.deepEqual(raw, { body, ...meta });
+    assert.equal(
+      await store.put("k2", bytes(1), {
+        contentType: "image/png",
+        cacheControl: null,
+        ifAbsent: false,
+      }),
+      "stored",
+    );
+    assert.equal((await store.get("k2"))?.cacheControl, null);
+    assert.deepEqual(await s3.list(), ["folder/k1", "k2"]);
+  } finally {
+    store.client.destroy();
+    await s3.stop();
+  }
+});
+
+Deno.test("S3Store put to a missing bucket fails and is not retryable", async () => {
+  const s3 = await startS3();
+  const store = s3Store(s3, "no-such-bucket");
+  try {
+    await assert.rejects(
+      store.put("k", bytes(1), { contentType: "image/png", cacheControl: null, ifAbsent: false }),
+      (err: unknown) => {
+        const e = err as { name: string; retryable: boolean; code: string };
+        assert.equal(e.name, "StoreError");
+        assert.equal(e.code, "NoSuchBucket");
+        assert.equal(e.retryable, false);
+        return true;
+      },
+    );
+  } finally {
+    store.client.destroy();
+    await s3.stop();
+  }
+});
+
+Deno.test("classifyS3Error retries network, 5xx, 409 and 429 failures but not 403 or NoSuchBucket", () => {
+  const err = (name: string, status?: number) => ({
+    name,
+    message: "m",
+    $metadata: status === undefined ? {} : { httpStatusCode: status },
+  });
+  const table: [unknown, boolean][] = [
+    [err("AccessDenied", 403), false],
+    [err("NoSuchBucket", 404), false],
+    [err("InvalidAccessKeyId", 403), false],
+    [err("AbortError"), false],
+    [err("InternalError", 500), true],
+    [err("ServiceUnavailable", 503), true],
+    [err("ConditionalRequestConflict", 409), true],
+    [err("TooManyRequests", 429), true],
+    [err("SlowDown", 503), true],
+    [err("RequestTimeout", 400), true],
+    [err("ECONNRESET"), true],
+    [new TypeError("fetch failed"), true],
+  ];
+  for (const [e, retryable] of table) {
+    const classified = classifyS3Error(e, "PutObject k");
+    assert.equal(classified.retryable, retryable, JSON.stringify(e));
+    assert.match(classified.message, /^PutObject k: /);
+  }
+});
