@@ -39,6 +39,7 @@ Deno.test("loadConfig() gives every documented default when the environment is e
     publicBaseUrl: null,
     lookupTimeoutMs: 1000,
     coalesce: true,
+    metricsBind: null,
     cacheVariants: "off",
     fallbackMaxAge: null,
     upload: {

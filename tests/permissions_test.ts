@@ -95,7 +95,7 @@ Deno.test("permissionFlags() for S3 with static keys: the endpoint, AWS_* and os
   for (const name of [...Object.keys(VARIABLES), ...SDK_ENV, "AWS_*", "HOME"]) {
     assert.ok(env.includes(name), `${name} missing from --allow-env`);
   }
-  assert.deepEqual(flags.get("--allow-sys"), ["osRelease"]);
+  assert.deepEqual(flags.get("--allow-sys"), ["osRelease", "uid", "homedir"]);
   // No disk at all: the keys come from the environment.
   assert.equal(flags.has("--allow-read"), false);
   assert.equal(flags.has("--allow-write"), false);
@@ -155,7 +155,7 @@ Deno.test("permissionFlags() for S3 without static keys adds the credential sour
     "/home/app/.aws/config",
   ]);
   assert.equal(flags.has("--allow-write"), false);
-  assert.deepEqual(flags.get("--allow-sys"), ["osRelease"]);
+  assert.deepEqual(flags.get("--allow-sys"), ["osRelease", "uid", "homedir"]);
   assert.ok(flags.get("--allow-env")!.includes("AWS_*"));
 });
 
