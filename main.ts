@@ -36,11 +36,15 @@ export async function main(
 
   const stop = new AbortController();
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  let firstSignalAt = 0;
   const onSignal = (signal: Deno.Signal) => () => {
     if (stop.signal.aborted) {
+      // `deno task` and a terminal can deliver one Ctrl-C twice: only a later one forces exit.
+      if (Date.now() - firstSignalAt < 1000) return;
       logger.log("WARN", "Second signal: exiting without waiting", { signal });
       Deno.exit(130);
     }
+    firstSignalAt = Date.now();
     logger.log("INFO", "Shutting down", { signal });
     stop.abort();
   };
