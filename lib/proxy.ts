@@ -114,7 +114,7 @@ export function createHandler(options: ProxyOptions): Handler {
     const headers = upstreamRequestHeaders(req.headers, {
       ip: remote?.hostname,
       host: req.headers.get("host"),
-      proto: new URL(req.url).protocol === "https:" ? "https" : "http",
+      proto: req.url.startsWith("https:") ? "https" : "http",
     });
     const controller = new AbortController();
     const onClientGone = () => controller.abort(req.signal.reason);

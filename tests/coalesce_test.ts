@@ -26,8 +26,7 @@ function slowUpstream(chunks: number, chunkDelayMs: number) {
 
 function serveCoalesced(upstreamUrl: string) {
   const stats = { coalesced: 0 };
-  const inner = (req: Request) =>
-    fetch(upstreamUrl + rawTarget(req), { headers: req.headers });
+  const inner = (req: Request) => fetch(upstreamUrl + rawTarget(req), { headers: req.headers });
   const handler = coalesce(inner, rawTarget, { replayLimit: 1 << 20, stats });
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, handler);
   return { server, stats, url: `http://127.0.0.1:${server.addr.port}` };

@@ -1,0 +1,112 @@
+/**
+ * Permission-scoped runs: the real program started by bin/start (the flags lib/permissions.ts
+ * computes, nothing more) with HOME unset — the AWS SDK trap in the facts file — for the S3
+ * store (versitygw) and the local-directory store. No NotCapable, no crash, the image stored,
+ * a clean exit on SIGTERM.
+ */
+import assert from "node:assert/strict";
+import {
+  ACCESS_KEY,
+  banner,
+  baseEnv,
+  equalBytes,
+  freePort,
+  get,
+  keyOf,
+  Proc,
+  ROOT,
+  SECRET_KEY,
+  SourceServer,
+  Versitygw,
+  waitFor,
+} from "./support/harness.ts";
+
+const IMG = await banner("permissions_test.ts");
+
+/** Starts imgproxy (or the stand-in) on its own port. */
+async function startImgproxy(): Promise<{ proc: Proc; url: string }> {
+  const bind = `127.0.0.1:${freePort()}`;
+  const proc = new Proc("imgproxy", IMG.bin, [], {
+    env: {
+      ...await baseEnv(),
+      IMGPROXY_BIND: bind,
+      IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES: "true",
+    },
+  });
+  return { proc, url: `http://${bind}` };
+}
+
+/** Runs bin/start with exactly `env` (no HOME), requests one image, stops it with SIGTERM. */
+async function runScoped(
+  env: Record<string, string>,
+  check: (path: string, res: { body: Uint8Array; headers: Headers }) => Promise<void>,
+): Promise<void> {
+  const sources = new SourceServer();
+  const imgproxy = await startImgproxy();
+  let proxy: Proc | null = null;
+  try {
+    const bind = `127.0.0.1:${freePort()}`;
+    const full: Record<string, string> = {
+      ...await baseEnv(),
+      ...env,
+      IMGPROXY_BIND: bind,
+      IMGPROXY_URL: imgproxy.url,
+    };
+    assert.equal(full.HOME, undefined);
+    proxy = new Proc("proxy", "sh", [`${ROOT}/bin/start`], { env: full });
+    await proxy.waitForLine(/INFO Listening address=/, 30_000);
+    const path = `/insecure/rs:fit:16:12/plain/${sources.base}/photo.jpg@png`;
+    const res = await get(`http://${bind}${path}`);
+    assert.equal(res.status, 200, proxy.output());
+    await check(path, res);
+    proxy.signal("SIGTERM");
+    const status = await proxy.wait(20_000);
+    const problems = proxy.lines.filter((l) => /NotCapable|Requires \w+ access|Uncaught/.test(l));
+    assert.deepEqual(problems, [], `permission problems:\n${proxy.output()}`);
+    assert.equal(status.code, 0, proxy.output());
+  } finally {
+    await proxy?.stop();
+    await imgproxy.proc.stop();
+    await sources.close();
+  }
+}
+
+Deno.test(`permissions: S3 store, HOME unset, exact flags → stored, no NotCapable, exit 0 [${IMG.label}]`, async () => {
+  const gw = await Versitygw.start();
+  try {
+    await gw.createBucket("scoped");
+    await runScoped({
+      S3_BUCKET: "scoped",
+      S3_ENDPOINT: gw.endpoint,
+      AWS_ACCESS_KEY_ID: ACCESS_KEY,
+      AWS_SECRET_ACCESS_KEY: SECRET_KEY,
+      AWS_REGION: "us-east-1",
+    }, async (path, res) => {
+      const obj = await gw.waitForObject("scoped", keyOf(path));
+      assert.ok(equalBytes(obj.body, res.body));
+      assert.equal(obj.contentType, res.headers.get("content-type"));
+      assert.equal(obj.cacheControl, res.headers.get("cache-control"));
+    });
+  } finally {
+    await gw.close();
+  }
+});
+
+Deno.test(`permissions: local store, HOME unset, exact flags → stored in CACHE_DIR only, exit 0 [${IMG.label}]`, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "e2e-local-" });
+  try {
+    await runScoped({ CACHE_DIR: `${dir}/cache` }, async (path, res) => {
+      const file = `${dir}/cache/${keyOf(path)}`;
+      const body = await waitFor(`${file} to be written`, async () => {
+        try {
+          return await Deno.readFile(file);
+        } catch {
+          return undefined;
+        }
+      });
+      assert.ok(equalBytes(body, res.body));
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,253 @@
+/**
+ * Conditional writes and error classification against a real S3 server (versitygw), which
+ * honours `If-None-Match: *` (s3rver, used by the default suite, ignores it). The proxy runs
+ * in-process here (lib/ as is) over real sockets; its upstream is a tiny imgproxy-like server
+ * that answers each request with different bytes, so an overwrite would show.
+ */
+import assert from "node:assert/strict";
+import { type App, createApp } from "../lib/app.ts";
+import { loadConfig, type S3StoreConfig } from "../lib/config.ts";
+import { MemoryLogger } from "../lib/log.ts";
+import { S3Store } from "../lib/store/s3.ts";
+import { Uploader } from "../lib/uploader.ts";
+import {
+  equalBytes,
+  get,
+  keyOf,
+  s3Client,
+  SECRET_KEY,
+  Versitygw,
+  waitFor,
+} from "./support/harness.ts";
+
+const BUCKET = "conditional";
+
+function storeConfig(gw: Versitygw, bucket = BUCKET): S3StoreConfig {
+  return {
+    kind: "s3",
+    bucket,
+    endpoint: gw.endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    conditionalWrite: true,
+  };
+}
+
+/** Runs `fn` with a fresh versitygw holding the test bucket. */
+async function withGateway(fn: (gw: Versitygw) => Promise<void>): Promise<void> {
+  const gw = await Versitygw.start();
+  try {
+    await gw.createBucket(BUCKET);
+    await fn(gw);
+  } finally {
+    await gw.close();
+  }
+}
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+
+/** An imgproxy-like upstream whose every answer differs (`image/png`, public, counted). */
+function countingUpstream() {
+  let n = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    n++;
+    return new Response(bytes(`image bytes, answer #${n}`), {
+      headers: { "content-type": "image/png", "cache-control": "max-age=3600, public" },
+    });
+  });
+  return { server, url: `http://127.0.0.1:${server.addr.port}`, count: () => n };
+}
+
+/** Queues one body on an uploader the way the proxy does. */
+function upload(uploader: Uploader, key: string, body: Uint8Array) {
+  const c = uploader.begin(
+    key,
+    { path: `/${key}`, contentType: "image/png", cacheControl: null },
+    body.byteLength,
+  );
+  assert.equal(typeof c, "object", `upload of ${key} was skipped: ${String(c)}`);
+  if (typeof c === "string") return;
+  c.add(body);
+  c.finish();
+}
+
+Deno.test("versitygw: S3Store.put with ifAbsent → stored, then exists (412); the object keeps the first bytes", async () => {
+  await withGateway(async (gw) => {
+    const store = new S3Store(storeConfig(gw), s3Client(gw.endpoint, SECRET_KEY));
+    const opts = { contentType: "image/png", cacheControl: "max-age=60, public", ifAbsent: true };
+    assert.equal(await store.put("k1", bytes("first"), opts), "stored");
+    assert.equal(await store.put("k1", bytes("second"), opts), "exists");
+    const obj = await gw.get(BUCKET, "k1");
+    assert.ok(obj && equalBytes(obj.body, bytes("first")), "the second put overwrote the object");
+    assert.equal(obj.contentType, "image/png");
+    assert.equal(obj.cacheControl, "max-age=60, public");
+    assert.deepEqual((await gw.puts(BUCKET, "k1")).map((p) => p.status), [200, 412]);
+    // Without ifAbsent the store does overwrite: the 412 above really came from the condition.
+    assert.equal(await store.put("k1", bytes("third"), { ...opts, ifAbsent: false }), "stored");
+    assert.ok(equalBytes((await gw.get(BUCKET, "k1"))!.body, bytes("third")));
+    store.client.destroy();
+  });
+});
+
+Deno.test("versitygw: two proxy instances sharing a bucket, dedup memory off (UPLOAD_DEDUP_KEYS=0) → stored once", async () => {
+  await withGateway(async (gw) => {
+    const upstream = countingUpstream();
+    const env: Record<string, string> = {
+      S3_BUCKET: BUCKET,
+      S3_ENDPOINT: gw.endpoint,
+      S3_REGION: "us-east-1",
+      IMGPROXY_URL: upstream.url,
+      IMGPROXY_BIND: "127.0.0.1:0",
+      UPLOAD_DEDUP_KEYS: "0",
+      UPLOAD_RETRIES: "0",
+    };
+    const config = loadConfig((n) => env[n]);
+    const apps: { app: App; logger: MemoryLogger; store: S3Store }[] = [];
+    const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const logger = new MemoryLogger();
+        const store = new S3Store(storeConfig(gw), s3Client(gw.endpoint, SECRET_KEY));
+        const app = await createApp(config, logger, { store });
+        apps.push({ app, logger, store });
+        servers.push(
+          Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.handler),
+        );
+      }
+      const path = "/insecure/rs:fit:10:10/plain/https://example.com/a.png";
+      const key = keyOf(path);
+      // A, B, then A again: each one asks imgproxy (different bytes) and tries to store.
+      const order = [0, 1, 0];
+      const answers = [];
+      for (const [step, i] of order.entries()) {
+        const res = await get(`http://127.0.0.1:${servers[i]!.addr.port}${path}`);
+        assert.equal(res.status, 200);
+        answers.push(res.body);
+        await waitFor(
+          `attempt ${step + 1} to reach versitygw`,
+          async () => (await gw.puts(BUCKET, key)).length === step + 1 || undefined,
+        );
+        await waitFor(
+          "the uploader to settle",
+          () => apps[i]!.app.uploader.pending === 0 || undefined,
+        );
+      }
+      assert.equal(upstream.count(), 3);
+      assert.deepEqual((await gw.puts(BUCKET, key)).map((p) => p.status), [200, 412, 412]);
+      const obj = await gw.get(BUCKET, key);
+      assert.ok(obj && equalBytes(obj.body, answers[0]!), "the object is not the first answer");
+      const [a, b] = apps;
+      assert.equal(a!.app.uploader.stats.stored, 1);
+      assert.equal(a!.app.uploader.stats.alreadyPresent, 1);
+      assert.equal(b!.app.uploader.stats.stored, 0);
+      assert.equal(b!.app.uploader.stats.alreadyPresent, 1);
+      assert.equal(a!.logger.find("Uploaded to S3").length, 1);
+      assert.equal(b!.logger.find("Uploaded to S3").length, 0);
+    } finally {
+      for (const s of servers) await s.shutdown();
+      for (const { app, store } of apps) {
+        await app.uploader.drain(1000);
+        store.client.destroy();
+      }
+      await upstream.server.shutdown();
+    }
+  });
+});
+
+Deno.test("versitygw: a full proxy request stores the exact bytes with Content-Type and Cache-Control", async () => {
+  await withGateway(async (gw) => {
+    const upstream = countingUpstream();
+    const env: Record<string, string> = {
+      S3_BUCKET: BUCKET,
+      S3_ENDPOINT: gw.endpoint,
+      S3_FOLDER: "/processed/",
+      IMGPROXY_URL: upstream.url,
+    };
+    const logger = new MemoryLogger();
+    const store = new S3Store(storeConfig(gw), s3Client(gw.endpoint, SECRET_KEY));
+    const app = await createApp(loadConfig((n) => env[n]), logger, { store });
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.handler);
+    try {
+      const path = "/insecure/rs:fill:300:300/plain/https://example.com/image.jpg";
+      const res = await get(`http://127.0.0.1:${server.addr.port}${path}`);
+      assert.equal(res.status, 200);
+      const obj = await gw.waitForObject(BUCKET, `processed/${keyOf(path)}`);
+      assert.ok(equalBytes(obj.body, res.body));
+      assert.equal(obj.contentType, "image/png");
+      assert.equal(obj.cacheControl, "max-age=3600, public");
+      assert.equal(
+        logger.find(`Uploaded to S3 path=${path} bucket=${BUCKET} key=processed/`).length,
+        1,
+      );
+    } finally {
+      await server.shutdown();
+      await app.uploader.drain(1000);
+      store.client.destroy();
+      await upstream.server.shutdown();
+    }
+  });
+});
+
+/** Uploads one body with a retry budget and returns the uploader's stats and log. */
+async function uploadOnce(store: S3Store) {
+  const logger = new MemoryLogger();
+  const uploader = new Uploader(store, {
+    concurrency: 1,
+    maxBytesInFlight: 1 << 20,
+    maxObjectBytes: 1 << 20,
+    retries: 3,
+    retryBaseDelayMs: 50,
+    retryMaxDelayMs: 100,
+    dedupKeys: 100,
+    conditionalWrite: true,
+  }, logger);
+  upload(uploader, "k", bytes("body"));
+  const { lost } = await uploader.drain(10_000);
+  return { stats: uploader.stats, logger, lost };
+}
+
+Deno.test("versitygw: a put to a missing bucket is not retried", async () => {
+  await withGateway(async (gw) => {
+    const store = new S3Store(
+      storeConfig(gw, "no-such-bucket"),
+      s3Client(gw.endpoint, SECRET_KEY),
+    );
+    const { stats, logger, lost } = await uploadOnce(store);
+    assert.deepEqual(lost, []);
+    assert.equal(stats.failed, 1);
+    assert.equal(stats.retries, 0);
+    assert.equal(logger.find("will retry").length, 0);
+    assert.match(logger.find("Upload failed")[0] ?? "", /NoSuchBucket/);
+    assert.deepEqual((await gw.puts("no-such-bucket", "k")).map((p) => p.status), [404]);
+    store.client.destroy();
+  });
+});
+
+Deno.test("versitygw: a 403 (wrong secret) is not retried", async () => {
+  await withGateway(async (gw) => {
+    const store = new S3Store(storeConfig(gw), s3Client(gw.endpoint, "not-the-secret"));
+    const { stats, logger } = await uploadOnce(store);
+    assert.equal(stats.failed, 1);
+    assert.equal(stats.retries, 0);
+    assert.match(logger.find("Upload failed")[0] ?? "", /HTTP 403/);
+    assert.equal(await gw.get(BUCKET, "k"), null);
+    const attempts = (await gw.log()).filter((l) => l.op === "s3_PutObject" || l.status === 403);
+    assert.ok(attempts.length <= 1, `expected at most one logged attempt, got ${attempts.length}`);
+    store.client.destroy();
+  });
+});
+
+Deno.test("versitygw: a network failure (gateway gone) is retried, then given up", async () => {
+  const gw = await Versitygw.start();
+  const endpoint = gw.endpoint;
+  await gw.close(); // nothing listens there any more: network errors
+  const store = new S3Store(
+    { ...storeConfig(gw), endpoint },
+    s3Client(endpoint, SECRET_KEY),
+  );
+  const { stats, logger } = await uploadOnce(store);
+  assert.equal(stats.failed, 1);
+  assert.equal(stats.retries, 3, "network errors are retried up to UPLOAD_RETRIES times");
+  assert.equal(logger.find("will retry").length, 3);
+  store.client.destroy();
+});

@@ -1,0 +1,79 @@
+#!/bin/sh
+# Installs what CI and the end-to-end suite need on a fresh Debian machine, reusing whatever is
+# already there (so a second run takes about a second):
+#   - Deno (from npm, the only registry that ships it to our machines),
+#   - versitygw (S3 server for the conditional-write and end-to-end suites, via `go install`),
+#   - shellcheck (Debian package; lints entrypoint.sh, bin/start and these scripts),
+#   - the npm dependencies in Deno's cache (`deno install`), so tests need no registry later.
+# imgproxy itself is optional: the end-to-end suite uses it when found (IMGPROXY_BIN, PATH or
+# /opt/imgproxy/bin/imgproxy) and a stand-in otherwise, and says which.
+#
+# Versions are pinned here; the Dockerfile's DENO_VERSION must match (tests/dockerfile_test.ts).
+set -eu
+
+DENO_VERSION=2.9.6
+VERSITYGW_VERSION=v1.7.0
+GOBIN=${GOBIN:-${HOME:-/root}/go/bin}
+export GOBIN
+
+root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
+npm_bin=$(npm prefix -g 2>/dev/null || true)/bin
+PATH=$GOBIN:/usr/local/go/bin:$npm_bin:$PATH
+export PATH
+
+log() { printf 'install-deps: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=false
+apt_install() {
+  if [ "$apt_updated" = false ]; then
+    as_root apt-get update -qq
+    apt_updated=true
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# Deno ------------------------------------------------------------------------------------------
+if command -v deno >/dev/null 2>&1; then
+  have=$(deno --version | sed -n 's/^deno \([0-9.]*\).*/\1/p')
+  if [ "$have" != "$DENO_VERSION" ]; then
+    log "deno $have found (the project pins $DENO_VERSION; keeping it)"
+  fi
+else
+  command -v npm >/dev/null 2>&1 || apt_install npm
+  log "installing deno $DENO_VERSION from npm"
+  npm install -g --silent "deno@$DENO_VERSION"
+  npm_bin=$(npm prefix -g)/bin
+  PATH=$npm_bin:$PATH
+fi
+command -v deno >/dev/null 2>&1 || { log "deno is still not on PATH"; exit 1; }
+
+# versitygw -------------------------------------------------------------------------------------
+if command -v versitygw >/dev/null 2>&1; then
+  :
+else
+  command -v go >/dev/null 2>&1 || {
+    log "versitygw needs Go >= 1.25 to build (https://go.dev/dl/); Debian's golang is older"
+    exit 1
+  }
+  log "installing versitygw $VERSITYGW_VERSION into $GOBIN"
+  go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+fi
+
+# The linter (ShellCheck) ------------------------------------------------------------------------------------
+command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
+
+# npm dependencies into Deno's cache --------------------------------------------------------------
+(cd "$root" && deno install --quiet)
+
+log "ready: $(deno --version | head -n 1), versitygw at $(command -v versitygw)," \
+  "$(shellcheck --version | sed -n 's/^version: /shellcheck /p')"
+if imgproxy=$(command -v "${IMGPROXY_BIN:-imgproxy}" 2>/dev/null) ||
+  { [ -x /opt/imgproxy/bin/imgproxy ] && imgproxy=/opt/imgproxy/bin/imgproxy; }; then
+  log "imgproxy: $imgproxy ($("$imgproxy" version 2>/dev/null || echo unknown version))"
+else
+  log "imgproxy: not installed; the end-to-end suite will use its stand-in"
+fi

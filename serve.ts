@@ -1,0 +1,81 @@
+/**
+ * imgproxy-cache for `deno serve serve.ts` and Deno Deploy, with imgproxy running elsewhere
+ * (`IMGPROXY_URL`).
+ *
+ * The app is built lazily from the environment, once, on the first request. Nothing here
+ * starts a subprocess or writes to disk when `S3_BUCKET` is set (without it the local-directory
+ * store is used, which needs a writable `CACHE_DIR`: fine for `deno serve` on a machine, not on
+ * Deploy). The address comes from `deno serve --host/--port` (Deploy chooses it);
+ * `IMGPROXY_BIND` is not used. There is no wait for imgproxy's `/health`: until it answers,
+ * requests get the proxy's 502.
+ *
+ * On SIGINT or SIGTERM (Deploy sends SIGINT to an idle instance, then SIGKILL 5 s later) the
+ * pending uploads are flushed, up to `UPLOAD_DRAIN_TIMEOUT_IN_SEC` (set it below 5 on Deploy),
+ * before the process exits 0.
+ *
+ * Not main.ts: under `deno serve`, `import.meta.main` is true as well, and `deno run` of a
+ * module with `export default { fetch }` prints Deno's "did you mean deno serve" warning.
+ */
+import { type App, createApp, drainUploads, logStartup } from "./lib/app.ts";
+import { ConfigError, denoEnv, loadConfig } from "./lib/config.ts";
+import { consoleLogger } from "./lib/log.ts";
+
+let app: Promise<App> | null = null;
+
+async function build(): Promise<App> {
+  const config = loadConfig(denoEnv);
+  const built = await createApp(config, consoleLogger);
+  logStartup(built, consoleLogger);
+  consoleLogger.log("INFO", "Serving (deno serve)", { imgproxy: config.imgproxyUrl });
+  listenForShutdown(built);
+  return built;
+}
+
+let shuttingDown = false;
+
+function listenForShutdown(built: App): void {
+  const onSignal = (signal: Deno.Signal) => async () => {
+    if (shuttingDown) {
+      consoleLogger.log("WARN", "Second signal: exiting without waiting", { signal });
+      Deno.exit(130);
+    }
+    shuttingDown = true;
+    consoleLogger.log("INFO", "Shutting down", { signal });
+    await drainUploads(built, consoleLogger);
+    Deno.exit(0);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    try {
+      Deno.addSignalListener(signal, onSignal(signal));
+    } catch {
+      // Platforms without this signal (SIGTERM on Windows): nothing to listen for.
+    }
+  }
+}
+
+function misconfigured(): Response {
+  // The details are in the log; clients learn nothing about the configuration.
+  return new Response("imgproxy-cache could not start: see its log\n", {
+    status: 500,
+    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+  });
+}
+
+export default {
+  async fetch(req: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
+    if (app === null) {
+      app = build();
+      // Logged once; every request then gets a plain 500.
+      app.catch((err) => {
+        consoleLogger.log("ERROR", err instanceof ConfigError ? err.message : String(err));
+      });
+    }
+    let built: App;
+    try {
+      built = await app;
+    } catch {
+      return misconfigured();
+    }
+    return built.handler(req, info);
+  },
+} satisfies Deno.ServeDefaultExport;
