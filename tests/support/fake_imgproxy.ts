@@ -2,7 +2,7 @@
  * A stand-in imgproxy for integration tests, served with `Deno.serve` on 127.0.0.1, port 0.
  *
  * It answers like imgproxy does (see ../shared/facts/imgproxy.md): `/health`, the landing page,
- * `/favicon.ico`, HEAD/OPTIONS 200 with an empty body, other methods 404, and processing paths
+ * `/favicon.ico`, HEAD/OPTIONS 200 with a one-space text/plain body (as imgproxy 4.0.12 sends), other methods 404, and processing paths
  * `/{signature}/{options...}/plain/{source}[@ext]` or `/{signature}/{options...}/{base64}[.ext]`
  * with deterministic bytes derived from the path. Special words in the source select failures
  * and stream shapes:
@@ -158,7 +158,12 @@ export function startFakeImgproxy(options: FakeImgproxyOptions = {}): FakeImgpro
     await req.body?.cancel();
     const path = target.split("?")[0]!;
     if (req.method === "HEAD" || req.method === "OPTIONS") {
-      return new Response(null, { status: 200, headers: common() });
+      // imgproxy 4.0.12 (seen): 200, text/plain, a one-space body, a public Cache-Control,
+      // with no processing and no signature check. (HEAD's body is dropped on the wire.)
+      return textResponse(200, " ", {
+        ...common(),
+        "cache-control": "max-age=31536000, public",
+      });
     }
     if (req.method !== "GET") return textResponse(404, " ", common());
     if (path === "/health") {
