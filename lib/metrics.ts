@@ -549,7 +549,10 @@ export function metricsHandler(registry: Registry): (req: Request) => Response {
 }
 
 /** Serves the registry on its own listener (`METRICS_BIND`). */
-export function serveMetrics(options: MetricsServeOptions, registry: Registry): Deno.HttpServer {
+export function serveMetrics(
+  options: MetricsServeOptions,
+  registry: Registry,
+): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve({
     hostname: options.hostname,
     port: options.port,
