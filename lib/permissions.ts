@@ -50,12 +50,10 @@ export function permissionFlags(
   extra: ExtraPermissions = {},
 ): string[] {
   const net = new Set<string>();
-  net.add(
-    `${
-      config.bind.hostname.includes(":") ? `[${config.bind.hostname}]` : config.bind.hostname
-    }:${config.bind.port}`,
-  );
-  if (config.metricsBind !== null) net.add(bindHostPort(config.metricsBind));
+  if (extra.listen !== false) {
+    net.add(bindHostPort(config.bind));
+    if (config.metricsBind !== null) net.add(bindHostPort(config.metricsBind));
+  }
   net.add(hostPort(config.imgproxyUrl));
   const read = new Set<string>(extra.read ?? []);
   const write = new Set<string>();

@@ -4,22 +4,22 @@
  *
  * - A key already in the store is reported "already present" without asking imgproxy, so a run
  *   can be interrupted and started again.
- * - The path that reaches imgproxy and the key are byte-for-byte the list's path: the handler
- *   is given a {@linkcode RawTargetRequest}, because `new Request(url)` normalises the URL
- *   (`..`, `%2e%2e`, `\`, spaces) and `rawTarget()` reads `req.url`.
- * - After a body has been read, the worker waits until the uploader has settled that key. The
- *   uploader has no per-key completion signal yet, so {@linkcode UploadWatcher} (the app's
- *   logger) picks the outcome out of the uploader's own log lines (stored / "Upload failed" /
- *   "Upload skipped", each carrying `key`), with `uploader.isRecent`, `uploader.pending` and
- *   `store.has` as fallbacks and a deadline as the bound.
+ * - The path that reaches imgproxy and the key are byte-for-byte the list's path: each request
+ *   is marked with {@linkcode withRawTarget}, because `new Request(url)` normalises the URL
+ *   (`..`, `%2e%2e`, `\`) and the handler would otherwise take its target from `req.url`.
+ * - After a body has been read, the worker waits for the uploader's `onSettled` report for that
+ *   key ({@linkcode UploadOutcomes}, passed to `createApp` as `onUploadSettled`), bounded by a
+ *   deadline so a run never hangs.
  */
 import { parseArgs } from "node:util";
 import { createApp, createStore, drainUploads, waitForImgproxy } from "./app.ts";
 import type { App } from "./app.ts";
 import { ConfigError, type EnvReader, loadConfig } from "./config.ts";
 import { objectKey, pathOf } from "./key.ts";
-import { type Fields, formatLine, type Level, type Logger } from "./log.ts";
+import { formatLine, type Logger } from "./log.ts";
+import { withRawTarget } from "./proxy.ts";
 import type { Store } from "./store/store.ts";
+import type { UploadOutcome } from "./uploader.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The list
@@ -53,18 +53,27 @@ export function targetOf(text: string): string | null {
   return hash === -1 ? target : target.slice(0, hash);
 }
 
-/** Parses a list: one path or URL a line; blank lines and `#` comments are skipped. */
+// deno-lint-ignore no-control-regex
+const UNSENDABLE = /[\x00-\x20\x7f]/;
+
+/**
+ * Parses a list: one path or URL a line; blank lines and `#` comments are skipped. A target
+ * with a space or control character is unusable: no HTTP client sends one (they send `%20`),
+ * so it could neither reach imgproxy nor name the key a page computes.
+ */
 export function parseList(text: string): ListEntry[] {
   const entries: ListEntry[] = [];
   text.split("\n").forEach((raw, i) => {
     const s = raw.trim();
     if (s === "" || s.startsWith("#")) return;
     const target = targetOf(s);
-    entries.push(
-      target === null
-        ? { line: i + 1, error: "not a path or http(s) URL", text: s }
-        : { line: i + 1, target },
-    );
+    if (target === null) {
+      entries.push({ line: i + 1, error: "not a path or http(s) URL", text: s });
+    } else if (UNSENDABLE.test(target)) {
+      entries.push({ line: i + 1, error: "space or control character (write %20)", text: s });
+    } else {
+      entries.push({ line: i + 1, target });
+    }
   });
   return entries;
 }
@@ -76,102 +85,70 @@ export function parseList(text: string): ListEntry[] {
 export const WARM_ORIGIN = "http://warm.invalid";
 
 /**
- * A request whose `url` is `origin + target` exactly as given. `new Request()` parses its URL
- * with the WHATWG rules, so `req.url` would come back normalised (`/a/../b` → `/b`,
- * `%2e%2e` → `..` → resolved, `\` → `/`, space → `%20`), and `rawTarget()` — which reads
- * `req.url` — would hand imgproxy and the key another path than the list's. Overriding the
- * getter keeps every other part of the request (method, headers, signal, body) standard.
+ * The request the handler is given for `target`. `new Request()` parses its URL with the WHATWG
+ * rules, so `req.url` comes back normalised (`/a/../b` → `/b`, `%2e%2e` → resolved, `\` → `/`);
+ * {@linkcode withRawTarget} makes the handler (and the key) use `target` exactly as listed.
  */
-export class RawTargetRequest extends Request {
-  readonly #url: string;
-  constructor(target: string, init?: RequestInit, origin = WARM_ORIGIN) {
-    let parsed = origin + target;
-    try {
-      new URL(parsed);
-    } catch {
-      parsed = origin + "/";
-    }
-    super(parsed, init);
-    this.#url = origin + target;
+export function warmRequest(target: string): Request {
+  let req: Request;
+  try {
+    req = new Request(WARM_ORIGIN + target);
+  } catch {
+    req = new Request(WARM_ORIGIN + "/");
   }
-  override get url(): string {
-    return this.#url;
-  }
+  return withRawTarget(req, target);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Upload outcomes
 
-/** What the uploader did with one key. */
-export type UploadEvent =
-  | { kind: "stored" }
-  | { kind: "failed"; reason: string }
-  | { kind: "skipped"; reason: string };
+interface Watch {
+  outcomes: UploadOutcome[];
+  wake: (() => void) | null;
+}
 
 /**
- * The app's logger during a warm run: turns the uploader's log lines about watched keys into
- * per-key outcomes (those lines are not printed: the run reports each outcome itself) and
- * passes every other line on.
+ * Per-key upload outcomes, as the uploader reports them: pass {@linkcode record} to `createApp`
+ * as `onUploadSettled`, {@linkcode watch} a key before its request, then wait with
+ * {@linkcode next}. Outcomes for keys nobody watches are dropped.
  */
-export class UploadWatcher implements Logger {
-  readonly #watched = new Set<string>();
-  readonly #events = new Map<string, UploadEvent>();
-  readonly #wakers = new Map<string, () => void>();
+export class UploadOutcomes {
+  readonly #watched = new Map<string, Watch>();
 
-  constructor(
-    /** The store's success message (`Store.storedMessage`). */
-    readonly storedMessage: string,
-    readonly forward: Logger,
-  ) {}
-
-  log(level: Level, msg: string, fields?: Fields): void {
-    const key = fields?.key;
-    if (typeof key === "string" && this.#watched.has(key)) {
-      let event: UploadEvent | null = null;
-      if (msg === this.storedMessage) event = { kind: "stored" };
-      else if (msg === "Upload failed") {
-        event = { kind: "failed", reason: String(fields?.reason ?? "unknown") };
-      } else if (msg === "Upload skipped") {
-        event = { kind: "skipped", reason: String(fields?.reason ?? "unknown") };
-      }
-      if (event !== null) {
-        this.#events.set(key, event);
-        this.#wakers.get(key)?.();
-        return;
-      }
-    }
-    this.forward.log(level, msg, fields);
-  }
+  /** The uploader's `onSettled` hook. */
+  readonly record = (key: string, outcome: UploadOutcome): void => {
+    const w = this.#watched.get(key);
+    if (w === undefined) return;
+    w.outcomes.push(outcome);
+    w.wake?.();
+  };
 
   /** Starts collecting outcomes for `key` (call before the request). */
   watch(key: string): void {
-    this.#watched.add(key);
+    if (!this.#watched.has(key)) this.#watched.set(key, { outcomes: [], wake: null });
   }
 
-  /** Stops watching `key` and forgets its outcome. */
+  /** Stops watching `key` (a pending {@linkcode next} resolves with null). */
   unwatch(key: string): void {
+    const w = this.#watched.get(key);
     this.#watched.delete(key);
-    this.#events.delete(key);
-    this.#wakers.get(key)?.();
-    this.#wakers.delete(key);
+    w?.wake?.();
   }
 
-  /** The outcome seen for `key`, if any. */
-  outcome(key: string): UploadEvent | undefined {
-    return this.#events.get(key);
-  }
-
-  /** Resolves when an outcome for `key` arrives, or after `ms`. */
-  wait(key: string, ms: number): Promise<void> {
-    if (this.#events.has(key)) return Promise.resolve();
+  /** The next outcome reported for `key`, or null when none arrives within `ms`. */
+  next(key: string, ms: number): Promise<UploadOutcome | null> {
+    const w = this.#watched.get(key);
+    if (w === undefined) return Promise.resolve(null);
+    const ready = w.outcomes.shift();
+    if (ready !== undefined) return Promise.resolve(ready);
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        if (this.#wakers.get(key) === done) this.#wakers.delete(key);
-        resolve();
+        if (w.wake === done) w.wake = null;
+        resolve(w.outcomes.shift() ?? null);
       };
-      const timer = setTimeout(done, ms);
-      this.#wakers.set(key, done);
+      const timer = setTimeout(done, Math.max(0, ms));
+      w.wake = done;
     });
   }
 }
@@ -194,7 +171,7 @@ export type WarmApp = Pick<App, "store" | "uploader" | "handler"> & {
 export interface WarmSettings {
   /** How long to wait for the upload of one body to settle. */
   settleTimeoutMs: number;
-  /** Fallback polling interval while waiting for an upload. */
+  /** How often a wait for an upload also checks whether any upload is still in flight. */
   pollIntervalMs: number;
   /** Called before the first request that needs imgproxy; false stops the run. */
   ready?: () => Promise<boolean>;
@@ -212,7 +189,7 @@ const message = (err: unknown) => (err as Error)?.message ?? String(err);
 /** Gets one path stored; never throws. */
 export async function warmOne(
   app: WarmApp,
-  watcher: UploadWatcher,
+  outcomes: UploadOutcomes,
   target: string,
   settings: WarmSettings,
 ): Promise<Outcome> {
@@ -225,9 +202,9 @@ export async function warmOne(
   if (settings.ready !== undefined && !await settings.ready()) {
     return { kind: "failed", reason: "imgproxy is not ready" };
   }
-  watcher.watch(key);
+  outcomes.watch(key);
   try {
-    const res = await app.handler(new RawTargetRequest(target));
+    const res = await app.handler(warmRequest(target));
     if (res.status !== 200) {
       await res.body?.cancel();
       return { kind: "failed", reason: `HTTP ${res.status}` };
@@ -247,48 +224,54 @@ export async function warmOne(
     } catch (err) {
       return { kind: "failed", reason: `body cut short: ${message(err)}` };
     }
-    return await settle(app, watcher, key, settings);
+    return await settle(app, outcomes, key, settings);
   } catch (err) {
     return { kind: "failed", reason: message(err) };
   } finally {
-    watcher.unwatch(key);
+    outcomes.unwatch(key);
   }
 }
 
-/** Waits until the uploader is done with `key`. */
+/** Waits until the uploader reports how it ended with `key`, up to the settle deadline. */
 async function settle(
   app: WarmApp,
-  watcher: UploadWatcher,
+  outcomes: UploadOutcomes,
   key: string,
   settings: WarmSettings,
 ): Promise<Outcome> {
   const deadline = Date.now() + settings.settleTimeoutMs;
-  for (let round = 0;; round++) {
-    const event = watcher.outcome(key);
-    if (event?.kind === "stored") return { kind: "stored" };
-    if (event?.kind === "failed") {
-      return { kind: "failed", reason: `upload failed: ${event.reason}` };
-    }
-    if (event?.kind === "skipped") {
-      return { kind: "failed", reason: `upload skipped: ${event.reason}` };
-    }
-    // The put answered "exists" (not logged), or the log line was missed: the key is known.
-    if (app.uploader.isRecent(key)) return { kind: "stored" };
-    // Nothing in flight, or a periodic look: the store has the last word.
-    if (app.uploader.pending === 0 || round % 10 === 9) {
-      if (await app.store.has(key).catch(() => false)) return { kind: "stored" };
-      if (app.uploader.pending === 0 && watcher.outcome(key) === undefined) {
-        return { kind: "failed", reason: "not stored (upload skipped)" };
+  for (;;) {
+    const left = deadline - Date.now();
+    const outcome = left > 0
+      ? await outcomes.next(key, Math.min(left, settings.pollIntervalMs))
+      : null;
+    if (outcome !== null) {
+      switch (outcome.kind) {
+        case "stored":
+          return { kind: "stored" };
+        case "exists": // stored by someone else since the check (a conditional write said so)
+          return { kind: "present" };
+        case "failed":
+          return { kind: "failed", reason: `upload failed: ${outcome.reason}` };
+        case "skipped":
+          // Another body for this key is being written: its outcome is reported next.
+          if (outcome.reason === "in-progress") continue;
+          if (outcome.reason === "recently-stored") return { kind: "present" };
+          return { kind: "failed", reason: `upload skipped: ${outcome.reason}` };
       }
     }
-    const left = deadline - Date.now();
-    if (left <= 0) {
+    // Outcomes are reported synchronously, so with nothing in flight none is still to come
+    // (the handler never started an upload for this key).
+    const idle = app.uploader.pending === 0;
+    if (idle || left <= 0) {
+      if (await app.store.has(key).catch(() => false)) return { kind: "stored" };
       return {
         kind: "failed",
-        reason: `upload did not settle within ${settings.settleTimeoutMs / 1000} s`,
+        reason: idle
+          ? "not stored (no upload started)"
+          : `upload did not settle within ${settings.settleTimeoutMs / 1000} s`,
       };
     }
-    await watcher.wait(key, Math.min(left, settings.pollIntervalMs));
   }
 }
 
@@ -355,7 +338,7 @@ export function plan(entries: ListEntry[], folder: string): {
 /** Runs `targets` through {@linkcode warmOne} with at most `concurrency` at a time. */
 export async function warmAll(
   app: WarmApp,
-  watcher: UploadWatcher,
+  outcomes: UploadOutcomes,
   targets: readonly string[],
   counts: WarmCounts,
   options: WarmAllOptions,
@@ -368,7 +351,7 @@ export async function warmAll(
         return;
       }
       const target = targets[next++]!;
-      const outcome = await warmOne(app, watcher, target, options);
+      const outcome = await warmOne(app, outcomes, target, options);
       count(counts, outcome);
       options.onResult?.(target, outcome, counts);
     }
@@ -635,8 +618,8 @@ export async function runWarm(args: string[], io: WarmIO): Promise<number> {
     io.stderr(`warm: cannot open the store: ${message(err)}\n`);
     return 1;
   }
-  const watcher = new UploadWatcher(store.storedMessage, printer);
-  const app = await createApp(warmConfig, watcher, { store });
+  const outcomes = new UploadOutcomes();
+  const app = await createApp(warmConfig, printer, { store, onUploadSettled: outcomes.record });
 
   // imgproxy is only needed once a path is missing: a run where everything is present does
   // not wait for it (or send it anything).
@@ -660,7 +643,7 @@ export async function runWarm(args: string[], io: WarmIO): Promise<number> {
 
   reporter.start();
   try {
-    await warmAll(app, watcher, targets, counts, {
+    await warmAll(app, outcomes, targets, counts, {
       concurrency: opts.concurrency,
       settleTimeoutMs: opts.settleTimeoutMs,
       pollIntervalMs: 50,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type EnvReader, loadConfig, VARIABLES } from "../lib/config.ts";
-import { hostPort, permissionFlags, SDK_ENV } from "../lib/permissions.ts";
+import { hostPort, parseExtra, permissionFlags, SDK_ENV } from "../lib/permissions.ts";
 
 function envOf(vars: Record<string, string> = {}): EnvReader {
   return (name) => vars[name];
@@ -198,4 +198,59 @@ Deno.test("permissionFlags() never grants everything, in any mode", () => {
     assertNarrow(raw);
     assert.ok(flags.has("--allow-net") && flags.has("--allow-env"), raw.join(" "));
   }
+});
+
+Deno.test("parseExtra() takes --no-listen and repeatable --read PATH, nothing else", () => {
+  assert.deepEqual(parseExtra([]), { read: [] });
+  assert.deepEqual(parseExtra(["--no-listen", "--read", "a b.txt", "--read", "/l"]), {
+    read: ["a b.txt", "/l"],
+    listen: false,
+  });
+  assert.throws(() => parseExtra(["--read"]), TypeError);
+  assert.throws(() => parseExtra(["--write", "x"]), TypeError);
+});
+
+Deno.test("permissionFlags() with extra reads: added to --allow-read, for either store", () => {
+  for (const vars of [{ CACHE_DIR: "/srv/cache" }, STATIC_KEYS]) {
+    const env = envOf(vars);
+    const raw = permissionFlags(loadConfig(env), env, { read: ["/lists/a.txt"], listen: false });
+    assertNarrow(raw);
+    const read = raw.find((f) => f.startsWith("--allow-read="))?.split("=")[1]?.split(",");
+    assert.ok(read?.includes("/lists/a.txt"), raw.join(" "));
+    assert.ok(!raw.some((f) => f.startsWith("--allow-write=") && f.includes("/lists/")));
+  }
+});
+
+Deno.test("lib/permissions.ts as a script: --no-listen --read PATH (bin/warm's call)", async () => {
+  const out = await new Deno.Command("deno", {
+    args: [
+      "run",
+      "--quiet",
+      "--no-prompt",
+      "--allow-env",
+      new URL("../lib/permissions.ts", import.meta.url).pathname,
+      "--no-listen",
+      "--read",
+      "/lists/my list.txt",
+    ],
+    env: { CACHE_DIR: "/srv/cache", PATH: Deno.env.get("PATH") ?? "" },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const lines = new TextDecoder().decode(out.stdout).trimEnd().split("\n");
+  assert.ok(lines.includes("--allow-read=/lists/my list.txt,/srv/cache"), lines.join("\n"));
+  assert.ok(lines.includes("--allow-write=/srv/cache"), lines.join("\n"));
+});
+
+Deno.test("permissionFlags() with listen false grants neither IMGPROXY_BIND nor METRICS_BIND", () => {
+  const env = envOf({ CACHE_DIR: "/srv/cache", METRICS_BIND: "127.0.0.1:9464" });
+  const listening = permissionFlags(loadConfig(env), env);
+  const net = (flags: string[]) =>
+    flags.find((f) => f.startsWith("--allow-net="))!.slice("--allow-net=".length).split(",");
+  assert.ok(net(listening).includes("0.0.0.0:8080"));
+  assert.ok(net(listening).includes("127.0.0.1:9464"));
+  const warm = permissionFlags(loadConfig(env), env, { listen: false });
+  assert.deepEqual(net(warm), ["127.0.0.1:8081"]);
 });

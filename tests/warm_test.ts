@@ -6,18 +6,18 @@ import { md5Hex, objectKey } from "../lib/key.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { rawTarget } from "../lib/proxy.ts";
 import { LocalStore } from "../lib/store/local.ts";
-import { type PutResult, StoreError } from "../lib/store/store.ts";
+import { type PutOptions, type PutResult, StoreError } from "../lib/store/store.ts";
 import {
   formatSummary,
   parseList,
   progressBar,
-  RawTargetRequest,
   runWarm,
   targetOf,
-  UploadWatcher,
+  UploadOutcomes,
   warmAll,
   type WarmCounts,
   type WarmIO,
+  warmRequest,
 } from "../lib/warm.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -162,22 +162,42 @@ Deno.test("targetOf: paths kept byte-for-byte, URLs cut after the authority", ()
 
 Deno.test("parseList skips blank lines and comments, reports unusable lines with numbers", () => {
   const entries = parseList(
-    "# header\n\n/a.png\r\n   # indented comment\nnot a path\nhttp://h/b\n",
+    "# header\n\n/a.png\r\n   # indented comment\nnot a path\nhttp://h/b\n/c d.png\n/e\tf\n",
   );
   assert.deepEqual(entries, [
     { line: 3, target: "/a.png" },
     { line: 5, error: "not a path or http(s) URL", text: "not a path" },
     { line: 6, target: "/b" },
+    // No HTTP client sends a literal space (they send %20): it could not reach imgproxy.
+    { line: 7, error: "space or control character (write %20)", text: "/c d.png" },
+    { line: 8, error: "space or control character (write %20)", text: "/e\tf" },
   ]);
 });
 
-Deno.test("RawTargetRequest keeps the target that new Request() would normalise", () => {
-  const target = "/rs:fit:10/plain/local:///a/../%2e%2e/b\\c d.png?q=%2E";
+Deno.test("warmRequest keeps the target that new Request() would normalise", () => {
+  const target = "/rs:fit:10/plain/local:///a/../%2e%2e/b\\c d%20e.png?q=%2E";
   assert.notEqual(rawTarget(new Request("http://warm.invalid" + target)), target);
-  const req = new RawTargetRequest(target);
+  const req = warmRequest(target);
   assert.equal(rawTarget(req), target);
   assert.equal(req.method, "GET");
   assert.equal(new URL(req.url).protocol, "http:");
+});
+
+Deno.test("UploadOutcomes: outcomes of watched keys only, in order; next() times out with null", async () => {
+  const outcomes = new UploadOutcomes();
+  outcomes.record("k", { kind: "stored" }); // not watched: dropped
+  outcomes.watch("k");
+  assert.equal(await outcomes.next("k", 0), null);
+  const waiting = outcomes.next("k", 5000);
+  outcomes.record("k", { kind: "skipped", reason: "in-progress" });
+  outcomes.record("k", { kind: "exists" });
+  outcomes.record("other", { kind: "failed", reason: "x" });
+  assert.deepEqual(await waiting, { kind: "skipped", reason: "in-progress" });
+  assert.deepEqual(await outcomes.next("k", 5000), { kind: "exists" });
+  const pending = outcomes.next("k", 5000);
+  outcomes.unwatch("k"); // a waiter is released at once
+  assert.equal(await pending, null);
+  assert.equal(await outcomes.next("other", 0), null);
 });
 
 Deno.test("progress bar and summary text", () => {
@@ -212,6 +232,7 @@ const TRICKY = [
   "/rs:fill:10:10/plain/local:///a/../b.png",
   "/rs:fill:10:10/plain/local:///x/%2e%2e/y.png",
   "/rs:fit:5:5/plain/http://example.com/c%20d.png@webp",
+  "/rs:fit:5:5/plain/local:///dir\\g%20h%2Fi.png",
   "/insecure/w:20/plain/local:///e.png?cb=1",
 ];
 
@@ -230,7 +251,7 @@ Deno.test("a run stores every path under the key of its raw path; a second run a
     assert.equal(first.stderr, "");
     assert.match(
       first.stdout,
-      /^Warm-up finished: 5 paths in [\d.]+ s: 5 stored, 0 already present, 0 failed; 1 duplicate lines skipped\n$/m,
+      /^Warm-up finished: 6 paths in [\d.]+ s: 6 stored, 0 already present, 0 failed; 1 duplicate lines skipped\n$/m,
     );
     const expected = [...TRICKY, "/rs:fit:1:1/plain/local:///f.png"];
     // imgproxy received each path byte-for-byte, once.
@@ -248,7 +269,7 @@ Deno.test("a run stores every path under the key of its raw path; a second run a
     assert.equal(second.code, 0, second.stderr);
     assert.match(
       second.stdout,
-      /^Warm-up finished: 5 paths in [\d.]+ s: 0 stored, 5 already present, 0 failed; 1 duplicate lines skipped\n$/m,
+      /^Warm-up finished: 6 paths in [\d.]+ s: 0 stored, 6 already present, 0 failed; 1 duplicate lines skipped\n$/m,
     );
     assert.equal(standIn.targets.length, seen, "no image request on the second run");
     assert.equal(standIn.health, 1, "not even a health check on the second run");
@@ -410,8 +431,8 @@ Deno.test("an upload the store refuses is a failure with the store's reason", as
     const config = loadConfig((n) => env[n]);
     const store = new RefusingStore(dir);
     const logger = new MemoryLogger();
-    const watcher = new UploadWatcher(store.storedMessage, logger);
-    const app = await createApp(config, watcher, { store });
+    const outcomes = new UploadOutcomes();
+    const app = await createApp(config, logger, { store, onUploadSettled: outcomes.record });
     const counts: WarmCounts = {
       total: 2,
       done: 0,
@@ -422,7 +443,7 @@ Deno.test("an upload the store refuses is a failure with the store's reason", as
       reasons: new Map(),
       interrupted: false,
     };
-    await warmAll(app, watcher, ["/r/1.png", "/r/2.png"], counts, {
+    await warmAll(app, outcomes, ["/r/1.png", "/r/2.png"], counts, {
       concurrency: 2,
       settleTimeoutMs: 5000,
       pollIntervalMs: 50,
@@ -431,8 +452,57 @@ Deno.test("an upload the store refuses is a failure with the store's reason", as
     assert.equal(counts.failed, 2);
     assert.deepEqual([...counts.reasons], [["upload failed: Access Denied", 2]]);
     assert.equal(standIn.targets.length, 2);
-    // The watcher consumed the per-key lines: they are reported by the run, not logged twice.
-    assert.deepEqual(logger.find("Upload failed"), []);
+    // The app's logger is an ordinary one: the uploader's own lines still reach it.
+    assert.equal(logger.find("Upload failed").length, 2);
+  });
+});
+
+function newCounts(total: number): WarmCounts {
+  return {
+    total,
+    done: 0,
+    stored: 0,
+    present: 0,
+    failed: 0,
+    duplicates: 0,
+    reasons: new Map(),
+    interrupted: false,
+  };
+}
+
+Deno.test("per-key outcomes: a put that answers exists is already present; one that never settles hits the deadline", async () => {
+  await withSetup(0, async (standIn, env, dir) => {
+    class OddStore extends LocalStore {
+      override put(key: string, _body: Uint8Array, opts: PutOptions) {
+        if (key === md5Hex("/exists.png")) return Promise.resolve<PutResult>("exists");
+        // Never settles until the uploader's drain aborts it.
+        return new Promise<PutResult>((_, reject) =>
+          opts.signal?.addEventListener("abort", () => reject(opts.signal!.reason), {
+            once: true,
+          })
+        );
+      }
+    }
+    const config = loadConfig((n) => env[n]);
+    const outcomes = new UploadOutcomes();
+    const app = await createApp(config, new MemoryLogger(), {
+      store: new OddStore(dir),
+      onUploadSettled: outcomes.record,
+    });
+    const counts = newCounts(2);
+    const started = Date.now();
+    await warmAll(app, outcomes, ["/exists.png", "/hangs.png"], counts, {
+      concurrency: 2,
+      settleTimeoutMs: 300,
+      pollIntervalMs: 50,
+    });
+    assert.ok(Date.now() - started < 5000, "the deadline bounds the wait");
+    assert.equal(counts.present, 1);
+    assert.equal(counts.stored, 0);
+    assert.deepEqual([...counts.reasons], [["upload did not settle within 0.3 s", 1]]);
+    assert.equal(standIn.targets.length, 2);
+    const { lost } = await app.uploader.drain(50);
+    assert.deepEqual(lost, [md5Hex("/hangs.png")]);
   });
 });
 
@@ -446,6 +516,9 @@ Deno.test("deno task warm: real subprocess with the task's flags; SIGINT exits 1
     standIn.onRequest = () => {
       if (standIn.targets.length === 2) started.resolve();
     };
+    const tasks = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))).tasks;
+    assert.equal(tasks.warm, "sh ./bin/warm", "the task runs bin/warm (scoped flags)");
+    // The list lies outside CACHE_DIR: only bin/warm's --read lets the run open it.
     const child = new Deno.Command("deno", {
       args: ["task", "--quiet", "warm", "-c", "2", listFile],
       cwd: ROOT,
@@ -468,5 +541,82 @@ Deno.test("deno task warm: real subprocess with the task's flags; SIGINT exits 1
       new RegExp(`^Warm-up interrupted after ${n} of 20 paths .*: ${n} stored`, "m"),
     );
     for (const t of standIn.targets) assert.ok(await exists(join(cacheDir, md5Hex(t))), t);
+  });
+});
+
+Deno.test("bin/warm: --no-listen always, --read for the list file wherever it is among the options", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "warm-bin-" });
+  try {
+    // A stand-in for deno: the permissions call prints its own arguments as "flags" (P:…),
+    // the final call prints every argument, one a line.
+    const fake = join(dir, "deno");
+    await Deno.writeTextFile(
+      fake,
+      `#!/bin/sh
+if [ "$2" = --quiet ]; then
+  seen=0
+  for a in "$@"; do
+    [ "$seen" = 1 ] && printf 'P:%s\\n' "$a"
+    case $a in */lib/permissions.ts) seen=1 ;; esac
+  done
+else
+  printf '%s\\n' "$@"
+fi
+`,
+      { mode: 0o755 },
+    );
+    const run = async (args: string[]) => {
+      const out = await new Deno.Command("sh", {
+        args: [join(ROOT, "bin/warm"), ...args],
+        env: { DENO: fake },
+        stdout: "piped",
+        stderr: "inherit",
+      }).output();
+      assert.equal(out.code, 0);
+      const lines = new TextDecoder().decode(out.stdout).trimEnd().split("\n");
+      const script = lines.indexOf(join(ROOT, "warm.ts"));
+      assert.ok(script > 0, lines.join("\n"));
+      return {
+        perms: lines.filter((l) => l.startsWith("P:")).map((l) => l.slice(2)),
+        passed: lines.slice(script + 1),
+      };
+    };
+    const cases: [string[], string | null][] = [
+      [["-c", "2", "list.txt"], "list.txt"],
+      [["list.txt", "-c", "2"], "list.txt"],
+      [["--every=5", "-v", "--settle-timeout", "3", "my list.txt"], "my list.txt"],
+      [["--interval", "1", "-vc", "3", "a.txt", "--concurrency", "2"], "a.txt"],
+      [["--", "-odd.txt"], "-odd.txt"],
+      [["-c", "2", "-"], null], // standard input: nothing to read
+      [["--help"], null],
+    ];
+    for (const [args, file] of cases) {
+      const { perms, passed } = await run(args);
+      assert.deepEqual(perms, file === null ? ["--no-listen"] : ["--no-listen", "--read", file]);
+      assert.deepEqual(passed, args, "warm.ts gets the arguments unchanged");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bin/warm reads the list from standard input with -", async () => {
+  await withSetup(0, async (standIn, env, dir) => {
+    const child = new Deno.Command("sh", {
+      args: [join(ROOT, "bin/warm"), "-"],
+      env: { ...env, S3_BUCKET: "", NO_COLOR: "1" },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("# two paths\n/in/1.png\n/in/2.png\n"));
+    await writer.close();
+    const { code, stdout, stderr } = await child.output();
+    const out = new TextDecoder().decode(stdout);
+    assert.equal(code, 0, out + new TextDecoder().decode(stderr));
+    assert.match(out, /^Warm-up finished: 2 paths in [\d.]+ s: 2 stored, 0 already present/m);
+    assert.equal(standIn.targets.length, 2);
+    for (const t of standIn.targets) assert.ok(await exists(join(dir, md5Hex(t))), t);
   });
 });
