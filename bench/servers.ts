@@ -1,0 +1,79 @@
+/**
+ * Helper servers for the benchmark, each run as its own process so its CPU does not mix with
+ * the orchestrator's:
+ *
+ * - `upstream`: a fast fixed-bytes stand-in for imgproxy. `/health` → 200; a path starting with
+ *   `/1m/` → a 1 MiB body, anything else → a 30 KiB body; always `image/webp` with
+ *   Content-Length and `Cache-Control: max-age=31536000, public`. Counts requests.
+ * - `nullstore`: accepts any PUT, reads and discards the body, answers 200 with an ETag (what
+ *   the S3 SDK expects). `GET /__count` → the number of PUTs seen.
+ * - `stall`: accepts TCP connections, reads and discards whatever arrives, never answers.
+ *
+ * Usage: deno run --allow-net=127.0.0.1 bench/servers.ts KIND [PORT]; prints `ready PORT`.
+ */
+const kind = Deno.args[0];
+const port = Number(Deno.args[1] ?? 0);
+
+function body(size: number): Uint8Array<ArrayBuffer> {
+  const b = new Uint8Array(size);
+  // A RIFF/WEBP header, then a fixed pattern: bytes only matter for their length.
+  b.set(new TextEncoder().encode("RIFF\0\0\0\0WEBPVP8 "));
+  for (let i = 16; i < size; i++) b[i] = (i * 31) & 0xff;
+  return b;
+}
+
+function ready(p: number): void {
+  console.log(`ready ${p}`);
+}
+
+if (kind === "upstream") {
+  const small = body(30 * 1024);
+  const large = body(1024 * 1024);
+  const headers = (n: number) => ({
+    "content-type": "image/webp",
+    "content-length": String(n),
+    "cache-control": "max-age=31536000, public",
+  });
+  const smallHeaders = headers(small.byteLength);
+  const largeHeaders = headers(large.byteLength);
+  let count = 0;
+  Deno.serve({ hostname: "127.0.0.1", port, onListen: ({ port }) => ready(port) }, (req) => {
+    const url = req.url;
+    const i = url.indexOf("/", 8);
+    const path = url.slice(i);
+    if (path === "/health") return new Response("imgproxy is running");
+    if (path === "/__count") return new Response(String(count));
+    count++;
+    if (path.startsWith("/1m/")) return new Response(large, { headers: largeHeaders });
+    return new Response(small, { headers: smallHeaders });
+  });
+} else if (kind === "nullstore") {
+  let puts = 0;
+  let bytes = 0;
+  Deno.serve({ hostname: "127.0.0.1", port, onListen: ({ port }) => ready(port) }, async (req) => {
+    if (req.method === "PUT") {
+      if (req.body !== null) {
+        for await (const chunk of req.body) bytes += chunk.byteLength;
+      }
+      puts++;
+      return new Response(null, { status: 200, headers: { etag: '"0"' } });
+    }
+    if (req.url.endsWith("/__count")) return new Response(JSON.stringify({ puts, bytes }));
+    await req.body?.cancel();
+    return new Response(null, { status: 200 });
+  });
+} else if (kind === "stall") {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  ready((listener.addr as Deno.NetAddr).port);
+  const buf = new Uint8Array(64 * 1024);
+  for await (const conn of listener) {
+    (async () => {
+      try {
+        while ((await conn.read(buf)) !== null) { /* discard, never answer */ }
+      } catch { /* reset */ }
+    })();
+  }
+} else {
+  console.error("usage: servers.ts upstream|nullstore|stall [PORT]");
+  Deno.exit(2);
+}
