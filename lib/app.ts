@@ -79,12 +79,7 @@ export async function createApp(
     upstreamTimeoutMs: config.upstreamTimeoutMs,
   });
   const coalesceStats: CoalesceStats = { coalesced: 0 };
-  let handler = config.coalesce
-    ? coalesce(proxy, rawTarget, {
-      replayLimit: config.upload.maxObjectBytes,
-      stats: coalesceStats,
-    })
-    : proxy;
+  let handler = config.coalesce ? coalesce(proxy, rawTarget, { stats: coalesceStats }) : proxy;
   if (config.cacheMode !== "write") {
     handler = withLookup(handler, {
       mode: config.cacheMode,

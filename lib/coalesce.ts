@@ -55,75 +55,48 @@ function shareable(res: Response): boolean {
   return !/(^|[,\s])private\b/.test(cc);
 }
 
-interface Subscriber {
-  controller: ReadableStreamDefaultController<Uint8Array>;
-}
-
-/** One upstream answer being fanned out to the clients that asked for it. */
-class Flight {
-  readonly subscribers = new Set<Subscriber>();
-  /** Chunks so far, kept for clients that join late; dropped past the replay limit. */
-  chunks: Uint8Array[] | null = [];
-  buffered = 0;
-  done = false;
-  error: unknown = null;
-  reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
-
-  constructor(readonly response: Response, private readonly replayLimit: number) {}
-
-  /** Reads the upstream body once, handing each chunk to every subscriber. */
-  async pump(onEnd: () => void): Promise<void> {
-    const body = this.response.body;
+/**
+ * Splits one body into `n` streams. Chunks are shared, not copied; each stream keeps its own
+ * queue, so a slow client does not hold the others back. A stream cancelled by its client only
+ * leaves; when all have left, the upstream body is cancelled.
+ */
+export function fanOut(body: ReadableStream<Uint8Array>, n: number): ReadableStream<Uint8Array>[] {
+  const reader = body.getReader();
+  const live = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  let started = false;
+  const pump = async () => {
     try {
-      if (body === null) return;
-      this.reader = body.getReader();
       for (;;) {
-        const { done, value } = await this.reader.read();
+        const { done, value } = await reader.read();
         if (done) break;
-        if (this.chunks !== null) {
-          this.buffered += value.byteLength;
-          if (this.buffered > this.replayLimit) {
-            this.chunks = null; // too big to replay: no more late joiners
-            onEnd();
-          } else this.chunks.push(value);
-        }
-        for (const s of this.subscribers) s.controller.enqueue(value);
+        for (const c of live) c.enqueue(value);
       }
-      this.done = true;
-      for (const s of this.subscribers) s.controller.close();
+      for (const c of live) c.close();
     } catch (err) {
-      this.error = err;
-      for (const s of this.subscribers) s.controller.error(err);
-    } finally {
-      this.subscribers.clear();
-      onEnd();
+      for (const c of live) c.error(err);
     }
-  }
-
-  /** True while a new client can still be given the whole body. */
-  get joinable(): boolean {
-    return this.chunks !== null && this.error === null;
-  }
-
-  /** A new stream of the whole body for one client. */
-  subscribe(): ReadableStream<Uint8Array> | null {
-    if (this.response.body === null) return null;
-    let sub: Subscriber;
+    live.clear();
+  };
+  return Array.from({ length: n }, () => {
+    let self: ReadableStreamDefaultController<Uint8Array>;
     return new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        sub = { controller };
-        for (const c of this.chunks ?? []) controller.enqueue(c);
-        if (this.done) controller.close();
-        else if (this.error !== null) controller.error(this.error);
-        else this.subscribers.add(sub);
+      start(controller) {
+        self = controller;
+        live.add(controller);
       },
-      cancel: (reason) => {
-        this.subscribers.delete(sub);
-        // The last client went away: stop imgproxy's work too.
-        if (this.subscribers.size === 0 && !this.done) return this.reader?.cancel(reason);
+      pull() {
+        // Start reading once the first client asks: every stream exists by then.
+        if (!started) {
+          started = true;
+          void pump(); // never rejects: failures go to the streams
+        }
+      },
+      cancel(reason) {
+        live.delete(self);
+        if (live.size === 0) return reader.cancel(reason);
       },
     });
-  }
+  });
 }
 
 /** Counters of the coalescer (exported as metrics). */
@@ -132,60 +105,59 @@ export interface CoalesceStats {
   coalesced: number;
 }
 
+/** Requests waiting for one leader's answer. */
+interface Flight {
+  followers: PromiseWithResolvers<Response | null>[];
+}
+
 /**
- * Wraps a handler so concurrent identical requests share one call of it. `target` extracts
- * the raw request target (null: do not coalesce).
+ * Wraps a handler so identical requests that arrive while imgproxy is still working on the
+ * first share its answer. `target` extracts the raw request target (null: do not coalesce).
+ *
+ * Followers join only until the leader's response headers arrive: that is the expensive part
+ * (imgproxy processes the whole image before it answers), and it means no body ever has to be
+ * kept for late joiners. A leader nobody joined keeps the plain, native response path.
  */
 export function coalesce(
   inner: Handler,
   target: (req: Request) => string | null,
-  options: { replayLimit: number; stats?: CoalesceStats },
+  options: { stats?: CoalesceStats } = {},
 ): Handler {
-  const flights = new Map<string, Promise<Flight | null>>();
+  const flights = new Map<string, Flight>();
   return async (req: Request, info?: ConnInfo) => {
     const t = target(req);
     const key = t === null ? null : coalescingKey(req, t);
     if (key === null) return inner(req, info);
     const existing = flights.get(key);
     if (existing !== undefined) {
-      const flight = await existing.catch(() => null);
-      if (flight !== null && flight.joinable) {
-        const body = flight.subscribe();
-        if (options.stats) options.stats.coalesced++;
-        return new Response(body, {
-          status: flight.response.status,
-          statusText: flight.response.statusText,
-          headers: flight.response.headers,
-        });
-      }
-      return inner(req, info);
+      const waiting = Promise.withResolvers<Response | null>();
+      existing.followers.push(waiting);
+      const shared = await waiting.promise;
+      if (shared === null) return inner(req, info); // not shareable: ask for ourselves
+      if (options.stats) options.stats.coalesced++;
+      return shared;
     }
-    const started = Promise.withResolvers<Flight | null>();
-    flights.set(key, started.promise);
-    const end = () => {
-      if (flights.get(key) === started.promise) flights.delete(key);
-    };
+    const flight: Flight = { followers: [] };
+    flights.set(key, flight);
     let res: Response;
     try {
       res = await inner(req, info);
     } catch (err) {
-      end();
-      started.reject(err);
+      flights.delete(key);
+      for (const f of flight.followers) f.reject(err);
       throw err;
     }
+    // From here on, identical requests start a flight of their own.
+    flights.delete(key);
+    const { followers } = flight;
+    if (followers.length === 0) return res;
     if (!shareable(res)) {
-      end();
-      started.resolve(null);
+      for (const f of followers) f.resolve(null);
       return res;
     }
-    const flight = new Flight(res, options.replayLimit);
-    started.resolve(flight);
-    const body = flight.subscribe();
-    void flight.pump(end); // never rejects: failures go to the subscribers
-    return new Response(body, {
-      status: res.status,
-      statusText: res.statusText,
-      headers: res.headers,
-    });
+    const init = { status: res.status, statusText: res.statusText, headers: res.headers };
+    const bodies = res.body === null ? null : fanOut(res.body, followers.length + 1);
+    followers.forEach((f, i) => f.resolve(new Response(bodies?.[i + 1] ?? null, init)));
+    return new Response(bodies?.[0] ?? null, init);
   };
 }

@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
-import { coalesce, coalescingKey } from "../lib/coalesce.ts";
+import { coalesce, coalescingKey, fanOut } from "../lib/coalesce.ts";
 import { rawTarget } from "../lib/proxy.ts";
 
 /** A slow streaming upstream served over a real socket, counting the requests it gets. */
-function slowUpstream(chunks: number, chunkDelayMs: number) {
+function slowUpstream(chunks: number, chunkDelayMs: number, headerDelayMs = 100) {
   const state = { requests: 0, cancelled: 0 };
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, async (req) => {
     state.requests++;
+    // Like imgproxy: the headers come once the image is processed.
+    await new Promise((r) => setTimeout(r, headerDelayMs));
     if (req.url.includes("fail")) return new Response("Bad Gateway", { status: 502 });
     let i = 0;
     const body = new ReadableStream<Uint8Array>({
@@ -27,7 +29,7 @@ function slowUpstream(chunks: number, chunkDelayMs: number) {
 function serveCoalesced(upstreamUrl: string) {
   const stats = { coalesced: 0 };
   const inner = (req: Request) => fetch(upstreamUrl + rawTarget(req), { headers: req.headers });
-  const handler = coalesce(inner, rawTarget, { replayLimit: 1 << 20, stats });
+  const handler = coalesce(inner, rawTarget, { stats });
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, handler);
   return { server, stats, url: `http://127.0.0.1:${server.addr.port}` };
 }
@@ -128,5 +130,74 @@ Deno.test("coalesce() does not share across different Authorization headers", as
   } finally {
     await proxy.server.shutdown();
     await up.server.shutdown();
+  }
+});
+
+Deno.test("coalesce() does not join a request that arrives once the body is streaming", async () => {
+  const up = slowUpstream(6, 40, 50);
+  const proxy = serveCoalesced(up.url);
+  try {
+    const first = await fetch(`${proxy.url}/x/plain/d.png`);
+    const late = await fetch(`${proxy.url}/x/plain/d.png`);
+    assert.equal((await first.bytes()).byteLength, 600);
+    assert.equal((await late.bytes()).byteLength, 600);
+    assert.equal(up.state.requests, 2);
+    assert.equal(proxy.stats.coalesced, 0);
+  } finally {
+    await proxy.server.shutdown();
+    await up.server.shutdown();
+  }
+});
+
+function source(chunks: number) {
+  const state = { cancelled: false, read: 0 };
+  let i = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      await new Promise((r) => setTimeout(r, 5));
+      if (i >= chunks) return c.close();
+      state.read++;
+      c.enqueue(new Uint8Array([i++]));
+    },
+    cancel() {
+      state.cancelled = true;
+    },
+  });
+  return { body, state };
+}
+
+Deno.test("fanOut() gives every stream every chunk, and a cancelled one leaves alone", async () => {
+  const { body, state } = source(5);
+  const [a, b, c] = fanOut(body, 3);
+  await c!.cancel();
+  const [ba, bb] = await Promise.all([new Response(a).bytes(), new Response(b).bytes()]);
+  assert.deepEqual([...ba], [0, 1, 2, 3, 4]);
+  assert.deepEqual([...bb], [0, 1, 2, 3, 4]);
+  assert.equal(state.cancelled, false);
+});
+
+Deno.test("fanOut() cancels the source when every stream is cancelled", async () => {
+  const { body, state } = source(1000);
+  const streams = fanOut(body, 2);
+  const reader = streams[0]!.getReader();
+  await reader.read();
+  await reader.cancel();
+  assert.equal(state.cancelled, false);
+  await streams[1]!.cancel();
+  assert.equal(state.cancelled, true);
+  assert.ok(state.read < 1000);
+});
+
+Deno.test("fanOut() passes a source error to every stream", async () => {
+  let n = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (n++ === 1) c.error(new Error("upstream reset"));
+      else c.enqueue(new Uint8Array([1]));
+    },
+  });
+  const streams = fanOut(body, 2);
+  for (const s of streams) {
+    await assert.rejects(new Response(s).bytes(), /upstream reset/);
   }
 });
