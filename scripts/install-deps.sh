@@ -3,6 +3,8 @@
 # already there (so a second run takes about a second):
 #   - Deno (from npm, the only registry that ships it to our machines),
 #   - versitygw (S3 server for the conditional-write and end-to-end suites, via `go install`),
+#   - moto (S3 server with the bucket lifecycle API, which versitygw lacks: e2e/lifecycle_test.ts;
+#     `moto[server]` from PyPI, about 30 s),
 #   - shellcheck (Debian package; lints entrypoint.sh, bin/start and these scripts),
 #   - the npm dependencies in Deno's cache (`deno install`), so tests need no registry later.
 # imgproxy itself is optional: the end-to-end suite uses it when found (IMGPROXY_BIN, PATH or
@@ -13,6 +15,7 @@ set -eu
 
 DENO_VERSION=2.9.6
 VERSITYGW_VERSION=v1.7.0
+MOTO_VERSION=5.2.5
 GOBIN=${GOBIN:-${HOME:-/root}/go/bin}
 export GOBIN
 
@@ -61,6 +64,16 @@ else
   }
   log "installing versitygw $VERSITYGW_VERSION into $GOBIN"
   go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+fi
+
+# moto ------------------------------------------------------------------------------------------
+if ! command -v moto_server >/dev/null 2>&1; then
+  log "installing moto $MOTO_VERSION from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  command -v moto_server >/dev/null 2>&1 || {
+    log "moto_server is not on PATH after pip install (where did pip put its scripts?)"
+    exit 1
+  }
 fi
 
 # The linter (ShellCheck) ------------------------------------------------------------------------------------
