@@ -76,8 +76,13 @@ export function admit(
     }
     variant = variantSuffix(requestHeaders.get("accept"));
   }
-  if (rules.fallbackMaxAge !== null && maxAgeOf(cacheControl) === rules.fallbackMaxAge) {
-    return { store: false, reason: "fallback-image" };
+  if (rules.fallbackMaxAge !== null) {
+    // The placeholder carries the fallback TTL, or less when an `expires:` option shortens it;
+    // a real image that expires that soon is not worth storing either.
+    const maxAge = maxAgeOf(cacheControl);
+    if (maxAge !== null && maxAge <= rules.fallbackMaxAge) {
+      return { store: false, reason: "fallback-image" };
+    }
   }
   const lengthHeader = responseHeaders.get("content-length");
   const contentLength = lengthHeader !== null && /^\d+$/.test(lengthHeader.trim())

@@ -6,6 +6,7 @@
  * its own copy; when every client has gone, the upstream request is cancelled. An upstream
  * failure reaches all of them.
  */
+import { removeHopByHop } from "./headers.ts";
 import { variantSuffix } from "./key.ts";
 import type { ConnInfo, Handler } from "./proxy.ts";
 
@@ -39,10 +40,14 @@ const PERSONAL_HEADERS = [
  */
 export function coalescingKey(req: Request, target: string): string | null {
   if (req.method !== "GET") return null;
-  for (const h of PERSONAL_HEADERS) if (req.headers.has(h)) return null;
-  let key = target + "\n" + variantSuffix(req.headers.get("accept"));
+  // What imgproxy will get: headers named in `Connection` are not forwarded.
+  const headers = req.headers.has("connection")
+    ? removeHopByHop(new Headers(req.headers))
+    : req.headers;
+  for (const h of PERSONAL_HEADERS) if (headers.has(h)) return null;
+  let key = target + "\n" + variantSuffix(headers.get("accept"));
   for (const h of SHAPING_HEADERS) {
-    const v = req.headers.get(h);
+    const v = headers.get(h);
     if (v !== null) key += `\n${h}:${v}`;
   }
   return key;

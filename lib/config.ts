@@ -64,7 +64,10 @@ export interface Config {
   metricsBind: BindAddress | null;
   /** `off`: answers that carry `Vary` are not stored; `accept`: stored per Accept variant. */
   cacheVariants: "off" | "accept";
-  /** imgproxy's fallback image answers with this `max-age`; such answers are never stored. */
+  /**
+   * imgproxy's fallback image answers with this `max-age` (or less, with `expires:`); answers
+   * with a `max-age` up to it are never stored.
+   */
   fallbackMaxAge: number | null;
   upload: UploadConfig;
 }
@@ -199,7 +202,10 @@ class Parser {
         `${name}: credentials in the URL are not allowed; use the AWS_* variables`,
       );
     } else if (u.search !== "" || u.hash !== "") {
-      this.problems.push(`${name}: expected a URL without query or fragment, got ${u.href}`);
+      // The query may hold a presigned signature: show only where the URL points.
+      this.problems.push(
+        `${name}: expected a URL without query or fragment, got ${u.origin}${u.pathname}?...`,
+      );
     }
     return u.href.replace(/\/+$/, "");
   }
@@ -261,7 +267,8 @@ function fallbackRule(p: Parser): number | null {
     );
     return null;
   }
-  const fallbackTtl = p.int("IMGPROXY_FALLBACK_IMAGE_TTL", 0, 0);
+  // imgproxy applies the fallback TTL only when it is above 0.
+  const fallbackTtl = p.int("IMGPROXY_FALLBACK_IMAGE_TTL", 0, 1);
   const ttlAll = p.int("IMGPROXY_TTL", 31536000, 0);
   if (fallbackTtl === ttlAll) {
     p.problems.push(

@@ -154,7 +154,9 @@ export function createHandler(options: ProxyOptions): Handler {
     // imgproxy's. (Deno also aborts req.signal after a successful response.)
     req.signal.removeEventListener("abort", onClientGone);
     const outHeaders = clientResponseHeaders(res.headers);
-    const verdict = admit(req.method, req.headers, res.status, res.headers, rules);
+    // Judge by the headers imgproxy really got: `Connection` may have removed some (an Accept
+    // dropped that way must not put a JPEG under a webp variant key).
+    const verdict = admit(req.method, headers, res.status, res.headers, rules);
     let body: ReadableStream<Uint8Array> | null = res.body;
     if (!verdict.store) {
       outHeaders.set("x-cache", `BYPASS; reason=${verdict.reason}`);

@@ -9,7 +9,7 @@
  */
 import http from "node:http";
 import https from "node:https";
-import { Readable } from "node:stream";
+import { pipeline, Readable } from "node:stream";
 
 /** One request to imgproxy. */
 export interface UpstreamRequest {
@@ -26,6 +26,8 @@ export type Upstream = (req: UpstreamRequest) => Promise<Response>;
 
 /** True when `fetch` would send exactly `base + target`. */
 export function fetchPreservesTarget(url: string): boolean {
+  // A fragment survives the URL parse but is never sent.
+  if (url.includes("#")) return false;
   try {
     return new URL(url).href === url;
   } catch {
@@ -72,7 +74,18 @@ function viaNodeHttp(base: URL, req: UpstreamRequest): Promise<Response> {
     if (req.body === null) {
       outgoing.end();
     } else {
-      Readable.fromWeb(req.body as import("node:stream/web").ReadableStream).pipe(outgoing);
+      // pipeline(), not pipe(): a client body that fails (the client went away mid-upload)
+      // must fail this request, not throw an uncaught error that ends the process.
+      pipeline(
+        Readable.fromWeb(req.body as import("node:stream/web").ReadableStream),
+        outgoing,
+        (err) => {
+          if (err) {
+            outgoing.destroy(err);
+            reject(err);
+          }
+        },
+      );
     }
   });
 }

@@ -194,6 +194,12 @@ const ROWS: Row[] = [
     expected: STORE(),
   },
   {
+    name: "max-age below the fallback TTL (an expires: option shortened it)",
+    response: { "cache-control": "max-age=42, public" },
+    rules: { fallbackMaxAge: 60 },
+    expected: BYPASS("fallback-image"),
+  },
+  {
     name: "max-age=600 is not the fallback TTL 60",
     response: { "cache-control": "max-age=600, public" },
     rules: { fallbackMaxAge: 60 },

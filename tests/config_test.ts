@@ -427,7 +427,8 @@ Deno.test("loadConfig() derives the fallback-image rule from imgproxy's settings
     [{}, null],
     [{ IMGPROXY_FALLBACK_IMAGE_TTL: "60" }, null], // no fallback image configured
     [{ IMGPROXY_FALLBACK_IMAGE_URL: "https://x/y.png", IMGPROXY_FALLBACK_IMAGE_TTL: "60" }, 60],
-    [{ IMGPROXY_FALLBACK_IMAGE_PATH: "/f.png", IMGPROXY_FALLBACK_IMAGE_TTL: "0" }, 0],
+    // imgproxy ignores a fallback TTL of 0: the placeholder then looks like a real image.
+    [{ IMGPROXY_FALLBACK_IMAGE_PATH: "/f.png", IMGPROXY_FALLBACK_IMAGE_TTL: "0" }, "error"],
     [{
       IMGPROXY_FALLBACK_IMAGE_DATA: "iVBOR",
       IMGPROXY_FALLBACK_IMAGE_HTTP_CODE: "200",
