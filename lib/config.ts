@@ -40,6 +40,7 @@ export interface UploadConfig {
   retryMaxDelayMs: number;
   drainTimeoutMs: number;
   dedupKeys: number;
+  dedupTtlMs: number;
 }
 
 /** The whole configuration. */
@@ -110,6 +111,7 @@ export const VARIABLES = {
   UPLOAD_RETRY_MAX_DELAY_MS: "5000",
   UPLOAD_DRAIN_TIMEOUT_IN_SEC: "8",
   UPLOAD_DEDUP_KEYS: "10000",
+  UPLOAD_DEDUP_TTL_IN_SEC: "600",
   // Read from imgproxy's own settings (the fallback-image rule), never changed.
   IMGPROXY_TTL: "31536000",
   IMGPROXY_FALLBACK_IMAGE_DATA: "",
@@ -316,6 +318,7 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     retryMaxDelayMs: p.int("UPLOAD_RETRY_MAX_DELAY_MS", 5000, 1, 3_600_000),
     drainTimeoutMs: p.int("UPLOAD_DRAIN_TIMEOUT_IN_SEC", 8, 0, 3600) * 1000,
     dedupKeys: p.int("UPLOAD_DEDUP_KEYS", 10000, 0, 10_000_000),
+    dedupTtlMs: p.int("UPLOAD_DEDUP_TTL_IN_SEC", 600, 1, 31_536_000) * 1000,
   };
   if (upload.maxObjectBytes > upload.maxBytesInFlight) {
     p.problems.push(

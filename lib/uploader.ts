@@ -55,8 +55,15 @@ export interface UploaderOptions {
   retryBaseDelayMs: number;
   retryMaxDelayMs: number;
   dedupKeys: number;
+  /** How long a stored key is remembered (ms): objects can be expired or deleted later. */
+  dedupTtlMs?: number;
+  /** Injected for tests: the clock. */
+  now?: () => number;
   conditionalWrite: boolean;
-  /** Called once per key when its body is stored, found present, failed or skipped. */
+  /**
+   * Called once per {@linkcode Uploader.begin} call when that body is stored, found present,
+   * failed or skipped (so a key skipped as `in-progress` is reported again by its writer).
+   */
   onSettled?: (key: string, outcome: UploadOutcome) => void;
   /** Injected for tests: the jitter source (0 ≤ x < 1). */
   random?: () => number;
@@ -184,8 +191,8 @@ export class Uploader {
   };
   /** Keys being collected, queued or written. */
   readonly #busy = new Set<string>();
-  /** Recently stored (or found present) keys, oldest first. */
-  readonly #recent = new Set<string>();
+  /** Recently stored (or found present) keys → when, oldest first. */
+  readonly #recent = new Map<string, number>();
   readonly #queue: Job[] = [];
   #active = 0;
   #closed = false;
@@ -193,6 +200,7 @@ export class Uploader {
   #idle: PromiseWithResolvers<void> | null = null;
   readonly #sleeps = new Set<() => void>();
   readonly #random: () => number;
+  readonly #now: () => number;
 
   constructor(
     readonly store: Store,
@@ -200,11 +208,16 @@ export class Uploader {
     readonly logger: Logger,
   ) {
     this.#random = options.random ?? Math.random;
+    this.#now = options.now ?? Date.now;
   }
 
   /** True while the key was stored recently enough to be remembered. */
   isRecent(key: string): boolean {
-    return this.#recent.has(key);
+    const at = this.#recent.get(key);
+    if (at === undefined) return false;
+    if (this.#now() - at < (this.options.dedupTtlMs ?? Infinity)) return true;
+    this.#recent.delete(key); // it may have been expired or deleted since
+    return false;
   }
 
   /**
@@ -218,7 +231,7 @@ export class Uploader {
   ): Collector | SkipReason {
     let reason: SkipReason | null = null;
     if (this.#closed) reason = "closed";
-    else if (this.#recent.has(key)) reason = "recently-stored";
+    else if (this.isRecent(key)) reason = "recently-stored";
     else if (this.#busy.has(key)) reason = "in-progress";
     else if (contentLength !== null && contentLength > this.options.maxObjectBytes) {
       reason = "too-large";
@@ -374,9 +387,9 @@ export class Uploader {
   #remember(key: string): void {
     if (this.options.dedupKeys === 0) return;
     this.#recent.delete(key);
-    this.#recent.add(key);
+    this.#recent.set(key, this.#now());
     if (this.#recent.size > this.options.dedupKeys) {
-      this.#recent.delete(this.#recent.values().next().value!);
+      this.#recent.delete(this.#recent.keys().next().value!);
     }
   }
 

@@ -51,6 +51,7 @@ Deno.test("loadConfig() gives every documented default when the environment is e
       retryMaxDelayMs: 5000,
       drainTimeoutMs: 8000,
       dedupKeys: 10000,
+      dedupTtlMs: 600000,
     },
   };
   assert.deepEqual(loadConfig(envOf()), expected);
@@ -76,6 +77,7 @@ Deno.test("loadConfig() defaults agree with the VARIABLES table", () => {
     ["UPLOAD_RETRY_MAX_DELAY_MS", String(c.upload.retryMaxDelayMs)],
     ["UPLOAD_DRAIN_TIMEOUT_IN_SEC", String(c.upload.drainTimeoutMs / 1000)],
     ["UPLOAD_DEDUP_KEYS", String(c.upload.dedupKeys)],
+    ["UPLOAD_DEDUP_TTL_IN_SEC", String(c.upload.dedupTtlMs / 1000)],
   ];
   for (const [name, actual] of rows) {
     assert.equal(actual, VARIABLES[name], name);

@@ -251,6 +251,21 @@ Deno.test("Uploader remembers at most dedupKeys keys, forgetting the oldest", as
   again.abort();
 });
 
+Deno.test("Uploader forgets a stored key after dedupTtlMs, so an expired object is stored again", async () => {
+  let now = 1_000_000;
+  const { store, uploader } = setup(undefined, { dedupTtlMs: 60_000, now: () => now });
+  upload(uploader, "k");
+  await settled(uploader);
+  now += 59_999;
+  assert.equal(uploader.isRecent("k"), true);
+  assert.equal(uploader.begin("k", meta("k"), 10), "recently-stored");
+  now += 1;
+  assert.equal(uploader.isRecent("k"), false);
+  upload(uploader, "k");
+  await settled(uploader);
+  assert.equal(store.calls.length, 2);
+});
+
 Deno.test("Uploader with dedupKeys=0 remembers nothing and relies on the conditional write", async () => {
   const { store, uploader, logger } = setup(undefined, { dedupKeys: 0 });
   upload(uploader, "k");
