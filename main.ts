@@ -51,10 +51,13 @@ export async function main(
   const listeners = signals.map((s) => [s, onSignal(s)] as const);
   for (const [s, l] of listeners) Deno.addSignalListener(s, l);
 
+  // server.shutdown() lets responses in flight finish (aborting the serve signal would cut
+  // streaming bodies, and their uploads with them); `force` is for when they take too long.
+  const force = new AbortController();
   const server = Deno.serve({
     hostname: config.bind.hostname,
     port: config.bind.port,
-    signal: stop.signal,
+    signal: force.signal,
     onListen: ({ hostname, port }) => {
       logger.log("INFO", "Listening", {
         address: `${hostname}:${port}`,
@@ -65,13 +68,23 @@ export async function main(
   const metricsServer = config.metricsBind === null ? null : serveMetrics({
     hostname: config.metricsBind.hostname,
     port: config.metricsBind.port,
-    signal: stop.signal,
+    signal: force.signal,
     onListen: ({ hostname, port }) => {
       logger.log("INFO", "Serving metrics", { address: `${hostname}:${port}`, path: "/metrics" });
     },
   }, app.registry);
-  await server.finished;
-  await metricsServer?.finished;
+  const stopping = new Promise<void>((resolve) =>
+    stop.signal.addEventListener("abort", () => resolve(), { once: true })
+  );
+  await Promise.race([stopping, server.finished]);
+  const deadline = setTimeout(() => {
+    logger.log("WARN", "Responses still in flight at the deadline: closing their connections", {
+      timeoutSec: config.upload.drainTimeoutMs / 1000,
+    });
+    force.abort();
+  }, config.upload.drainTimeoutMs);
+  await Promise.all([server.shutdown(), metricsServer?.shutdown()]);
+  clearTimeout(deadline);
   await drainUploads(app, logger);
   for (const [s, l] of listeners) Deno.removeSignalListener(s, l);
   return 0;

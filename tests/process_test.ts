@@ -214,3 +214,42 @@ Deno.test("process exits non-zero when imgproxy never becomes healthy", async ()
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("process finishes a response in flight on SIGTERM and stores it before exiting", async () => {
+  // 5 chunks, one every 300 ms: SIGTERM arrives while the body is streaming.
+  const fake = startFakeImgproxy({ slowChunks: 5, slowChunkMs: 300 });
+  const dir = await Deno.makeTempDir({ prefix: "process-inflight-" });
+  const port = freePort();
+  const proxy = start({
+    CACHE_DIR: dir,
+    IMGPROXY_URL: fake.url,
+    IMGPROXY_BIND: `127.0.0.1:${port}`,
+    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+  });
+  try {
+    await proxy.waitFor("Listening");
+    const path = "/_/rs:fit:10:10/plain/http://example.com/slowbody.jpg";
+    const res = await fetch(`http://127.0.0.1:${port}${path}`);
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    assert.equal(first.done, false);
+    stop(proxy);
+    let received = first.value!.byteLength;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      received += value.byteLength;
+    }
+    assert.equal(received, Number(res.headers.get("content-length")));
+    const { code, output } = await proxy.done;
+    assert.equal(code, 0, output);
+    assert.match(output, /INFO Uploads drained stored=1 /);
+    assert.equal((await Deno.readFile(`${dir}/${md5(path)}`)).byteLength, received);
+  } finally {
+    stop(proxy);
+    await proxy.done;
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
