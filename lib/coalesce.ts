@@ -8,7 +8,7 @@
  */
 import { removeHopByHop } from "./headers.ts";
 import { variantSuffix } from "./key.ts";
-import type { ConnInfo, Handler } from "./proxy.ts";
+import { type ConnInfo, type Handler, withRawTarget } from "./proxy.ts";
 
 /** Request headers that change imgproxy's answer or make it personal. */
 const SHAPING_HEADERS = [
@@ -60,22 +60,58 @@ function shareable(res: Response): boolean {
   return !/(^|[,\s])private\b/.test(cc);
 }
 
+/** Limits of {@linkcode fanOut}. */
+export interface FanOutOptions {
+  /** Bytes each stream may hold unread before the source waits (default 256 KiB). */
+  highWaterMark?: number;
+  /** How long one stream may stop reading before it is dropped (default 10 s). */
+  stallMs?: number;
+}
+
 /**
- * Splits one body into `n` streams. Chunks are shared, not copied; each stream keeps its own
- * queue, so a slow client does not hold the others back. A stream cancelled by its client only
- * leaves; when all have left, the upstream body is cancelled.
+ * Splits one body into `n` streams. Chunks are shared, not copied, and the source is read at
+ * the pace of the slowest stream, so memory stays within about `highWaterMark` per stream; a
+ * stream whose client stops reading for `stallMs` is failed so the others go on. A stream
+ * cancelled by its client only leaves; when all have left, the source is cancelled.
  */
-export function fanOut(body: ReadableStream<Uint8Array>, n: number): ReadableStream<Uint8Array>[] {
+export function fanOut(
+  body: ReadableStream<Uint8Array>,
+  n: number,
+  { highWaterMark = 256 * 1024, stallMs = 10_000 }: FanOutOptions = {},
+): ReadableStream<Uint8Array>[] {
   const reader = body.getReader();
   const live = new Set<ReadableStreamDefaultController<Uint8Array>>();
   let started = false;
+  let wake: (() => void) | null = null;
+  const lagging = () => [...live].filter((c) => (c.desiredSize ?? 0) <= 0);
+  /** Waits until every stream has room, dropping streams that stall. */
+  const room = async () => {
+    while (live.size > 0 && lagging().length > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const woke = await new Promise<boolean>((resolve) => {
+        wake = () => resolve(true);
+        timer = setTimeout(() => resolve(false), stallMs);
+      });
+      clearTimeout(timer);
+      wake = null;
+      if (!woke) {
+        for (const c of lagging()) {
+          live.delete(c);
+          c.error(new Error(`client read nothing for ${stallMs} ms`));
+        }
+      }
+    }
+  };
   const pump = async () => {
     try {
       for (;;) {
+        await room();
+        if (live.size === 0) break;
         const { done, value } = await reader.read();
         if (done) break;
         for (const c of live) c.enqueue(value);
       }
+      if (live.size === 0) await reader.cancel();
       for (const c of live) c.close();
     } catch (err) {
       for (const c of live) c.error(err);
@@ -95,12 +131,14 @@ export function fanOut(body: ReadableStream<Uint8Array>, n: number): ReadableStr
           started = true;
           void pump(); // never rejects: failures go to the streams
         }
+        wake?.();
       },
       cancel(reason) {
         live.delete(self);
+        wake?.();
         if (live.size === 0) return reader.cancel(reason);
       },
-    });
+    }, new ByteLengthQueuingStrategy({ highWaterMark }));
   });
 }
 
@@ -113,6 +151,10 @@ export interface CoalesceStats {
 /** Requests waiting for one leader's answer. */
 interface Flight {
   followers: PromiseWithResolvers<Response | null>[];
+  /** Clients still waiting for the answer (the leader's and its followers'). */
+  waiting: number;
+  /** Aborts the shared upstream call once nobody waits for it. */
+  controller: AbortController;
 }
 
 /**
@@ -137,20 +179,35 @@ export function coalesce(
     if (existing !== undefined) {
       const waiting = Promise.withResolvers<Response | null>();
       existing.followers.push(waiting);
-      const shared = await waiting.promise;
+      existing.waiting++;
+      const leave = () => {
+        if (--existing.waiting === 0) existing.controller.abort(req.signal.reason);
+      };
+      req.signal.addEventListener("abort", leave, { once: true });
+      const shared = await waiting.promise.finally(() =>
+        req.signal.removeEventListener("abort", leave)
+      );
       if (shared === null) return inner(req, info); // not shareable: ask for ourselves
       if (options.stats) options.stats.coalesced++;
       return shared;
     }
-    const flight: Flight = { followers: [] };
+    const flight: Flight = { followers: [], waiting: 1, controller: new AbortController() };
     flights.set(key, flight);
+    // imgproxy's work is shared: it stops only when every client waiting for it has gone.
+    const leave = () => {
+      if (--flight.waiting === 0) flight.controller.abort(req.signal.reason);
+    };
+    req.signal.addEventListener("abort", leave, { once: true });
+    const shared = withRawTarget(new Request(req, { signal: flight.controller.signal }), t!);
     let res: Response;
     try {
-      res = await inner(req, info);
+      res = await inner(shared, info);
     } catch (err) {
       flights.delete(key);
       for (const f of flight.followers) f.reject(err);
       throw err;
+    } finally {
+      req.signal.removeEventListener("abort", leave);
     }
     // From here on, identical requests start a flight of their own.
     flights.delete(key);

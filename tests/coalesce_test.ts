@@ -201,3 +201,47 @@ Deno.test("fanOut() passes a source error to every stream", async () => {
     await assert.rejects(new Response(s).bytes(), /upstream reset/);
   }
 });
+
+Deno.test("coalesce() keeps the shared request going when the first client leaves early", async () => {
+  const up = slowUpstream(3, 10, 300);
+  const proxy = serveCoalesced(up.url);
+  try {
+    const leaderGone = new AbortController();
+    const leader = fetch(`${proxy.url}/x/plain/e.png`, { signal: leaderGone.signal });
+    await new Promise((r) => setTimeout(r, 50));
+    const follower = fetch(`${proxy.url}/x/plain/e.png`);
+    await new Promise((r) => setTimeout(r, 50));
+    leaderGone.abort();
+    await assert.rejects(leader);
+    const res = await follower;
+    assert.equal(res.status, 200);
+    assert.equal((await res.bytes()).byteLength, 300);
+    assert.equal(up.state.requests, 1);
+  } finally {
+    await proxy.server.shutdown();
+    await up.server.shutdown();
+  }
+});
+
+Deno.test("fanOut() reads at the slowest stream's pace and drops one that stalls", async () => {
+  const { body, state } = source(200);
+  const [fast, silent] = fanOut(body, 2, { highWaterMark: 4, stallMs: 100 });
+  const got = await new Response(fast).bytes();
+  // The silent stream held the source back until it was dropped, then the rest flowed.
+  assert.equal(got.byteLength, 200);
+  const reader = silent!.getReader();
+  const chunks: number[] = [];
+  await assert.rejects(
+    (async () => {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        chunks.push(...value);
+      }
+    })(),
+    /read nothing for 100 ms/,
+  );
+  // It never held more than about its high-water mark.
+  assert.ok(chunks.length <= 6, `silent stream buffered ${chunks.length} chunks`);
+  assert.equal(state.cancelled, false);
+});
