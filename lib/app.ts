@@ -90,6 +90,7 @@ export async function createApp(
       cacheVariants: config.cacheVariants,
       publicBaseUrl: config.publicBaseUrl ?? "",
       timeoutMs: config.lookupTimeoutMs,
+      imgproxySecret: config.imgproxySecret,
       target: rawTarget,
     });
   }

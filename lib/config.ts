@@ -61,6 +61,8 @@ export interface Config {
   lookupTimeoutMs: number;
   /** Concurrent identical requests share one request to imgproxy. */
   coalesce: boolean;
+  /** imgproxy's IMGPROXY_SECRET (read-mode hits demand the same Authorization); never logged. */
+  imgproxySecret: string | null;
   /** Where Prometheus metrics are served (null: not served). */
   metricsBind: BindAddress | null;
   /** `off`: answers that carry `Vary` are not stored; `accept`: stored per Accept variant. */
@@ -114,6 +116,7 @@ export const VARIABLES = {
   UPLOAD_DEDUP_TTL_IN_SEC: "600",
   // Read from imgproxy's own settings (the fallback-image rule), never changed.
   IMGPROXY_TTL: "31536000",
+  IMGPROXY_SECRET: "",
   IMGPROXY_FALLBACK_IMAGE_DATA: "",
   IMGPROXY_FALLBACK_IMAGE_PATH: "",
   IMGPROXY_FALLBACK_IMAGE_URL: "",
@@ -343,6 +346,7 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     publicBaseUrl: publicBase === undefined ? null : p.url("PUBLIC_BASE_URL", publicBase),
     lookupTimeoutMs: p.int("STORE_LOOKUP_TIMEOUT_MS", 1000, 1, 600_000),
     coalesce: p.bool("COALESCE_REQUESTS", true),
+    imgproxySecret: p.raw("IMGPROXY_SECRET") ?? null,
     metricsBind: p.raw("METRICS_BIND") === undefined ? null : p.bind("METRICS_BIND", ""),
     cacheVariants: p.oneOf("CACHE_VARIANTS", ["off", "accept"] as const, "off"),
     fallbackMaxAge: fallbackRule(p),

@@ -26,6 +26,8 @@ export interface LookupOptions {
   publicBaseUrl: string;
   /** How long a store lookup may take before the request goes to imgproxy. */
   timeoutMs: number;
+  /** imgproxy's IMGPROXY_SECRET, when it demands `Authorization: Bearer <secret>`. */
+  imgproxySecret?: string | null;
   /** Extracts the raw request target (null: not mappable). */
   target: (req: Request) => string | null;
   /** Observes store lookups (for metrics): operation, seconds, outcome. */
@@ -51,6 +53,7 @@ export class VaryTracker {
 export function withLookup(inner: Handler, options: LookupOptions): Handler {
   const { mode, store, uploader, logger, folder, timeoutMs } = options;
   const vary = new VaryTracker();
+  const secretHeader = options.imgproxySecret ? `Bearer ${options.imgproxySecret}` : null;
   const forward = async (req: Request, info?: ConnInfo, outcome?: string) => {
     const res = await inner(req, info);
     vary.observe(res);
@@ -60,6 +63,11 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
   return async (req, info) => {
     const target = req.method === "GET" ? options.target(req) : null;
     if (target === null) return forward(req, info);
+    // With IMGPROXY_SECRET imgproxy answers only authorised requests: a hit must not be
+    // easier to get than the image itself.
+    if (secretHeader !== null && req.headers.get("authorization") !== secretHeader) {
+      return forward(req, info);
+    }
     // Variant keys apply only once imgproxy has shown it negotiates formats; until then the
     // suffix-less object (valid for every client) is the one to look for.
     const variant = options.cacheVariants === "accept" && vary.variesOnAccept === true
@@ -67,7 +75,13 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
       : "";
     const key = objectKey(pathOf(target), folder, variant);
     const started = performance.now();
-    const signal = AbortSignal.timeout(timeoutMs);
+    // The timeout covers the lookup only, not the streaming of a hit's body afterwards.
+    const lookup = new AbortController();
+    const timer = setTimeout(
+      () => lookup.abort(new DOMException("Store lookup timed out", "TimeoutError")),
+      timeoutMs,
+    );
+    const signal = lookup.signal;
     try {
       if (mode === "redirect") {
         const hit = uploader.isRecent(key) || await store.has(key, signal);
@@ -82,17 +96,15 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
           },
         });
       }
-      const obj = await store.get(key, signal);
+      const obj = store.open ? await store.open(key, signal) : await store.get(key, signal);
       options.onLookup?.("get", (performance.now() - started) / 1000, obj ? "hit" : "miss");
       if (obj === null) return forward(req, info, "miss");
-      const headers = new Headers({
-        "content-type": obj.contentType,
-        "content-length": String(obj.body.byteLength),
-        "x-cache": "HIT",
-      });
+      const headers = new Headers({ "content-type": obj.contentType, "x-cache": "HIT" });
+      const length = "contentLength" in obj ? obj.contentLength : obj.body.byteLength;
+      if (length !== null) headers.set("content-length", String(length));
       if (obj.cacheControl !== null) headers.set("cache-control", obj.cacheControl);
       if (variant !== "") headers.set("vary", "Accept");
-      return new Response(obj.body as Uint8Array<ArrayBuffer>, { status: 200, headers });
+      return new Response(obj.body as BodyInit, { status: 200, headers });
     } catch (err) {
       options.onLookup?.(
         mode === "redirect" ? "head" : "get",
@@ -107,6 +119,8 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
           : (err as Error)?.message ?? String(err),
       });
       return forward(req, info, "error");
+    } finally {
+      clearTimeout(timer);
     }
   };
 }

@@ -514,6 +514,7 @@ export function instrumentStore(store: Store, metrics: ProxyMetrics): Store {
     put: (key, body, options) => timed("put", () => store.put(key, body, options)),
     get: (key, signal) => timed("get", () => store.get(key, signal)),
     has: (key, signal) => timed("head", () => store.has(key, signal)),
+    open: store.open ? (key, signal) => timed("get", () => store.open!(key, signal)) : undefined,
   };
 }
 

@@ -40,6 +40,7 @@ Deno.test("loadConfig() gives every documented default when the environment is e
     lookupTimeoutMs: 1000,
     coalesce: true,
     metricsBind: null,
+    imgproxySecret: null,
     cacheVariants: "off",
     fallbackMaxAge: null,
     upload: {

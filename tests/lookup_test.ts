@@ -4,7 +4,13 @@ import { loadConfig } from "../lib/config.ts";
 import { objectKey } from "../lib/key.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { LocalStore } from "../lib/store/local.ts";
-import type { PutOptions, PutResult, Store, StoredObject } from "../lib/store/store.ts";
+import type {
+  OpenedObject,
+  PutOptions,
+  PutResult,
+  Store,
+  StoredObject,
+} from "../lib/store/store.ts";
 
 /** An upstream that answers images (with `Vary: Accept` when asked) and counts requests. */
 function upstream(varyAccept = false) {
@@ -26,6 +32,11 @@ function upstream(varyAccept = false) {
 /** A store whose lookups never answer (until aborted), to prove the lookup timeout. */
 class StalledStore extends LocalStore {
   override has(_key: string, signal?: AbortSignal): Promise<boolean> {
+    return new Promise((_, reject) =>
+      signal?.addEventListener("abort", () => reject(signal.reason))
+    );
+  }
+  override open(_key: string, signal?: AbortSignal): Promise<OpenedObject | null> {
     return new Promise((_, reject) =>
       signal?.addEventListener("abort", () => reject(signal.reason))
     );
@@ -174,5 +185,63 @@ Deno.test("read mode serves each Accept variant from its own key once imgproxy n
     });
   } finally {
     await up.server.shutdown();
+  }
+});
+
+Deno.test("read mode streams a hit from the local store without reading it whole first", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = new LocalStore(dir);
+    const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => i & 0xff);
+    await store.put(objectKey(PATH), big, {
+      contentType: "image/png",
+      cacheControl: null,
+      ifAbsent: true,
+    });
+    const opened = await store.open(objectKey(PATH));
+    assert.ok(opened !== null);
+    assert.equal(opened.contentLength, big.byteLength);
+    assert.ok(opened.body instanceof ReadableStream);
+    await opened.body.cancel();
+    const up = upstream();
+    try {
+      await withProxy({ IMGPROXY_URL: up.url, CACHE_MODE: "read" }, async (url) => {
+        const res = await fetch(url + PATH);
+        assert.equal(res.headers.get("x-cache"), "HIT");
+        assert.equal(res.headers.get("content-length"), String(big.byteLength));
+        assert.deepEqual(await res.bytes(), big);
+        assert.equal(up.state.requests, 0);
+      }, store);
+    } finally {
+      await up.server.shutdown();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("with IMGPROXY_SECRET a read-mode hit needs imgproxy's Authorization too", async () => {
+  const up = upstream();
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = new LocalStore(dir);
+    await store.put(objectKey(PATH), new TextEncoder().encode("stored"), {
+      contentType: "image/png",
+      cacheControl: null,
+      ifAbsent: true,
+    });
+    const env = { IMGPROXY_URL: up.url, CACHE_MODE: "read", IMGPROXY_SECRET: "s3cret" };
+    await withProxy(env, async (url) => {
+      const anonymous = await fetch(url + PATH);
+      assert.equal(await anonymous.text(), "png-bytes"); // went to imgproxy, which decides
+      assert.equal(up.state.requests, 1);
+      const authorised = await fetch(url + PATH, { headers: { authorization: "Bearer s3cret" } });
+      assert.equal(authorised.headers.get("x-cache"), "HIT");
+      assert.equal(await authorised.text(), "stored");
+      assert.equal(up.state.requests, 1);
+    }, store);
+  } finally {
+    await up.server.shutdown();
+    await Deno.remove(dir, { recursive: true });
   }
 });

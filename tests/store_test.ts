@@ -184,3 +184,26 @@ Deno.test("classifyS3Error retries network, 5xx, 409 and 429 failures but not 40
     assert.match(classified.message, /^PutObject k: /);
   }
 });
+
+Deno.test("S3Store.open() streams an object with its length and metadata; null when absent", async () => {
+  const s3 = await startS3();
+  const store = s3Store(s3);
+  try {
+    assert.equal(await store.open("absent"), null);
+    const body = new Uint8Array(200_000).map((_, i) => (i * 7) & 0xff);
+    await store.put("k", body, {
+      contentType: "image/webp",
+      cacheControl: "max-age=5",
+      ifAbsent: false,
+    });
+    const opened = await store.open("k");
+    assert.ok(opened !== null);
+    assert.equal(opened.contentLength, body.byteLength);
+    assert.equal(opened.contentType, "image/webp");
+    assert.equal(opened.cacheControl, "max-age=5");
+    assert.deepEqual(await new Response(opened.body).bytes(), body);
+  } finally {
+    store.client.destroy();
+    await s3.stop();
+  }
+});

@@ -7,7 +7,14 @@
  * so a reader never sees half an image.
  */
 import { dirname, join } from "node:path";
-import type { ObjectMeta, PutOptions, PutResult, Store, StoredObject } from "./store.ts";
+import type {
+  ObjectMeta,
+  OpenedObject,
+  PutOptions,
+  PutResult,
+  Store,
+  StoredObject,
+} from "./store.ts";
 import { StoreError } from "./store.ts";
 
 const META_SUFFIX = ".meta.json";
@@ -88,6 +95,25 @@ export class LocalStore implements Store {
       return await exists(this.pathOf(key));
     } catch (err) {
       throw wrap(err, `checking ${this.pathOf(key)}`);
+    }
+  }
+
+  async open(key: string): Promise<OpenedObject | null> {
+    const final = this.pathOf(key);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(final, { read: true });
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return null;
+      throw wrap(err, `reading ${final}`);
+    }
+    try {
+      const { size } = await file.stat();
+      const meta = await readMeta(final + META_SUFFIX);
+      return { body: file.readable, contentLength: size, ...meta };
+    } catch (err) {
+      file.close();
+      throw wrap(err, `reading ${final}`);
     }
   }
 

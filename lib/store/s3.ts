@@ -9,7 +9,7 @@ import {
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
 import type { S3StoreConfig } from "../config.ts";
-import type { PutOptions, PutResult, Store, StoredObject } from "./store.ts";
+import type { OpenedObject, PutOptions, PutResult, Store, StoredObject } from "./store.ts";
 import { StoreError } from "./store.ts";
 
 /** S3 error names that mean "slow down" or a transient server problem. */
@@ -171,7 +171,10 @@ export class S3Store implements Store {
   async put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult> {
     let res: Response;
     try {
-      const signer = await (this.#signer ??= this.#createSigner());
+      const signer = await (this.#signer ??= this.#createSigner().catch((err) => {
+        this.#signer = undefined; // let the next put try again
+        throw err;
+      }));
       const headers: Record<string, string> = {
         host: this.#target.host,
         "content-type": options.contentType,
@@ -257,6 +260,27 @@ export class S3Store implements Store {
     } catch (err) {
       if (statusOf(err) === 404) return false;
       throw classifyS3Error(err, `HeadObject ${key}`);
+    }
+  }
+
+  async open(key: string, signal?: AbortSignal): Promise<OpenedObject | null> {
+    try {
+      const out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.config.bucket, Key: key }),
+        { abortSignal: signal },
+      );
+      const body = out.Body
+        ? out.Body.transformToWebStream() as ReadableStream<Uint8Array>
+        : new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+      return {
+        body,
+        contentLength: out.ContentLength ?? null,
+        contentType: out.ContentType ?? "application/octet-stream",
+        cacheControl: out.CacheControl ?? null,
+      };
+    } catch (err) {
+      if (statusOf(err) === 404) return null;
+      throw classifyS3Error(err, `GetObject ${key}`);
     }
   }
 

@@ -24,6 +24,13 @@ export interface StoredObject extends ObjectMeta {
   body: Uint8Array;
 }
 
+/** A stored object opened for streaming. */
+export interface OpenedObject extends ObjectMeta {
+  body: ReadableStream<Uint8Array>;
+  /** Byte length, when the store knows it. */
+  contentLength: number | null;
+}
+
 /** A place to keep processed images. */
 export interface Store {
   /** A short description for start-up logs, such as `s3://bucket (https://host)`. */
@@ -35,6 +42,11 @@ export interface Store {
   put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult>;
   has(key: string, signal?: AbortSignal): Promise<boolean>;
   get(key: string, signal?: AbortSignal): Promise<StoredObject | null>;
+  /**
+   * Opens an object for streaming (read-mode hits), so a hit never holds a whole image in
+   * memory; null when the key is absent. Stores without it are read with `get`.
+   */
+  open?(key: string, signal?: AbortSignal): Promise<OpenedObject | null>;
 }
 
 /** A store failure, classified so the uploader knows whether trying again can help. */
