@@ -13,7 +13,7 @@ import {
   Registry,
 } from "./metrics.ts";
 import { withLookup } from "./lookup.ts";
-import { createHandler, type Handler, rawTarget } from "./proxy.ts";
+import { createHandler, type Handler, rawTarget, withSharedSignal } from "./proxy.ts";
 import { LocalStore } from "./store/local.ts";
 import type { Store } from "./store/store.ts";
 import { Uploader, type UploaderOptions } from "./uploader.ts";
@@ -79,7 +79,13 @@ export async function createApp(
     upstreamTimeoutMs: config.upstreamTimeoutMs,
   });
   const coalesceStats: CoalesceStats = { coalesced: 0 };
-  let handler = config.coalesce ? coalesce(proxy, rawTarget, { stats: coalesceStats }) : proxy;
+  let handler = config.coalesce
+    ? coalesce(proxy, rawTarget, {
+      stats: coalesceStats,
+      // The proxy's handler takes the shared signal without a copy of the request.
+      shareRequest: withSharedSignal,
+    })
+    : proxy;
   if (config.cacheMode !== "write") {
     handler = withLookup(handler, {
       mode: config.cacheMode,

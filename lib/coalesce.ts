@@ -168,8 +168,17 @@ interface Flight {
 export function coalesce(
   inner: Handler,
   target: (req: Request) => string | null,
-  options: { stats?: CoalesceStats } = {},
+  options: {
+    stats?: CoalesceStats;
+    /**
+     * Gives `inner` the request to make on behalf of every waiting client, cancelled by
+     * `signal`. Default: a copy of `req` with that signal (and its raw target kept).
+     */
+    shareRequest?: (req: Request, signal: AbortSignal, target: string) => Request;
+  } = {},
 ): Handler {
+  const shareRequest = options.shareRequest ??
+    ((req, signal, t) => withRawTarget(new Request(req, { signal }), t));
   const flights = new Map<string, Flight>();
   return async (req: Request, info?: ConnInfo) => {
     const t = target(req);
@@ -198,7 +207,7 @@ export function coalesce(
       if (--flight.waiting === 0) flight.controller.abort(req.signal.reason);
     };
     req.signal.addEventListener("abort", leave, { once: true });
-    const shared = withRawTarget(new Request(req, { signal: flight.controller.signal }), t!);
+    const shared = shareRequest(req, flight.controller.signal, t!);
     let res: Response;
     try {
       res = await inner(shared, info);

@@ -24,16 +24,22 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Client-sent forwarding headers that are replaced, never trusted. */
 const FORWARDING = ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
 
+/** The (lowercase) header names a `Connection` header lists; null when there is none. */
+function namedByConnection(headers: Headers): Set<string> | null {
+  const connection = headers.get("connection");
+  if (connection === null) return null;
+  const named = new Set<string>();
+  for (const name of connection.split(",")) {
+    const n = name.trim();
+    // Only valid field names can be headers; anything else names nothing to remove.
+    if (TOKEN.test(n)) named.add(n.toLowerCase());
+  }
+  return named;
+}
+
 /** Deletes hop-by-hop headers and every header that `Connection` names, in place. */
 export function removeHopByHop(headers: Headers): Headers {
-  const connection = headers.get("connection");
-  if (connection !== null) {
-    for (const name of connection.split(",")) {
-      const n = name.trim();
-      // Only valid field names can be headers; anything else names nothing to remove.
-      if (TOKEN.test(n)) headers.delete(n);
-    }
-  }
+  for (const name of namedByConnection(headers) ?? []) headers.delete(name);
   for (const name of HOP_BY_HOP) headers.delete(name);
   return headers;
 }
@@ -48,14 +54,30 @@ export interface ClientInfo {
   proto: string;
 }
 
+/** Hop-by-hop headers plus the client's forwarding headers and `Host`. */
+const NOT_FORWARDED = new Set<string>([...HOP_BY_HOP, ...FORWARDING, "host"]);
+const HOP_BY_HOP_SET = new Set<string>(HOP_BY_HOP);
+
+/**
+ * Copies `from` less the names in `drop` and those its `Connection` header names, in one pass
+ * (the same result as copying, then {@linkcode removeHopByHop} and deletes, at less cost).
+ */
+function copyWithout(from: Headers, drop: Set<string>): Headers {
+  const named = namedByConnection(from);
+  const out = new Headers();
+  // Iteration yields lowercase names (and each Set-Cookie apart), as a copy would.
+  for (const [k, v] of from) {
+    if (!drop.has(k) && (named === null || !named.has(k))) out.append(k, v);
+  }
+  return out;
+}
+
 /**
  * Builds the headers sent upstream: the client's, less hop-by-hop ones, with the
  * `X-Forwarded-*` set from what the proxy itself saw and `Host` left to the HTTP client.
  */
 export function upstreamRequestHeaders(incoming: Headers, client: ClientInfo): Headers {
-  const headers = removeHopByHop(new Headers(incoming));
-  for (const name of FORWARDING) headers.delete(name);
-  headers.delete("host");
+  const headers = copyWithout(incoming, NOT_FORWARDED);
   if (client.ip !== undefined) headers.set("x-forwarded-for", client.ip);
   headers.set("x-forwarded-proto", client.proto);
   if (client.host) headers.set("x-forwarded-host", client.host);
@@ -64,5 +86,5 @@ export function upstreamRequestHeaders(incoming: Headers, client: ClientInfo): H
 
 /** Builds the headers sent back to the client: upstream's, less hop-by-hop ones. */
 export function clientResponseHeaders(upstream: Headers): Headers {
-  return removeHopByHop(new Headers(upstream));
+  return copyWithout(upstream, HOP_BY_HOP_SET);
 }

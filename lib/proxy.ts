@@ -40,6 +40,18 @@ export function withRawTarget(req: Request, target: string): Request {
   return req;
 }
 
+const sharedSignals = new WeakMap<Request, AbortSignal>();
+
+/**
+ * Marks `req` as asked on behalf of several clients: its call to imgproxy is cancelled by
+ * `signal` (when every client has gone) rather than by `req.signal`. The cheap alternative to
+ * `new Request(req, { signal })` for {@linkcode createHandler}'s handler.
+ */
+export function withSharedSignal(req: Request, signal: AbortSignal): Request {
+  sharedSignals.set(req, signal);
+  return req;
+}
+
 /**
  * Returns the request target (path and query) exactly as the client sent it, or null when the
  * request cannot be mapped unambiguously (a `Host` header containing "/").
@@ -62,6 +74,40 @@ export function rawTarget(req: Request): string | null {
   // No Host header (HTTP/1.0) or an absolute-form target: the authority holds no "/".
   const slash = url.indexOf("/", start);
   return slash === -1 ? "/" : url.slice(slash);
+}
+
+/**
+ * Calls back after a fixed delay, for many requests at once: deadlines are grouped into slots
+ * of `slotMs`, with one timer per slot instead of one per request. A callback runs at most
+ * `slotMs` late, never early. Timers are unref'd: a pending deadline alone keeps no process up.
+ */
+export class Deadlines {
+  readonly #delayMs: number;
+  readonly #slotMs: number;
+  readonly #slots = new Map<number, Set<() => void>>();
+
+  constructor(delayMs: number, slotMs = 10) {
+    this.#delayMs = delayMs;
+    this.#slotMs = slotMs;
+  }
+
+  /** Calls `fn` once the delay has passed; returns the function that cancels it. */
+  add(fn: () => void): () => void {
+    const slot = Math.ceil((Date.now() + this.#delayMs) / this.#slotMs);
+    let calls = this.#slots.get(slot);
+    if (calls === undefined) {
+      const due = new Set<() => void>();
+      // Left armed when its calls are cancelled: at most one timer per slot, however many
+      // requests come and go.
+      setTimeout(() => {
+        this.#slots.delete(slot);
+        for (const call of due) call();
+      }, Math.max(0, slot * this.#slotMs - Date.now())).unref();
+      this.#slots.set(slot, calls = due);
+    }
+    calls.add(fn);
+    return () => void calls.delete(fn);
+  }
 }
 
 function plain(status: number, text: string, extra?: Record<string, string>): Response {
@@ -107,6 +153,7 @@ export function teeToCollector(
 /** Creates the proxy's request handler. */
 export function createHandler(options: ProxyOptions): Handler {
   const { upstream, uploader, logger, rules, folder, upstreamTimeoutMs } = options;
+  const deadlines = new Deadlines(upstreamTimeoutMs);
   return async (req, info) => {
     const target = rawTarget(req);
     if (target === null) return plain(400, "Bad Request: invalid Host header");
@@ -117,13 +164,14 @@ export function createHandler(options: ProxyOptions): Handler {
       proto: req.url.startsWith("https:") ? "https" : "http",
     });
     const controller = new AbortController();
-    const onClientGone = () => controller.abort(req.signal.reason);
-    req.signal.addEventListener("abort", onClientGone, { once: true });
+    const clientSignal = sharedSignals.get(req) ?? req.signal;
+    const onClientGone = () => controller.abort(clientSignal.reason);
+    clientSignal.addEventListener("abort", onClientGone, { once: true });
     let timedOut = false;
-    const timer = setTimeout(() => {
+    const cancelTimeout = deadlines.add(() => {
       timedOut = true;
       controller.abort(new DOMException("imgproxy did not answer in time", "TimeoutError"));
-    }, upstreamTimeoutMs);
+    });
     let res: Response;
     try {
       res = await upstream({
@@ -141,18 +189,18 @@ export function createHandler(options: ProxyOptions): Handler {
         });
         return plain(504, "Gateway Timeout: imgproxy did not answer in time");
       }
-      if (req.signal.aborted) return plain(499, "Client Closed Request");
+      if (clientSignal.aborted) return plain(499, "Client Closed Request");
       logger.log("WARN", "imgproxy is unreachable", {
         path: pathOf(target),
         reason: (err as Error)?.message ?? String(err),
       });
       return plain(502, "Bad Gateway: imgproxy is unreachable");
     } finally {
-      clearTimeout(timer);
+      cancelTimeout();
     }
     // From here on a client that goes away cancels the response body, which cancels
     // imgproxy's. (Deno also aborts req.signal after a successful response.)
-    req.signal.removeEventListener("abort", onClientGone);
+    clientSignal.removeEventListener("abort", onClientGone);
     const outHeaders = clientResponseHeaders(res.headers);
     // Judge by the headers imgproxy really got: `Connection` may have removed some (an Accept
     // dropped that way must not put a JPEG under a webp variant key).

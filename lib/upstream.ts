@@ -35,6 +35,18 @@ export function fetchPreservesTarget(url: string): boolean {
   }
 }
 
+/**
+ * Targets made only of characters the WHATWG URL parser leaves alone anywhere in a path or
+ * query, with no dot segment (no "/." and no "%2e"): such a target survives the parse as it is.
+ */
+const PLAIN_TARGET = /^\/(?:[A-Za-z0-9\-._~!$&()*+,;=:@/?]|%[0-9A-Fa-f]{2})*$/;
+const ENCODED_DOT = /%2e/i;
+
+/** A cheap, conservative check: true only when `target` cannot change under the URL parser. */
+function plainTarget(target: string): boolean {
+  return PLAIN_TARGET.test(target) && !target.includes("/.") && !ENCODED_DOT.test(target);
+}
+
 /** Encodes a string's UTF-8 bytes one byte per char, which `node:http` writes unchanged. */
 function bytesAsLatin1(text: string): string {
   // deno-lint-ignore no-control-regex
@@ -93,9 +105,13 @@ function viaNodeHttp(base: URL, req: UpstreamRequest): Promise<Response> {
 /** Creates the upstream client for imgproxy at `baseUrl` (no trailing slash). */
 export function createUpstream(baseUrl: string): Upstream {
   const base = new URL(baseUrl + "/");
+  // When the base itself survives the parse, a plain target appended to it does too.
+  const plainBase = fetchPreservesTarget(baseUrl + "/x");
   return (req) => {
     const url = baseUrl + req.target;
-    if (!fetchPreservesTarget(url)) return viaNodeHttp(base, req);
+    if (!(plainBase && plainTarget(req.target)) && !fetchPreservesTarget(url)) {
+      return viaNodeHttp(base, req);
+    }
     return fetch(url, {
       method: req.method,
       headers: req.headers,
