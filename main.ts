@@ -51,13 +51,9 @@ export async function main(
   const listeners = signals.map((s) => [s, onSignal(s)] as const);
   for (const [s, l] of listeners) Deno.addSignalListener(s, l);
 
-  // server.shutdown() lets responses in flight finish (aborting the serve signal would cut
-  // streaming bodies, and their uploads with them); `force` is for when they take too long.
-  const force = new AbortController();
   const server = Deno.serve({
     hostname: config.bind.hostname,
     port: config.bind.port,
-    signal: force.signal,
     onListen: ({ hostname, port }) => {
       logger.log("INFO", "Listening", {
         address: `${hostname}:${port}`,
@@ -68,7 +64,6 @@ export async function main(
   const metricsServer = config.metricsBind === null ? null : serveMetrics({
     hostname: config.metricsBind.hostname,
     port: config.metricsBind.port,
-    signal: force.signal,
     onListen: ({ hostname, port }) => {
       logger.log("INFO", "Serving metrics", { address: `${hostname}:${port}`, path: "/metrics" });
     },
@@ -77,15 +72,22 @@ export async function main(
     stop.signal.addEventListener("abort", () => resolve(), { once: true })
   );
   await Promise.race([stopping, server.finished]);
-  const deadline = setTimeout(() => {
-    logger.log("WARN", "Responses still in flight at the deadline: closing their connections", {
+  // One deadline for everything: responses in flight finish (server.shutdown() waits for
+  // streaming bodies, whose uploads would otherwise be lost) while queued uploads carry on,
+  // then the upload queue gets whatever time is left.
+  const deadline = Date.now() + config.upload.drainTimeoutMs;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const finished = await Promise.race([
+    Promise.all([server.shutdown(), metricsServer?.shutdown()]).then(() => true),
+    new Promise<boolean>((r) => timer = setTimeout(() => r(false), config.upload.drainTimeoutMs)),
+  ]);
+  clearTimeout(timer);
+  if (!finished) {
+    logger.log("WARN", "Responses still in flight at the deadline: they will be cut at exit", {
       timeoutSec: config.upload.drainTimeoutMs / 1000,
     });
-    force.abort();
-  }, config.upload.drainTimeoutMs);
-  await Promise.all([server.shutdown(), metricsServer?.shutdown()]);
-  clearTimeout(deadline);
-  await drainUploads(app, logger);
+  }
+  await drainUploads(app, logger, Math.max(0, deadline - Date.now()));
   for (const [s, l] of listeners) Deno.removeSignalListener(s, l);
   return 0;
 }

@@ -162,15 +162,16 @@ export async function waitForImgproxy(
 }
 
 /** Drains the uploader, logging what could not be stored. */
-export async function drainUploads(app: App, logger: Logger): Promise<void> {
+export async function drainUploads(
+  app: App,
+  logger: Logger,
+  timeoutMs = app.config.upload.drainTimeoutMs,
+): Promise<void> {
   const pending = app.uploader.pending;
   if (pending > 0) {
-    logger.log("INFO", "Draining uploads", {
-      pending,
-      timeoutSec: app.config.upload.drainTimeoutMs / 1000,
-    });
+    logger.log("INFO", "Draining uploads", { pending, timeoutSec: timeoutMs / 1000 });
   }
-  const { lost } = await app.uploader.drain(app.config.upload.drainTimeoutMs);
+  const { lost } = await app.uploader.drain(timeoutMs);
   const s = app.uploader.stats;
   if (lost.length > 0) {
     logger.log("ERROR", "Shutdown: uploads not stored", {

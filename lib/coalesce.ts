@@ -62,54 +62,44 @@ function shareable(res: Response): boolean {
 
 /** Limits of {@linkcode fanOut}. */
 export interface FanOutOptions {
-  /** Bytes each stream may hold unread before the source waits (default 256 KiB). */
+  /** Bytes a stream may hold unread before it stops asking for more (default 256 KiB). */
   highWaterMark?: number;
-  /** How long one stream may stop reading before it is dropped (default 10 s). */
-  stallMs?: number;
+  /** How far (bytes unread) a stream may fall behind before it is failed (default 4 MiB). */
+  maxLagBytes?: number;
 }
 
 /**
- * Splits one body into `n` streams. Chunks are shared, not copied, and the source is read at
- * the pace of the slowest stream, so memory stays within about `highWaterMark` per stream; a
- * stream whose client stops reading for `stallMs` is failed so the others go on. A stream
- * cancelled by its client only leaves; when all have left, the source is cancelled.
+ * Splits one body into `n` streams. Chunks are shared, not copied. The source is read as fast
+ * as the fastest stream reads (so the upload and quick clients are not held back by a slow
+ * one), and a stream that falls more than `maxLagBytes` behind is failed, so one client that
+ * stops reading cannot make the proxy hold a whole body. A stream cancelled by its client only
+ * leaves; when all have left, the source is cancelled.
  */
 export function fanOut(
   body: ReadableStream<Uint8Array>,
   n: number,
-  { highWaterMark = 256 * 1024, stallMs = 10_000 }: FanOutOptions = {},
+  { highWaterMark = 256 * 1024, maxLagBytes = 4 * 1024 * 1024 }: FanOutOptions = {},
 ): ReadableStream<Uint8Array>[] {
   const reader = body.getReader();
   const live = new Set<ReadableStreamDefaultController<Uint8Array>>();
   let started = false;
   let wake: (() => void) | null = null;
-  const lagging = () => [...live].filter((c) => (c.desiredSize ?? 0) <= 0);
-  /** Waits until every stream has room, dropping streams that stall. */
-  const room = async () => {
-    while (live.size > 0 && lagging().length > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const woke = await new Promise<boolean>((resolve) => {
-        wake = () => resolve(true);
-        timer = setTimeout(() => resolve(false), stallMs);
-      });
-      clearTimeout(timer);
-      wake = null;
-      if (!woke) {
-        for (const c of lagging()) {
-          live.delete(c);
-          c.error(new Error(`client read nothing for ${stallMs} ms`));
-        }
-      }
-    }
-  };
+  const unread = (c: ReadableStreamDefaultController<Uint8Array>) =>
+    highWaterMark - (c.desiredSize ?? 0);
+  const someoneWants = () => [...live].some((c) => (c.desiredSize ?? 0) > 0);
   const pump = async () => {
     try {
       for (;;) {
-        await room();
+        while (live.size > 0 && !someoneWants()) await new Promise<void>((r) => wake = r);
         if (live.size === 0) break;
         const { done, value } = await reader.read();
         if (done) break;
-        for (const c of live) c.enqueue(value);
+        for (const c of live) {
+          if (unread(c) + value.byteLength > maxLagBytes) {
+            live.delete(c);
+            c.error(new Error(`client fell more than ${maxLagBytes} bytes behind`));
+          } else c.enqueue(value);
+        }
       }
       if (live.size === 0) await reader.cancel();
       for (const c of live) c.close();
@@ -117,6 +107,11 @@ export function fanOut(
       for (const c of live) c.error(err);
     }
     live.clear();
+  };
+  const poke = () => {
+    const w = wake;
+    wake = null;
+    w?.();
   };
   return Array.from({ length: n }, () => {
     let self: ReadableStreamDefaultController<Uint8Array>;
@@ -131,11 +126,11 @@ export function fanOut(
           started = true;
           void pump(); // never rejects: failures go to the streams
         }
-        wake?.();
+        poke();
       },
       cancel(reason) {
         live.delete(self);
-        wake?.();
+        poke();
         if (live.size === 0) return reader.cancel(reason);
       },
     }, new ByteLengthQueuingStrategy({ highWaterMark }));
@@ -190,9 +185,12 @@ export function coalesce(
       existing.followers.push(waiting);
       existing.waiting++;
       const leave = () => {
-        if (--existing.waiting === 0) existing.controller.abort(req.signal.reason);
+        if (--existing.waiting > 0) return;
+        if (flights.get(key) === existing) flights.delete(key);
+        existing.controller.abort(req.signal.reason);
       };
       req.signal.addEventListener("abort", leave, { once: true });
+      if (req.signal.aborted) leave();
       const shared = await waiting.promise.finally(() =>
         req.signal.removeEventListener("abort", leave)
       );
@@ -204,9 +202,13 @@ export function coalesce(
     flights.set(key, flight);
     // imgproxy's work is shared: it stops only when every client waiting for it has gone.
     const leave = () => {
-      if (--flight.waiting === 0) flight.controller.abort(req.signal.reason);
+      if (--flight.waiting > 0) return;
+      // Nobody waits any more: no new request may join the answer being cancelled.
+      if (flights.get(key) === flight) flights.delete(key);
+      flight.controller.abort(req.signal.reason);
     };
     req.signal.addEventListener("abort", leave, { once: true });
+    if (req.signal.aborted) leave(); // gone before it got here (e.g. during a store lookup)
     const shared = shareRequest(req, flight.controller.signal, t!);
     let res: Response;
     try {

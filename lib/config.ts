@@ -275,10 +275,12 @@ function fallbackRule(p: Parser): number | null {
   // imgproxy applies the fallback TTL only when it is above 0.
   const fallbackTtl = p.int("IMGPROXY_FALLBACK_IMAGE_TTL", 0, 1);
   const ttlAll = p.int("IMGPROXY_TTL", 31536000, 0);
-  if (fallbackTtl === ttlAll) {
+  if (fallbackTtl >= ttlAll) {
+    // Answers with a max-age up to the fallback TTL are taken for placeholders: a TTL at or
+    // above IMGPROXY_TTL would take every real image for one.
     p.problems.push(
-      `IMGPROXY_FALLBACK_IMAGE_TTL: must differ from IMGPROXY_TTL (${ttlAll}) so fallback images ` +
-        "can be told from real ones, got the same value",
+      `IMGPROXY_FALLBACK_IMAGE_TTL: must be below IMGPROXY_TTL (${ttlAll}) so fallback images ` +
+        `can be told from real ones, got ${fallbackTtl}`,
     );
   }
   return fallbackTtl;

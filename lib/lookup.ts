@@ -11,7 +11,7 @@
 import { objectKey, pathOf, variantSuffix } from "./key.ts";
 import type { Logger } from "./log.ts";
 import type { ConnInfo, Handler } from "./proxy.ts";
-import type { Store } from "./store/store.ts";
+import type { OpenedObject, Store, StoredObject } from "./store/store.ts";
 import type { Uploader } from "./uploader.ts";
 
 /** Settings of the lookup front. */
@@ -49,6 +49,31 @@ export class VaryTracker {
   }
 }
 
+/**
+ * Settles with `work`, or rejects with the signal's reason once it aborts, whichever comes first
+ * (a store that ignores the signal, like a stalled local disk, must not hold the request).
+ * A result that arrives too late goes to `onLate`.
+ */
+function withDeadline<T>(
+  work: Promise<T>,
+  signal: AbortSignal,
+  onLate?: (value: T) => unknown,
+): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then((value) => {
+      signal.removeEventListener("abort", onAbort);
+      if (signal.aborted) onLate?.(value);
+      else resolve(value);
+    }, (err) => {
+      signal.removeEventListener("abort", onAbort);
+      reject(err);
+    });
+  });
+}
+
 /** Wraps the normal handler with a store lookup for GET requests. */
 export function withLookup(inner: Handler, options: LookupOptions): Handler {
   const { mode, store, uploader, logger, folder, timeoutMs } = options;
@@ -84,7 +109,7 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
     const signal = lookup.signal;
     try {
       if (mode === "redirect") {
-        const hit = uploader.isRecent(key) || await store.has(key, signal);
+        const hit = uploader.isRecent(key) || await withDeadline(store.has(key, signal), signal);
         options.onLookup?.("head", (performance.now() - started) / 1000, hit ? "hit" : "miss");
         if (!hit) return forward(req, info, "miss");
         return new Response(null, {
@@ -96,7 +121,12 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
           },
         });
       }
-      const obj = store.open ? await store.open(key, signal) : await store.get(key, signal);
+      const obj = await withDeadline<OpenedObject | StoredObject | null>(
+        store.open ? store.open(key, signal) : store.get(key, signal),
+        signal,
+        // A hit that arrives after the deadline is not used: let its stream go.
+        (late) => late !== null && late.body instanceof ReadableStream && late.body.cancel(),
+      );
       options.onLookup?.("get", (performance.now() - started) / 1000, obj ? "hit" : "miss");
       if (obj === null) return forward(req, info, "miss");
       const headers = new Headers({ "content-type": obj.contentType, "x-cache": "HIT" });

@@ -93,7 +93,8 @@ export class Deadlines {
 
   /** Calls `fn` once the delay has passed; returns the function that cancels it. */
   add(fn: () => void): () => void {
-    const slot = Math.ceil((Date.now() + this.#delayMs) / this.#slotMs);
+    // The monotonic clock, like the timers: a wall-clock step must not fire a deadline early.
+    const slot = Math.ceil((performance.now() + this.#delayMs) / this.#slotMs);
     let calls = this.#slots.get(slot);
     if (calls === undefined) {
       const due = new Set<() => void>();
@@ -102,7 +103,7 @@ export class Deadlines {
       setTimeout(() => {
         this.#slots.delete(slot);
         for (const call of due) call();
-      }, Math.max(0, slot * this.#slotMs - Date.now())).unref();
+      }, Math.max(0, slot * this.#slotMs - performance.now())).unref();
       this.#slots.set(slot, calls = due);
     }
     calls.add(fn);

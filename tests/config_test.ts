@@ -448,6 +448,12 @@ Deno.test("loadConfig() derives the fallback-image rule from imgproxy's settings
       IMGPROXY_TTL: "600",
     }, "error"],
     [{ IMGPROXY_FALLBACK_IMAGE_URL: "u", IMGPROXY_FALLBACK_IMAGE_TTL: "soon" }, "error"],
+    // Above IMGPROXY_TTL every real image would look like a placeholder.
+    [{
+      IMGPROXY_FALLBACK_IMAGE_URL: "u",
+      IMGPROXY_FALLBACK_IMAGE_TTL: "86400",
+      IMGPROXY_TTL: "3600",
+    }, "error"],
     [{ IMGPROXY_FALLBACK_IMAGE_URL: "u", IMGPROXY_FALLBACK_IMAGE_HTTP_CODE: "abc" }, "error"],
   ];
   for (const [vars, expected] of rows) {

@@ -245,3 +245,44 @@ Deno.test("with IMGPROXY_SECRET a read-mode hit needs imgproxy's Authorization t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** A store whose open() ignores the abort signal and answers late (a stalled disk). */
+class DeafStore extends LocalStore {
+  cancelled = false;
+  override open(_key: string): Promise<OpenedObject | null> {
+    return new Promise((resolve) =>
+      setTimeout(() =>
+        resolve({
+          body: new ReadableStream<Uint8Array>({
+            cancel: () => {
+              this.cancelled = true;
+            },
+          }),
+          contentLength: null,
+          contentType: "image/png",
+          cacheControl: null,
+        }), 300)
+    );
+  }
+}
+
+Deno.test("a store that ignores the lookup timeout cannot hold the request, and its late hit is let go", async () => {
+  const up = upstream();
+  const dir = await Deno.makeTempDir();
+  const store = new DeafStore(dir);
+  try {
+    const env = { IMGPROXY_URL: up.url, CACHE_MODE: "read", STORE_LOOKUP_TIMEOUT_MS: "50" };
+    await withProxy(env, async (url) => {
+      const started = performance.now();
+      const res = await fetch(url + PATH);
+      assert.equal(await res.text(), "png-bytes");
+      assert.ok(performance.now() - started < 280, `took ${performance.now() - started} ms`);
+      assert.equal(res.headers.get("x-cache-lookup"), "error");
+      await new Promise((r) => setTimeout(r, 350));
+      assert.equal(store.cancelled, true);
+    }, store);
+  } finally {
+    await up.server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -253,3 +253,36 @@ Deno.test("process finishes a response in flight on SIGTERM and stores it before
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("process exits 0 by the drain deadline when a response never ends", async () => {
+  // 100 chunks 200 ms apart: far longer than the 1 s deadline.
+  const fake = startFakeImgproxy({ slowChunks: 100, slowChunkMs: 200 });
+  const dir = await Deno.makeTempDir({ prefix: "process-deadline-" });
+  const port = freePort();
+  const proxy = start({
+    CACHE_DIR: dir,
+    IMGPROXY_URL: fake.url,
+    IMGPROXY_BIND: `127.0.0.1:${port}`,
+    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+    UPLOAD_DRAIN_TIMEOUT_IN_SEC: "1",
+  });
+  try {
+    await proxy.waitFor("Listening");
+    const res = await fetch(`http://127.0.0.1:${port}/_/plain/http://example.com/slowbody.jpg`);
+    const reader = res.body!.getReader();
+    await reader.read();
+    const started = Date.now();
+    stop(proxy);
+    const { code, output } = await proxy.done;
+    assert.equal(code, 0, output);
+    assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+    assert.match(output, /Responses still in flight at the deadline/);
+    assert.match(output, /INFO Uploads drained /);
+    await reader.read().then(() => reader.cancel()).catch(() => {});
+  } finally {
+    stop(proxy);
+    await proxy.done;
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
