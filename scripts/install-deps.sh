@@ -70,6 +70,9 @@ fi
 if ! command -v moto_server >/dev/null 2>&1; then
   log "installing moto $MOTO_VERSION from PyPI"
   python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  # pyenv only puts a new console script on PATH once its shims are rebuilt.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+  PATH=$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
   command -v moto_server >/dev/null 2>&1 || {
     log "moto_server is not on PATH after pip install (where did pip put its scripts?)"
     exit 1
