@@ -60,6 +60,23 @@ const ruleSummary = (r: NonNullable<BucketLifecycleConfiguration["Rules"]>[numbe
   days: r.Expiration?.Days,
 });
 
+/**
+ * The moto_server to run: $MOTO_SERVER, else the virtualenv scripts/install-deps.sh makes, else
+ * whatever PATH has.
+ */
+function motoServer(): string {
+  const explicit = Deno.env.get("MOTO_SERVER");
+  if (explicit) return explicit;
+  const cache = Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/root"}/.cache`;
+  const venv = `${cache}/imgproxy-cache/moto-venv/bin/moto_server`;
+  try {
+    Deno.statSync(venv);
+    return venv;
+  } catch {
+    return "moto_server";
+  }
+}
+
 /** A running moto server (S3 in memory, any credentials). */
 class Moto {
   readonly endpoint: string;
@@ -76,7 +93,7 @@ class Moto {
     if (home) env.HOME = home; // pyenv's shims and Python's user site look there
     let proc: Proc;
     try {
-      proc = new Proc("moto", "moto_server", ["-H", "127.0.0.1", "-p", String(port)], { env });
+      proc = new Proc("moto", motoServer(), ["-H", "127.0.0.1", "-p", String(port)], { env });
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
       throw new Error(

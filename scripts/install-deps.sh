@@ -4,7 +4,7 @@
 #   - Deno (from npm, the only registry that ships it to our machines),
 #   - versitygw (S3 server for the conditional-write and end-to-end suites, via `go install`),
 #   - moto (S3 server with the bucket lifecycle API, which versitygw lacks: e2e/lifecycle_test.ts;
-#     `moto[server]` from PyPI, about 30 s),
+#     `moto[server]` from PyPI into ~/.cache/imgproxy-cache/moto-venv, about 30 s),
 #   - shellcheck (Debian package; lints entrypoint.sh, bin/start and these scripts),
 #   - the npm dependencies in Deno's cache (`deno install`), so tests need no registry later.
 # imgproxy itself is optional: the end-to-end suite uses it when found (IMGPROXY_BIN, PATH or
@@ -67,16 +67,15 @@ else
 fi
 
 # moto ------------------------------------------------------------------------------------------
-if ! command -v moto_server >/dev/null 2>&1; then
-  log "installing moto $MOTO_VERSION from PyPI"
-  python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
-  # pyenv only puts a new console script on PATH once its shims are rebuilt.
-  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
-  PATH=$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
-  command -v moto_server >/dev/null 2>&1 || {
-    log "moto_server is not on PATH after pip install (where did pip put its scripts?)"
-    exit 1
+# In a virtualenv of its own: Debian's python3 refuses `pip install` into the system (PEP 668).
+moto_venv=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/imgproxy-cache/moto-venv
+if [ ! -x "$moto_venv/bin/moto_server" ]; then
+  log "installing moto $MOTO_VERSION from PyPI into $moto_venv"
+  python3 -m venv "$moto_venv" 2>/dev/null || {
+    apt_install python3-venv
+    python3 -m venv "$moto_venv"
   }
+  "$moto_venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
 # The linter (ShellCheck) ------------------------------------------------------------------------------------
