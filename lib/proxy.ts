@@ -198,10 +198,10 @@ export function createHandler(options: ProxyOptions): Handler {
       return plain(502, "Bad Gateway: imgproxy is unreachable");
     } finally {
       cancelTimeout();
+      // From here on a client that goes away cancels the response body, which cancels
+      // imgproxy's.
+      clientSignal.removeEventListener("abort", onClientGone);
     }
-    // From here on a client that goes away cancels the response body, which cancels
-    // imgproxy's. (Deno also aborts req.signal after a successful response.)
-    clientSignal.removeEventListener("abort", onClientGone);
     const outHeaders = clientResponseHeaders(res.headers);
     // Judge by the headers imgproxy really got: `Connection` may have removed some (an Accept
     // dropped that way must not put a JPEG under a webp variant key).
