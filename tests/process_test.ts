@@ -286,3 +286,41 @@ Deno.test("process exits 0 by the drain deadline when a response never ends", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("process serves METRICS_BIND under the documented flags, and CACHE_MODE=read hits", async () => {
+  const fake = startFakeImgproxy();
+  const dir = await Deno.makeTempDir({ prefix: "process-metrics-" });
+  const port = freePort();
+  const metricsPort = freePort();
+  const proxy = start({
+    CACHE_DIR: dir,
+    CACHE_MODE: "read",
+    IMGPROXY_URL: fake.url,
+    IMGPROXY_BIND: `127.0.0.1:${port}`,
+    METRICS_BIND: `127.0.0.1:${metricsPort}`,
+    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+  });
+  try {
+    await proxy.waitFor("Serving metrics");
+    const first = await fetch(`http://127.0.0.1:${port}${PATH}`);
+    assert.equal(first.headers.get("x-cache"), "MISS");
+    const body = await first.bytes();
+    await proxy.waitFor("Stored in cache directory");
+    const second = await fetch(`http://127.0.0.1:${port}${PATH}`);
+    assert.equal(second.headers.get("x-cache"), "HIT");
+    assert.deepEqual(await second.bytes(), body);
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.match(text, /^imgproxy_cache_requests_total\{status="200",cache="miss"\} 1$/m);
+    assert.match(text, /^imgproxy_cache_requests_total\{status="200",cache="hit"\} 1$/m);
+    assert.match(text, /^imgproxy_cache_uploads_total\{outcome="stored"\} 1$/m);
+    stop(proxy);
+    const { code, output } = await proxy.done;
+    assert.equal(code, 0, output);
+    assert.doesNotMatch(output, /NotCapable|Requires \w+ access|Uncaught/, output);
+  } finally {
+    stop(proxy);
+    await proxy.done;
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
