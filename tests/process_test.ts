@@ -215,21 +215,41 @@ Deno.test("process exits non-zero when imgproxy never becomes healthy", async ()
   }
 });
 
-Deno.test("process finishes a response in flight on SIGTERM and stores it before exiting", async () => {
-  // 5 chunks, one every 300 ms: SIGTERM arrives while the body is streaming.
-  const fake = startFakeImgproxy({ slowChunks: 5, slowChunkMs: 300 });
-  const dir = await Deno.makeTempDir({ prefix: "process-inflight-" });
+/**
+ * Runs `fn` against the real program (local store in a temp dir, the stand-in imgproxy) and
+ * always stops and cleans up after it.
+ */
+async function withProcess(
+  fakeOptions: Parameters<typeof startFakeImgproxy>[0],
+  env: Record<string, string>,
+  fn: (proxy: Proxy, base: string, dir: string) => Promise<void>,
+): Promise<void> {
+  const fake = startFakeImgproxy(fakeOptions);
+  const dir = await Deno.makeTempDir({ prefix: "process-" });
   const port = freePort();
   const proxy = start({
     CACHE_DIR: dir,
     IMGPROXY_URL: fake.url,
     IMGPROXY_BIND: `127.0.0.1:${port}`,
     HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+    ...env,
   });
   try {
     await proxy.waitFor("Listening");
+    await fn(proxy, `http://127.0.0.1:${port}`, dir);
+  } finally {
+    stop(proxy);
+    await proxy.done;
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("process finishes a response in flight on SIGTERM and stores it before exiting", async () => {
+  // 5 chunks, one every 300 ms: SIGTERM arrives while the body is streaming.
+  await withProcess({ slowChunks: 5, slowChunkMs: 300 }, {}, async (proxy, base, dir) => {
     const path = "/_/rs:fit:10:10/plain/http://example.com/slowbody.jpg";
-    const res = await fetch(`http://127.0.0.1:${port}${path}`);
+    const res = await fetch(base + path);
     assert.equal(res.status, 200);
     const reader = res.body!.getReader();
     const first = await reader.read();
@@ -246,29 +266,14 @@ Deno.test("process finishes a response in flight on SIGTERM and stores it before
     assert.equal(code, 0, output);
     assert.match(output, /INFO Uploads drained stored=1 /);
     assert.equal((await Deno.readFile(`${dir}/${md5(path)}`)).byteLength, received);
-  } finally {
-    stop(proxy);
-    await proxy.done;
-    await fake.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("process exits 0 by the drain deadline when a response never ends", async () => {
   // 100 chunks 200 ms apart: far longer than the 1 s deadline.
-  const fake = startFakeImgproxy({ slowChunks: 100, slowChunkMs: 200 });
-  const dir = await Deno.makeTempDir({ prefix: "process-deadline-" });
-  const port = freePort();
-  const proxy = start({
-    CACHE_DIR: dir,
-    IMGPROXY_URL: fake.url,
-    IMGPROXY_BIND: `127.0.0.1:${port}`,
-    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
-    UPLOAD_DRAIN_TIMEOUT_IN_SEC: "1",
-  });
-  try {
-    await proxy.waitFor("Listening");
-    const res = await fetch(`http://127.0.0.1:${port}/_/plain/http://example.com/slowbody.jpg`);
+  const fake = { slowChunks: 100, slowChunkMs: 200 };
+  await withProcess(fake, { UPLOAD_DRAIN_TIMEOUT_IN_SEC: "1" }, async (proxy, base) => {
+    const res = await fetch(`${base}/_/plain/http://example.com/slowbody.jpg`);
     const reader = res.body!.getReader();
     await reader.read();
     const started = Date.now();
@@ -279,34 +284,19 @@ Deno.test("process exits 0 by the drain deadline when a response never ends", as
     assert.match(output, /Responses still in flight at the deadline/);
     assert.match(output, /INFO Uploads drained /);
     await reader.read().then(() => reader.cancel()).catch(() => {});
-  } finally {
-    stop(proxy);
-    await proxy.done;
-    await fake.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("process serves METRICS_BIND under the documented flags, and CACHE_MODE=read hits", async () => {
-  const fake = startFakeImgproxy();
-  const dir = await Deno.makeTempDir({ prefix: "process-metrics-" });
-  const port = freePort();
   const metricsPort = freePort();
-  const proxy = start({
-    CACHE_DIR: dir,
-    CACHE_MODE: "read",
-    IMGPROXY_URL: fake.url,
-    IMGPROXY_BIND: `127.0.0.1:${port}`,
-    METRICS_BIND: `127.0.0.1:${metricsPort}`,
-    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
-  });
-  try {
+  const env = { CACHE_MODE: "read", METRICS_BIND: `127.0.0.1:${metricsPort}` };
+  await withProcess({}, env, async (proxy, base) => {
     await proxy.waitFor("Serving metrics");
-    const first = await fetch(`http://127.0.0.1:${port}${PATH}`);
+    const first = await fetch(base + PATH);
     assert.equal(first.headers.get("x-cache"), "MISS");
     const body = await first.bytes();
     await proxy.waitFor("Stored in cache directory");
-    const second = await fetch(`http://127.0.0.1:${port}${PATH}`);
+    const second = await fetch(base + PATH);
     assert.equal(second.headers.get("x-cache"), "HIT");
     assert.deepEqual(await second.bytes(), body);
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
@@ -317,10 +307,5 @@ Deno.test("process serves METRICS_BIND under the documented flags, and CACHE_MOD
     const { code, output } = await proxy.done;
     assert.equal(code, 0, output);
     assert.doesNotMatch(output, /NotCapable|Requires \w+ access|Uncaught/, output);
-  } finally {
-    stop(proxy);
-    await proxy.done;
-    await fake.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
