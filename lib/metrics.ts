@@ -112,15 +112,17 @@ abstract class Labelled<S> {
   }
 }
 
-/** A value that only goes up (or is mirrored from a counter kept elsewhere). */
-export class Counter extends Labelled<{ value: number }> implements Family {
-  readonly type = "counter";
-  readonly #collect: ((c: Counter) => void) | undefined;
+/**
+ * Base of the one-number instruments (counter, gauge): one value per series, optionally
+ * refreshed by a `collect` callback at scrape time.
+ */
+abstract class Scalar<T extends Scalar<T>> extends Labelled<{ value: number }> {
+  readonly #collect: ((m: T) => void) | undefined;
 
   constructor(
     name: string,
     help: string,
-    options: MetricOptions & { collect?: (c: Counter) => void } = {},
+    options: MetricOptions & { collect?: (m: T) => void } = {},
   ) {
     super(name, help, options);
     this.#collect = options.collect;
@@ -129,6 +131,24 @@ export class Counter extends Labelled<{ value: number }> implements Family {
   protected initial() {
     return { value: 0 };
   }
+
+  /** The current value of one series (0 when it does not exist). */
+  get(labels: Labels = {}): number {
+    return this.state(labels).value;
+  }
+
+  samples(): string[] {
+    this.#collect?.(this as unknown as T);
+    if (this.labelNames.length === 0) this.state();
+    return [...this.series.values()].map(({ values, state }) =>
+      `${this.name}${formatLabels(this.labelNames, values)} ${formatNumber(state.value)}`
+    );
+  }
+}
+
+/** A value that only goes up (or is mirrored from a counter kept elsewhere). */
+export class Counter extends Scalar<Counter> implements Family {
+  readonly type = "counter";
 
   /** Adds `value` (≥ 0) to the series for `labels`. */
   inc(labels: Labels = {}, value = 1): void {
@@ -148,38 +168,11 @@ export class Counter extends Labelled<{ value: number }> implements Family {
   init(labels: Labels = {}): void {
     this.state(labels);
   }
-
-  /** The current value of one series (0 when it does not exist). */
-  get(labels: Labels = {}): number {
-    return this.state(labels).value;
-  }
-
-  samples(): string[] {
-    this.#collect?.(this);
-    if (this.labelNames.length === 0) this.state();
-    return [...this.series.values()].map(({ values, state }) =>
-      `${this.name}${formatLabels(this.labelNames, values)} ${formatNumber(state.value)}`
-    );
-  }
 }
 
 /** A value that goes up and down; may be read at scrape time by a `collect` callback. */
-export class Gauge extends Labelled<{ value: number }> implements Family {
+export class Gauge extends Scalar<Gauge> implements Family {
   readonly type = "gauge";
-  readonly #collect: ((g: Gauge) => void) | undefined;
-
-  constructor(
-    name: string,
-    help: string,
-    options: MetricOptions & { collect?: (g: Gauge) => void } = {},
-  ) {
-    super(name, help, options);
-    this.#collect = options.collect;
-  }
-
-  protected initial() {
-    return { value: 0 };
-  }
 
   /** Sets the series for `labels`. */
   set(value: number, labels: Labels = {}): void {
@@ -194,19 +187,6 @@ export class Gauge extends Labelled<{ value: number }> implements Family {
   /** Subtracts `value` from the series for `labels`. */
   dec(labels: Labels = {}, value = 1): void {
     this.state(labels).value -= value;
-  }
-
-  /** The current value of one series (0 when it does not exist). */
-  get(labels: Labels = {}): number {
-    return this.state(labels).value;
-  }
-
-  samples(): string[] {
-    this.#collect?.(this);
-    if (this.labelNames.length === 0) this.state();
-    return [...this.series.values()].map(({ values, state }) =>
-      `${this.name}${formatLabels(this.labelNames, values)} ${formatNumber(state.value)}`
-    );
   }
 }
 
