@@ -30,8 +30,6 @@ export interface LookupOptions {
   imgproxySecret?: string | null;
   /** Extracts the raw request target (null: not mappable). */
   target: (req: Request) => string | null;
-  /** Observes store lookups (for metrics): operation, seconds, outcome. */
-  onLookup?: (op: "get" | "head", seconds: number, outcome: "hit" | "miss" | "error") => void;
 }
 
 /**
@@ -99,7 +97,6 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
       ? variantSuffix(req.headers.get("accept"))
       : "";
     const key = objectKey(pathOf(target), folder, variant);
-    const started = performance.now();
     // The timeout covers the lookup only, not the streaming of a hit's body afterwards.
     const lookup = new AbortController();
     const timer = setTimeout(
@@ -110,7 +107,6 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
     try {
       if (mode === "redirect") {
         const hit = uploader.isRecent(key) || await withDeadline(store.has(key, signal), signal);
-        options.onLookup?.("head", (performance.now() - started) / 1000, hit ? "hit" : "miss");
         if (!hit) return forward(req, info, "miss");
         return new Response(null, {
           status: 302,
@@ -127,7 +123,6 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
         // A hit that arrives after the deadline is not used: let its stream go.
         (late) => late !== null && late.body instanceof ReadableStream && late.body.cancel(),
       );
-      options.onLookup?.("get", (performance.now() - started) / 1000, obj ? "hit" : "miss");
       if (obj === null) return forward(req, info, "miss");
       const headers = new Headers({ "content-type": obj.contentType, "x-cache": "HIT" });
       const length = "contentLength" in obj ? obj.contentLength : obj.body.byteLength;
@@ -136,11 +131,6 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
       if (variant !== "") headers.set("vary", "Accept");
       return new Response(obj.body as BodyInit, { status: 200, headers });
     } catch (err) {
-      options.onLookup?.(
-        mode === "redirect" ? "head" : "get",
-        (performance.now() - started) / 1000,
-        "error",
-      );
       logger.log("WARN", "Store lookup failed, asking imgproxy", {
         path: pathOf(target),
         key,
