@@ -5,13 +5,13 @@
  * accepting, finishes the responses in flight and drains the upload queue before exiting 0.
  */
 import { createApp, drainUploads, logStartup, waitForImgproxy } from "./lib/app.ts";
-import { ConfigError, type EnvReader, loadConfig } from "./lib/config.ts";
+import { ConfigError, denoEnv, type EnvReader, loadConfig } from "./lib/config.ts";
 import { consoleLogger, type Logger } from "./lib/log.ts";
 import { serveMetrics } from "./lib/metrics.ts";
 
 /** Runs the proxy until a signal arrives; returns the exit code. */
 export async function main(
-  env: EnvReader = (name) => Deno.env.get(name),
+  env: EnvReader = denoEnv,
   logger: Logger = consoleLogger,
 ): Promise<number> {
   let config;

@@ -358,11 +358,11 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
   return Object.freeze(config);
 }
 
-/** Reads from `Deno.env`, treating a variable the permissions deny as unset. */
+/**
+ * Reads from `Deno.env`. A variable the permissions deny throws (NotCapable) rather than
+ * reading as unset: the computed flags allow every variable the program reads, so a denial is
+ * a deployment mistake to report, not a default to take silently.
+ */
 export function denoEnv(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined;
-  }
+  return Deno.env.get(name);
 }

@@ -12,6 +12,7 @@ import {
   type BindAddress,
   type Config,
   ConfigError,
+  denoEnv,
   type EnvReader,
   loadConfig,
   VARIABLES,
@@ -107,9 +108,10 @@ export function parseExtra(args: string[]): ExtraPermissions {
 }
 
 if (import.meta.main) {
-  const env: EnvReader = (name) => Deno.env.get(name);
   try {
-    console.log(permissionFlags(loadConfig(env), env, parseExtra(Deno.args)).join("\n"));
+    console.log(
+      permissionFlags(loadConfig(denoEnv), denoEnv, parseExtra(Deno.args)).join("\n"),
+    );
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     console.error(err.message);
