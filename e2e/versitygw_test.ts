@@ -172,6 +172,9 @@ Deno.test("versitygw: a full proxy request stores the exact bytes with Content-T
       const res = await get(`http://127.0.0.1:${server.addr.port}${path}`);
       assert.equal(res.status, 200);
       const obj = await gw.waitForObject(BUCKET, `processed/${keyOf(path)}`);
+      // The object is visible as soon as versitygw has it, a moment before its answer
+      // reaches the uploader and the success is logged.
+      await waitFor("the uploader to settle", () => app.uploader.pending === 0 || undefined);
       assert.ok(equalBytes(obj.body, res.body));
       assert.equal(obj.contentType, "image/png");
       assert.equal(obj.cacheControl, "max-age=3600, public");
