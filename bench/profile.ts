@@ -39,7 +39,10 @@ const source = (url: string) => {
     return url.split("/").slice(0, 2).join("/");
   }
   if (url === "") return "(native/vm)";
-  return url.replace(/^file:\/\/.*?\/(lib|bench|main)/, "$1");
+  // Project files by their path in the repository (lib/…, bench/…), whatever the checkout's
+  // directory is called.
+  const m2 = /^file:\/\/.*\/((?:lib|bench|tests|e2e)\/.*)$/.exec(url);
+  return m2 ? m2[1]! : url.replace(/^file:\/\/.*\//, "");
 };
 const agg = (key: (n: Node) => string) => {
   const m = new Map<string, number>();
@@ -79,7 +82,9 @@ for (const [id, t] of self) {
     const n = byId.get(cur)!;
     const src = source(n.callFrame.url);
     if (!src.startsWith("lib") && !src.startsWith("npm:")) continue;
-    const k = `${n.callFrame.functionName || "(anonymous)"} ${src}`;
+    const k = `${n.callFrame.functionName || "(anonymous)"} ${src}${
+      src.startsWith("lib") ? `:${n.callFrame.lineNumber + 1}` : ""
+    }`;
     if (seen.has(k)) continue;
     seen.add(k);
     incl.set(k, (incl.get(k) ?? 0) + t);

@@ -8,8 +8,12 @@
  * - `nullstore`: accepts any PUT, reads and discards the body, answers 200 with an ETag (what
  *   the S3 SDK expects). `GET /__count` → the number of PUTs seen.
  * - `stall`: accepts TCP connections, reads and discards whatever arrives, never answers.
+ * - `bare`: the floor the runtime sets: a `Deno.serve` + `fetch` proxy to the upstream on
+ *   UPSTREAM_PORT with no logic at all (no header rules, no timeout, no cache). What the proxy
+ *   costs beyond it is ours to remove; what it costs itself is Deno's.
  *
- * Usage: deno run --allow-net=127.0.0.1 bench/servers.ts KIND [PORT]; prints `ready PORT`.
+ * Usage: deno run --allow-net=127.0.0.1 bench/servers.ts KIND [PORT] [UPSTREAM_PORT]; prints
+ * `ready PORT`.
  */
 const kind = Deno.args[0];
 const port = Number(Deno.args[1] ?? 0);
@@ -73,7 +77,13 @@ if (kind === "upstream") {
       } catch { /* reset */ }
     })();
   }
+} else if (kind === "bare") {
+  const upstream = `http://127.0.0.1:${Deno.args[2]}`;
+  Deno.serve({ hostname: "127.0.0.1", port, onListen: ({ port }) => ready(port) }, (req) => {
+    const url = req.url;
+    return fetch(upstream + url.slice(url.indexOf("/", 8)), { headers: req.headers });
+  });
 } else {
-  console.error("usage: servers.ts upstream|nullstore|stall [PORT]");
+  console.error("usage: servers.ts upstream|nullstore|stall|bare [PORT] [UPSTREAM_PORT]");
   Deno.exit(2);
 }
