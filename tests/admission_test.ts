@@ -274,3 +274,12 @@ Deno.test("admit() keys each Accept variant by the formats it names, not the raw
   assert.equal(variant("*/*"), variant(null));
   assert.notEqual(variant("image/webp"), variant("image/avif"));
 });
+
+Deno.test("admit: a Cache-Control value parsed once is not reused for a different value", () => {
+  // The parsed directives of the last value are kept; each new value must be parsed again.
+  const answer = (cacheControl: string) =>
+    new Headers({ "content-type": "image/webp", "cache-control": cacheControl });
+  const order = ["max-age=60, public", "no-store", "no-store", "max-age=60, public", "private"];
+  const verdicts = order.map((cc) => admit("GET", new Headers(), 200, answer(cc), RULES).store);
+  assert.deepEqual(verdicts, [true, false, false, true, false]);
+});
