@@ -8,6 +8,8 @@
  * - a miss, and a store that errors or does not answer within the lookup timeout, fall through
  *   to the normal path (imgproxy, then a background store), so the store never fails a request.
  */
+import { Buffer } from "node:buffer";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { objectKey, pathOf, variantSuffix } from "./key.ts";
 import type { Logger } from "./log.ts";
 import type { ConnInfo, Handler } from "./proxy.ts";
@@ -72,11 +74,23 @@ function withDeadline<T>(
   });
 }
 
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text, "utf8").digest();
+}
+
+/**
+ * Compares a client's `Authorization` with the expected one in constant time: digests of equal
+ * length, compared without an early exit, so response timing tells nothing about the secret.
+ */
+function sameSecret(given: string | null, expectedDigest: Buffer): boolean {
+  return given !== null && timingSafeEqual(sha256(given), expectedDigest);
+}
+
 /** Wraps the normal handler with a store lookup for GET requests. */
 export function withLookup(inner: Handler, options: LookupOptions): Handler {
   const { mode, store, uploader, logger, folder, timeoutMs } = options;
   const vary = new VaryTracker();
-  const secretHeader = options.imgproxySecret ? `Bearer ${options.imgproxySecret}` : null;
+  const secretHeader = options.imgproxySecret ? sha256(`Bearer ${options.imgproxySecret}`) : null;
   const forward = async (req: Request, info?: ConnInfo, outcome?: string) => {
     const res = await inner(req, info);
     vary.observe(res);
@@ -88,7 +102,7 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
     if (target === null) return forward(req, info);
     // With IMGPROXY_SECRET imgproxy answers only authorised requests: a hit must not be
     // easier to get than the image itself.
-    if (secretHeader !== null && req.headers.get("authorization") !== secretHeader) {
+    if (secretHeader !== null && !sameSecret(req.headers.get("authorization"), secretHeader)) {
       return forward(req, info);
     }
     // Variant keys apply only once imgproxy has shown it negotiates formats; until then the

@@ -235,10 +235,16 @@ Deno.test("with IMGPROXY_SECRET a read-mode hit needs imgproxy's Authorization t
       const anonymous = await fetch(url + PATH);
       assert.equal(await anonymous.text(), "png-bytes"); // went to imgproxy, which decides
       assert.equal(up.state.requests, 1);
+      // A wrong secret, of the same length or a longer one with the right prefix, is no hit.
+      for (const wrong of ["Bearer s3creX", "Bearer s3cret2", "bearer s3cret", "s3cret"]) {
+        const res = await fetch(url + PATH, { headers: { authorization: wrong } });
+        assert.equal(await res.text(), "png-bytes", wrong);
+      }
+      assert.equal(up.state.requests, 5);
       const authorised = await fetch(url + PATH, { headers: { authorization: "Bearer s3cret" } });
       assert.equal(authorised.headers.get("x-cache"), "HIT");
       assert.equal(await authorised.text(), "stored");
-      assert.equal(up.state.requests, 1);
+      assert.equal(up.state.requests, 5);
     }, store);
   } finally {
     await up.server.shutdown();
