@@ -8,7 +8,7 @@
  * - a miss, and a store that errors or does not answer within the lookup timeout, fall through
  *   to the normal path (imgproxy, then a background store), so the store never fails a request.
  */
-import { Buffer } from "node:buffer";
+import type { Buffer } from "node:buffer";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { objectKey, pathOf, variantSuffix } from "./key.ts";
 import type { Logger } from "./log.ts";
