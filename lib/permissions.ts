@@ -21,8 +21,17 @@ import {
 /** Variables the AWS SDK reads besides `AWS_*` (seen under Deno: see the facts file). */
 export const SDK_ENV = ["HOME", "USERPROFILE", "HOMEPATH", "HOMEDRIVE", "_X_AMZN_TRACE_ID"];
 
-/** The AWS endpoints that serve instance, container and web-identity credentials. */
-const CREDENTIAL_HOSTS = ["169.254.169.254:80", "169.254.170.2:80", "[fd00:ec2::254]:80"];
+/**
+ * The AWS endpoints that serve instance and container credentials: EC2 instance metadata
+ * (IPv4, IPv6), ECS task roles, and EKS Pod Identity (IPv4, IPv6).
+ */
+const CREDENTIAL_HOSTS = [
+  "169.254.169.254:80",
+  "[fd00:ec2::254]:80",
+  "169.254.170.2:80",
+  "169.254.170.23:80",
+  "[fd00:ec2::23]:80",
+];
 
 /** Returns `host:port` for an http(s) URL, with the scheme's default port filled in. */
 export function hostPort(url: string): string {
@@ -82,6 +91,18 @@ export function permissionFlags(
       read.add(env("AWS_CONFIG_FILE") ?? `${home ?? "."}/.aws/config`);
       const tokenFile = env("AWS_WEB_IDENTITY_TOKEN_FILE");
       if (tokenFile) read.add(tokenFile);
+      // Container credentials from a full URI (EKS Pod Identity, or any agent the platform
+      // names), with the authorization token read from a file.
+      const fullUri = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+      if (fullUri) {
+        try {
+          net.add(hostPort(fullUri));
+        } catch {
+          // Not a URL: the SDK refuses it with its own error; nothing to allow.
+        }
+      }
+      const authFile = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+      if (authFile) read.add(authFile);
     }
     // The SDK puts the OS release into its User-Agent, and its config loader asks for the
     // user id and home directory (a NotCapable there is an unhandled rejection: fatal).

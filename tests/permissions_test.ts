@@ -27,7 +27,14 @@ const STATIC_KEYS = {
   HOME: "/home/app",
 };
 
-const CREDENTIAL_HOSTS = ["169.254.169.254:80", "169.254.170.2:80", "[fd00:ec2::254]:80"];
+/** EC2 instance metadata (IPv4, IPv6), ECS task roles, EKS Pod Identity (IPv4, IPv6). */
+const CREDENTIAL_HOSTS = [
+  "169.254.169.254:80",
+  "[fd00:ec2::254]:80",
+  "169.254.170.2:80",
+  "169.254.170.23:80",
+  "[fd00:ec2::23]:80",
+];
 
 /** Flags that would grant more than the program needs. */
 function assertNarrow(raw: string[]): void {
@@ -183,6 +190,35 @@ Deno.test("permissionFlags() without static keys follows the AWS file variables"
     assert.deepEqual(flags.get("--allow-read"), read, JSON.stringify(vars));
     assert.ok(flags.get("--allow-net")!.includes(sts), `${sts} for ${JSON.stringify(vars)}`);
   }
+});
+
+Deno.test("permissionFlags() without static keys lets container credentials from a full URI in", () => {
+  // EKS Pod Identity sets these two; the SDK's container provider reads the token file and
+  // asks the agent at the URI.
+  const { flags } = flagsFor({
+    S3_BUCKET: "imgs",
+    HOME: "/h",
+    AWS_CONTAINER_CREDENTIALS_FULL_URI: "http://169.254.170.23/v1/credentials",
+    AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: "/var/run/secrets/pods.eks.amazonaws.com/token",
+  });
+  assert.ok(flags.get("--allow-net")!.includes("169.254.170.23:80"));
+  assert.ok(
+    flags.get("--allow-read")!.includes("/var/run/secrets/pods.eks.amazonaws.com/token"),
+  );
+  // Another agent the platform names is allowed too, at its own host and port.
+  const other = flagsFor({
+    S3_BUCKET: "imgs",
+    AWS_CONTAINER_CREDENTIALS_FULL_URI: "http://127.0.0.1:51679/creds",
+  });
+  assert.ok(other.flags.get("--allow-net")!.includes("127.0.0.1:51679"));
+  // With static keys none of it is needed.
+  const keyed = flagsFor({
+    ...STATIC_KEYS,
+    AWS_CONTAINER_CREDENTIALS_FULL_URI: "http://127.0.0.1:51679/creds",
+    AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: "/t",
+  });
+  assert.ok(!keyed.flags.get("--allow-net")!.includes("127.0.0.1:51679"));
+  assert.equal(keyed.flags.has("--allow-read"), false);
 });
 
 Deno.test("permissionFlags() never grants everything, in any mode", () => {

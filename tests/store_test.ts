@@ -177,12 +177,22 @@ Deno.test("classifyS3Error retries network, 5xx, 409 and 429 failures but not 40
     [err("RequestTimeout", 400), true],
     [err("ECONNRESET"), true],
     [new TypeError("fetch failed"), true],
+    // A store without conditional writes, or an HTTP version it will never speak.
+    [err("NotImplemented", 501), false],
+    [err("Error", 505), false],
+    // Deno's permission errors: the flags will not change on a retry.
+    [Object.assign(new Error("Requires net access"), { name: "NotCapable" }), false],
+    [Object.assign(new Error("denied"), { name: "PermissionDenied" }), false],
   ];
   for (const [e, retryable] of table) {
     const classified = classifyS3Error(e, "PutObject k");
     assert.equal(classified.retryable, retryable, JSON.stringify(e));
     assert.match(classified.message, /^PutObject k: /);
   }
+  assert.match(
+    classifyS3Error(err("NotImplemented", 501), "PutObject k").message,
+    /S3_CONDITIONAL_WRITE=false/,
+  );
 });
 
 Deno.test("S3Store.open() streams an object with its length and metadata; null when absent", async () => {

@@ -29,6 +29,15 @@ const TRANSIENT_NAMES = new Set([
   "RequestTimeTooSkewed",
 ]);
 
+/** Error names no retry can fix (Deno's permission errors included). */
+const PERMANENT_NAMES = new Set([
+  "AbortError",
+  "CredentialsProviderError",
+  "NotCapable",
+  "PermissionDenied",
+  "NotImplemented",
+]);
+
 interface SdkError {
   name?: string;
   message?: string;
@@ -42,12 +51,18 @@ export function classifyS3Error(err: unknown, what: string): StoreError {
   const status = e.$metadata?.httpStatusCode;
   const name = e.name ?? "Error";
   let retryable: boolean;
-  // Missing credentials or a cancelled call will not fix themselves on a retry.
-  if (name === "AbortError" || name === "CredentialsProviderError") retryable = false;
+  // Missing credentials, a cancelled call, a denied permission or a feature the store does
+  // not have will not fix themselves on a retry.
+  if (PERMANENT_NAMES.has(name)) retryable = false;
   else if (status === undefined) retryable = true; // no answer at all: network trouble
+  else if (status === 501 || status === 505) retryable = false;
   else if (status >= 500 || status === 409 || status === 429 || status === 408) retryable = true;
   else retryable = TRANSIENT_NAMES.has(name);
-  const detail = status === undefined ? name : `${name} (HTTP ${status})`;
+  let detail = status === undefined ? name : `${name} (HTTP ${status})`;
+  if (status === 501 && /PutObject/.test(what)) {
+    detail +=
+      " (a store that does not implement conditional writes: set S3_CONDITIONAL_WRITE=false)";
+  }
   return new StoreError(`${what}: ${detail}: ${e.message ?? String(err)}`, retryable, name, {
     cause: err,
   });
