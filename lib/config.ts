@@ -38,6 +38,8 @@ export interface UploadConfig {
   retries: number;
   retryBaseDelayMs: number;
   retryMaxDelayMs: number;
+  /** How long one write may take before it is abandoned (and retried). */
+  attemptTimeoutMs: number;
   drainTimeoutMs: number;
   dedupKeys: number;
   dedupTtlMs: number;
@@ -111,6 +113,7 @@ export const VARIABLES = {
   UPLOAD_RETRIES: "4",
   UPLOAD_RETRY_BASE_DELAY_MS: "200",
   UPLOAD_RETRY_MAX_DELAY_MS: "5000",
+  UPLOAD_ATTEMPT_TIMEOUT_IN_SEC: "30",
   UPLOAD_DRAIN_TIMEOUT_IN_SEC: "8",
   UPLOAD_DEDUP_KEYS: "10000",
   UPLOAD_DEDUP_TTL_IN_SEC: "600",
@@ -321,6 +324,7 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     retries: p.int("UPLOAD_RETRIES", 4, 0, 100),
     retryBaseDelayMs: p.int("UPLOAD_RETRY_BASE_DELAY_MS", 200, 1, 600_000),
     retryMaxDelayMs: p.int("UPLOAD_RETRY_MAX_DELAY_MS", 5000, 1, 3_600_000),
+    attemptTimeoutMs: p.int("UPLOAD_ATTEMPT_TIMEOUT_IN_SEC", 30, 1, 3600) * 1000,
     drainTimeoutMs: p.int("UPLOAD_DRAIN_TIMEOUT_IN_SEC", 8, 0, 3600) * 1000,
     dedupKeys: p.int("UPLOAD_DEDUP_KEYS", 10000, 0, 10_000_000),
     dedupTtlMs: p.int("UPLOAD_DEDUP_TTL_IN_SEC", 600, 1, 31_536_000) * 1000,

@@ -54,6 +54,11 @@ export interface UploaderOptions {
   retries: number;
   retryBaseDelayMs: number;
   retryMaxDelayMs: number;
+  /**
+   * How long one write may take (default 30 s): past it the write is aborted and counts as a
+   * transient failure, so a store that accepts and never answers cannot hold a slot forever.
+   */
+  attemptTimeoutMs?: number;
   dedupKeys: number;
   /** How long a stored key is remembered (ms): objects can be expired or deleted later. */
   dedupTtlMs?: number;
@@ -166,6 +171,12 @@ export class Collector {
   }
 }
 
+/** Why a body was given up at shutdown. */
+const SHUTDOWN_REASON = "shutdown deadline passed";
+
+/** How long one write may take when the options do not say. */
+const DEFAULT_ATTEMPT_TIMEOUT_MS = 30_000;
+
 /** How long drain() waits, after aborting, for writes to settle. */
 const DRAIN_GRACE_MS = 200;
 
@@ -199,6 +210,8 @@ export class Uploader {
   readonly #abort = new AbortController();
   #idle: PromiseWithResolvers<void> | null = null;
   readonly #sleeps = new Set<() => void>();
+  /** Keys given up because the drain deadline passed. */
+  readonly #cutOff: string[] = [];
   readonly #random: () => number;
   readonly #now: () => number;
 
@@ -280,6 +293,7 @@ export class Uploader {
       // The drain deadline has passed: nothing new may start.
       this.stats.bytesInFlight -= job.reserved;
       this.#busy.delete(job.key);
+      this.#cutOff.push(job.key);
       this.#skip("closed", job.key, job.path);
       return;
     }
@@ -308,16 +322,30 @@ export class Uploader {
     for (let attempt = 0;; attempt++) {
       if (this.#abort.signal.aborted) {
         // The drain deadline passed while this job waited to retry: no new attempt.
-        this.#fail(job, attempt, "shutdown deadline passed");
+        this.#fail(job, attempt, SHUTDOWN_REASON);
         return;
       }
+      // This attempt ends at shutdown's deadline or at its own, whichever comes first.
+      const timeoutMs = this.options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS;
+      const attemptAbort = new AbortController();
+      const onShutdown = () => attemptAbort.abort(this.#abort.signal.reason);
+      this.#abort.signal.addEventListener("abort", onShutdown, { once: true });
+      const timer = setTimeout(() => {
+        attemptAbort.abort(
+          new DOMException(`no answer within ${timeoutMs / 1000} s`, "TimeoutError"),
+        );
+      }, timeoutMs);
+      const settled = () => {
+        clearTimeout(timer);
+        this.#abort.signal.removeEventListener("abort", onShutdown);
+      };
       try {
         const result = await this.store.put(key, job.body, {
           contentType: job.contentType,
           cacheControl: job.cacheControl,
           ifAbsent: this.options.conditionalWrite,
-          signal: this.#abort.signal,
-        });
+          signal: attemptAbort.signal,
+        }).finally(settled);
         this.#remember(key);
         this.options.onSettled?.(key, { kind: result });
         if (result === "stored") {
@@ -328,12 +356,20 @@ export class Uploader {
         }
         return;
       } catch (err) {
-        const e = err instanceof StoreError
+        const aborted = this.#abort.signal.aborted;
+        const timedOut = !aborted && attemptAbort.signal.aborted;
+        const e = timedOut
+          ? new StoreError(
+            `write timed out: no answer within ${timeoutMs / 1000} s`,
+            true,
+            "TimeoutError",
+            { cause: err },
+          )
+          : err instanceof StoreError
           ? err
           : new StoreError(String((err as Error)?.message ?? err), true, "Error", { cause: err });
-        const aborted = this.#abort.signal.aborted;
         if (!e.retryable || aborted || attempt >= this.options.retries) {
-          this.#fail(job, attempt + 1, aborted ? "shutdown deadline passed" : e.message);
+          this.#fail(job, attempt + 1, aborted ? SHUTDOWN_REASON : e.message);
           return;
         }
         this.stats.retries++;
@@ -352,6 +388,7 @@ export class Uploader {
 
   #fail(job: Job, attempts: number, reason: string): void {
     this.stats.failed++;
+    if (reason === SHUTDOWN_REASON) this.#cutOff.push(job.key);
     this.options.onSettled?.(job.key, { kind: "failed", reason });
     this.logger.log("ERROR", "Upload failed", {
       path: job.path,
@@ -415,8 +452,7 @@ export class Uploader {
       await Promise.race([this.#idle.promise, deadline]);
       clearTimeout(timer);
     }
-    const lost = [...this.#busy];
-    if (lost.length > 0) {
+    if (this.#busy.size > 0) {
       // Abort writes under way and cut retry waits short, then wait for them to settle.
       this.#abort.abort(abortError());
       for (const wake of [...this.#sleeps]) wake();
@@ -424,13 +460,15 @@ export class Uploader {
         this.stats.queueDepth--;
         this.stats.bytesInFlight -= job.reserved;
         this.#busy.delete(job.key);
-        this.#fail(job, 0, "shutdown deadline passed");
+        this.#fail(job, 0, SHUTDOWN_REASON);
       }
       // Writes that honour the abort settle at once; one that ignores it is not waited for
       // beyond a short grace, so shutdown keeps its deadline.
       const grace = Date.now() + DRAIN_GRACE_MS;
       while (this.#active > 0 && Date.now() < grace) await new Promise((r) => setTimeout(r, 5));
     }
-    return { lost };
+    // Lost: what shutdown cut off, and what is still unsettled after the grace. A write that
+    // completed within the grace is stored, not lost.
+    return { lost: [...new Set([...this.#cutOff, ...this.#busy])] };
   }
 }

@@ -50,6 +50,7 @@ Deno.test("loadConfig() gives every documented default when the environment is e
       retries: 4,
       retryBaseDelayMs: 200,
       retryMaxDelayMs: 5000,
+      attemptTimeoutMs: 30000,
       drainTimeoutMs: 8000,
       dedupKeys: 10000,
       dedupTtlMs: 600000,
@@ -76,6 +77,7 @@ Deno.test("loadConfig() defaults agree with the VARIABLES table", () => {
     ["UPLOAD_RETRIES", String(c.upload.retries)],
     ["UPLOAD_RETRY_BASE_DELAY_MS", String(c.upload.retryBaseDelayMs)],
     ["UPLOAD_RETRY_MAX_DELAY_MS", String(c.upload.retryMaxDelayMs)],
+    ["UPLOAD_ATTEMPT_TIMEOUT_IN_SEC", String(c.upload.attemptTimeoutMs / 1000)],
     ["UPLOAD_DRAIN_TIMEOUT_IN_SEC", String(c.upload.drainTimeoutMs / 1000)],
     ["UPLOAD_DEDUP_KEYS", String(c.upload.dedupKeys)],
     ["UPLOAD_DEDUP_TTL_IN_SEC", String(c.upload.dedupTtlMs / 1000)],
@@ -272,12 +274,14 @@ Deno.test("loadConfig() parses whole numbers strictly and within range", () => {
     UPLOAD_RETRIES: "0",
     HEALTH_CHECK_TIMEOUT_IN_SEC: "0",
     UPLOAD_DRAIN_TIMEOUT_IN_SEC: "2",
+    UPLOAD_ATTEMPT_TIMEOUT_IN_SEC: "1",
     UPLOAD_DEDUP_KEYS: "0",
     UPSTREAM_TIMEOUT_IN_SEC: "5",
   }));
   assert.equal(c.upload.retries, 0);
   assert.equal(c.healthCheckTimeoutMs, 0);
   assert.equal(c.upload.drainTimeoutMs, 2000);
+  assert.equal(c.upload.attemptTimeoutMs, 1000);
   assert.equal(c.upload.dedupKeys, 0);
   assert.equal(c.upstreamTimeoutMs, 5000);
 });

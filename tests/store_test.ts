@@ -6,6 +6,8 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { LocalStore } from "../lib/store/local.ts";
 import { classifyS3Error, s3ClientConfig, S3Store } from "../lib/store/s3.ts";
 import type { S3StoreConfig } from "../lib/config.ts";
+import { MemoryLogger } from "../lib/log.ts";
+import { Uploader } from "../lib/uploader.ts";
 import { S3RVER_CREDENTIALS, startS3, type TestS3 } from "./support/s3.ts";
 
 const bytes = (...b: number[]) => new Uint8Array(b);
@@ -215,5 +217,71 @@ Deno.test("S3Store.open() streams an object with its length and metadata; null w
   } finally {
     store.client.destroy();
     await s3.stop();
+  }
+});
+
+Deno.test("S3Store write to a store that accepts and never answers: each attempt times out, the failure is logged and counted", async () => {
+  // A TCP server that reads the request and never answers (a wedged gateway).
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      (async () => {
+        const buf = new Uint8Array(65536);
+        try {
+          while ((await conn.read(buf)) !== null) { /* never answer */ }
+        } catch { /* closed */ }
+      })();
+    }
+  })();
+  const config: S3StoreConfig = {
+    kind: "s3",
+    bucket: "b",
+    endpoint: `http://127.0.0.1:${listener.addr.port}`,
+    region: "us-east-1",
+    forcePathStyle: true,
+    conditionalWrite: true,
+  };
+  const store = new S3Store(
+    config,
+    new S3Client({ ...s3ClientConfig(config), credentials: S3RVER_CREDENTIALS }),
+  );
+  const logger = new MemoryLogger();
+  const uploader = new Uploader(store, {
+    concurrency: 1,
+    maxBytesInFlight: 1 << 20,
+    maxObjectBytes: 1 << 20,
+    retries: 1,
+    retryBaseDelayMs: 1,
+    retryMaxDelayMs: 1,
+    attemptTimeoutMs: 100,
+    dedupKeys: 10,
+    conditionalWrite: true,
+  }, logger);
+  try {
+    const c = uploader.begin("k", { path: "/p", contentType: "image/png", cacheControl: null }, 3);
+    assert.ok(typeof c !== "string");
+    c.add(new Uint8Array([1, 2, 3]));
+    c.finish();
+    const start = performance.now();
+    while (uploader.pending > 0) {
+      assert.ok(performance.now() - start < 5000, "the write was never given up");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(uploader.stats.retries, 1);
+    assert.equal(uploader.stats.failed, 1);
+    assert.equal(uploader.stats.bytesInFlight, 0);
+    assert.equal(conns.length, 2, "one connection per attempt");
+    assert.match(logger.find("WARN Upload failed, will retry")[0] ?? "", /no answer within 0.1 s/);
+    assert.match(
+      logger.find("ERROR Upload failed")[0] ?? "",
+      /attempts=2 reason="write timed out: no answer within 0.1 s"/,
+    );
+  } finally {
+    listener.close();
+    for (const c of conns) c.close();
+    await accepting.catch(() => {});
+    store.client.destroy();
   }
 });

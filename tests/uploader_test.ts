@@ -655,3 +655,31 @@ Deno.test("Uploader.backoff() uses Math.random when no jitter source is given", 
   assert.ok(delays.size > 1, "jittered");
   for (const d of delays) assert.ok(d >= 0 && d <= 1000);
 });
+
+Deno.test("Uploader abandons a write with no answer within attemptTimeoutMs and retries it", async () => {
+  // The first attempt hangs until its signal aborts; the retry stores.
+  const { store, uploader, logger } = setup(
+    (call) => call.attempt === 0 ? hang(call) : undefined,
+    { attemptTimeoutMs: 40, retries: 1 },
+  );
+  upload(uploader, "k");
+  await settled(uploader);
+  assert.equal(store.calls.length, 2);
+  assert.equal(store.calls[0]!.options.signal!.reason.name, "TimeoutError");
+  assert.equal(uploader.stats.retries, 1);
+  assert.equal(uploader.stats.stored, 1);
+  assert.match(
+    logger.find("WARN Upload failed, will retry")[0] ?? "",
+    / reason="write timed out: no answer within 0.04 s"$/,
+  );
+});
+
+Deno.test("Uploader.drain() counts a write that completes within the grace as stored, not lost", async () => {
+  // A write that ignores the abort (a local disk) and lands 80 ms in, after a 20 ms deadline.
+  const { uploader } = setup(() => sleep(80));
+  upload(uploader, "k");
+  const result = await uploader.drain(20);
+  assert.deepEqual(result, { lost: [] });
+  assert.equal(uploader.stats.stored, 1);
+  assert.equal(uploader.stats.failed, 0);
+});
