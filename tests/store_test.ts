@@ -285,3 +285,52 @@ Deno.test("S3Store write to a store that accepts and never answers: each attempt
     store.client.destroy();
   }
 });
+
+Deno.test("LocalStore: a write the disk refuses (file too large) leaves no temp files and is not retried", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A 16-block file size limit: the 100 KB body cannot be written (EFBIG). SIGXFSZ is
+    // ignored so the write fails instead of killing the process.
+    const script = new URL("./support/local_put.ts", import.meta.url).pathname;
+    const out = await new Deno.Command("sh", {
+      args: [
+        "-c",
+        `ulimit -f 16; trap '' XFSZ; exec "$0" run --allow-read --allow-write "$1" "$2"`,
+        Deno.execPath(),
+        script,
+        dir,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const result = JSON.parse(text);
+    assert.equal(result.retryable, false, text);
+    assert.match(result.message, /too large|os error 27/i);
+    assert.deepEqual(result.files, [], "temporary files left behind");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("LocalStore: an abandoned write (aborted signal) puts nothing in place and leaves nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = new LocalStore(dir);
+    const abort = new AbortController();
+    abort.abort(new DOMException("no answer within 1 s", "TimeoutError"));
+    await assert.rejects(
+      store.put("k", new Uint8Array(10), {
+        contentType: "image/png",
+        cacheControl: null,
+        ifAbsent: true,
+        signal: abort.signal,
+      }),
+    );
+    assert.deepEqual([...Deno.readDirSync(dir)].map((f) => f.name), []);
+    assert.equal(await store.has("k"), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

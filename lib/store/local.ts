@@ -19,12 +19,19 @@ import { StoreError } from "./store.ts";
 
 const META_SUFFIX = ".meta.json";
 
+/**
+ * Errors a retry within seconds will not fix: a full disk or quota (ENOSPC, EDQUOT), a file
+ * size limit (EFBIG), a read-only file system (EROFS), by code or by Linux errno.
+ */
+const PERMANENT_CODES = new Set(["ENOSPC", "EDQUOT", "EFBIG", "EROFS"]);
+const PERMANENT_ERRNO = /\(os error (?:27|28|30|122)\)/;
+
 function wrap(err: unknown, what: string): StoreError {
-  const e = err as Error;
-  // A full disk or a permission problem will not fix itself within a retry window.
+  const e = err as Error & { code?: string };
   const retryable =
     !(e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable ||
-      e?.name === "NotCapable");
+      e?.name === "NotCapable" || e?.name === "AbortError" ||
+      PERMANENT_CODES.has(e?.code ?? "") || PERMANENT_ERRNO.test(e?.message ?? ""));
   return new StoreError(`${what}: ${e?.message ?? String(err)}`, retryable, e?.name ?? "Error", {
     cause: err,
   });
@@ -45,14 +52,10 @@ export class LocalStore implements Store {
     return join(this.dir, key);
   }
 
-  private async writeTemp(final: string, data: Uint8Array): Promise<string> {
-    const temp = `${final}.tmp-${crypto.randomUUID()}`;
-    await Deno.writeFile(temp, data);
-    return temp;
-  }
-
   async put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult> {
     const final = this.pathOf(key);
+    const metaTemp = `${final}${META_SUFFIX}.tmp-${crypto.randomUUID()}`;
+    const temp = `${final}.tmp-${crypto.randomUUID()}`;
     try {
       await Deno.mkdir(dirname(final), { recursive: true });
       if (options.ifAbsent && await exists(final)) return "exists";
@@ -60,12 +63,13 @@ export class LocalStore implements Store {
         contentType: options.contentType,
         cacheControl: options.cacheControl,
       };
-      const metaTemp = await this.writeTemp(
-        final + META_SUFFIX,
-        new TextEncoder().encode(JSON.stringify(meta)),
-      );
-      const temp = await this.writeTemp(final, body);
+      // Both temporary files are removed whatever happens from here on, a failed write (full
+      // disk) included: nothing is left behind in the directory.
       try {
+        await Deno.writeFile(metaTemp, new TextEncoder().encode(JSON.stringify(meta)));
+        await Deno.writeFile(temp, body, { signal: options.signal });
+        // A write abandoned (timed out, or shutdown's deadline) puts nothing in place.
+        options.signal?.throwIfAborted();
         if (options.ifAbsent) {
           // link() fails if the name exists: exactly one concurrent writer wins, and only the
           // winner's metadata is put in place.
