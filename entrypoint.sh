@@ -35,15 +35,28 @@ is_uint() {
   case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac
 }
 
+# A whole number without its leading zeros: "09" is 9 to the proxy, but octal (and invalid) to
+# shell arithmetic.
+decimal() {
+  n=${1#"${1%%[!0]*}"}
+  printf '%s' "${n:-0}"
+}
+
+# A URL with any user:password@ shown as ***@, for the log.
+redacted_url() {
+  printf '%s\n' "$1" | sed 's#^\([^/]*//\)[^/]*@#\1***@#'
+}
+
 imgproxy_bin=${IMGPROXY_BIN:-imgproxy}
 internal_bind=${INTERNAL_IMGPROXY_BIND:-127.0.0.1:8081}
 drain=${UPLOAD_DRAIN_TIMEOUT_IN_SEC:-8}
-is_uint "$drain" || drain=8
+if is_uint "$drain"; then drain=$(decimal "$drain"); else drain=8; fi
 grace=${STOP_GRACE_PERIOD_IN_SEC:-$((drain + 10))}
 if ! is_uint "$grace"; then
   log ERROR "STOP_GRACE_PERIOD_IN_SEC: expected a whole number of seconds, got \"$grace\""
   exit 2
 fi
+grace=$(decimal "$grace")
 if ! command -v "$imgproxy_bin" >/dev/null 2>&1; then
   log ERROR "imgproxy not found: IMGPROXY_BIN=\"$imgproxy_bin\" is not an executable"
   exit 127
@@ -104,7 +117,7 @@ IMGPROXY_URL=${IMGPROXY_URL:-http://$internal_bind}
 export IMGPROXY_URL
 sh "$root/bin/start" "$@" &
 proxy_pid=$!
-log INFO "started imgproxy-cache pid=$proxy_pid imgproxy=$IMGPROXY_URL"
+log INFO "started imgproxy-cache pid=$proxy_pid imgproxy=$(redacted_url "$IMGPROXY_URL")"
 
 first=
 while [ -z "$signal" ]; do

@@ -5,7 +5,17 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { banner, equalBytes, FIXTURES, get, imageInfo, keyOf, sleep } from "./support/harness.ts";
+import {
+  banner,
+  baseEnv,
+  equalBytes,
+  FIXTURES,
+  get,
+  imageInfo,
+  keyOf,
+  ROOT,
+  sleep,
+} from "./support/harness.ts";
 import { sign } from "./support/stand_in_imgproxy.ts";
 import { BUCKET, Stack } from "./support/stack.ts";
 
@@ -238,4 +248,32 @@ Deno.test(`entrypoint: a missing imgproxy binary stops the script at once with 1
   }).output();
   assert.equal(child.code, 127);
   assert.match(new TextDecoder().decode(child.stderr), /imgproxy not found/);
+});
+
+Deno.test(`entrypoint: a zero-padded drain timeout is decimal, and IMGPROXY_URL credentials are never logged`, async () => {
+  // imgproxy here is a stand-in that just waits: the proxy refuses the URL and exits 2 first.
+  const dir = await Deno.makeTempDir({ prefix: "e2e-entry-" });
+  try {
+    await Deno.writeTextFile(`${dir}/imgproxy`, "#!/bin/sh\nexec sleep 30\n", { mode: 0o755 });
+    const child = await new Deno.Command("sh", {
+      args: [`${ROOT}/entrypoint.sh`],
+      env: {
+        ...await baseEnv(),
+        IMGPROXY_BIN: `${dir}/imgproxy`,
+        // "09" is not a valid octal number: shell arithmetic on it used to kill the script.
+        UPLOAD_DRAIN_TIMEOUT_IN_SEC: "09",
+        IMGPROXY_URL: "http://admin:s3cretPW@127.0.0.1:8081",
+      },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(child.stderr);
+    assert.equal(child.code, 2, err);
+    assert.doesNotMatch(err, /Illegal number|s3cretPW/);
+    assert.match(err, /started imgproxy-cache pid=\d+ imgproxy=http:\/\/\*\*\*@127\.0\.0\.1:8081/);
+    assert.match(err, /IMGPROXY_URL: credentials in the URL are not allowed/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -207,7 +207,8 @@ class Parser {
       this.problems.push(`${name}: expected an http or https URL, got ${u.protocol} scheme`);
     } else if (u.username !== "" || u.password !== "") {
       this.problems.push(
-        `${name}: credentials in the URL are not allowed; use the AWS_* variables`,
+        `${name}: credentials in the URL are not allowed` +
+          (name.startsWith("S3_") ? "; use the AWS_* variables" : ""),
       );
     } else if (u.search !== "" || u.hash !== "") {
       // The query may hold a presigned signature: show only where the URL points.
