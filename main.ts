@@ -42,7 +42,7 @@ export async function main(
       // `deno task` and a terminal can deliver one Ctrl-C twice: only a later one forces exit.
       if (Date.now() - firstSignalAt < 1000) return;
       logger.log("WARN", "Second signal: exiting without waiting", { signal });
-      Deno.exit(130);
+      Deno.exit(signal === "SIGINT" ? 130 : 143); // 128 + the signal's number
     }
     firstSignalAt = Date.now();
     logger.log("INFO", "Shutting down", { signal });

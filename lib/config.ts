@@ -294,6 +294,15 @@ function fallbackRule(p: Parser): number | null {
 export function loadConfig(read: EnvReader): Readonly<Config> {
   const p = new Parser(read);
   const bucket = p.raw("S3_BUCKET");
+  // S3's naming rules, loosely (stores differ on dots, underscores and case): a name is part
+  // of a host name and a path segment, so nothing that would change either.
+  if (bucket !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/.test(bucket)) {
+    p.problems.push(
+      `S3_BUCKET: expected a bucket name (letters, digits, ".", "-", "_"; at most 255 characters), got ${
+        JSON.stringify(bucket)
+      }`,
+    );
+  }
   const folder = normalizeFolder(p.string("S3_FOLDER", ""));
   if (/(^|\/)\.\.?(\/|$)/.test(folder) || folder.includes("//")) {
     p.problems.push(

@@ -249,6 +249,18 @@ Deno.test("loadConfig() normalises S3_FOLDER and rejects dot segments", () => {
   }
 });
 
+Deno.test("loadConfig() refuses a bucket name that would change the host or the path", () => {
+  for (const good of ["imgs", "my-bucket.prod", "Legacy_Bucket", "a1"]) {
+    const store = loadConfig(envOf({ S3_BUCKET: good })).store;
+    assert.equal(store.kind === "s3" && store.bucket, good);
+  }
+  for (const bad of ["My_Bucket/x", "a b", "b:8080", "-lead", "b?q", "b@h", "é"]) {
+    const err = configError({ S3_BUCKET: bad });
+    assert.equal(err.problems.length, 1, bad);
+    assert.match(err.problems[0]!, /^S3_BUCKET: expected a bucket name/, bad);
+  }
+});
+
 Deno.test("loadConfig() parses whole numbers strictly and within range", () => {
   const bad: [VariableName, string][] = [
     ["UPLOAD_CONCURRENCY", "0"],

@@ -309,3 +309,22 @@ Deno.test("process serves METRICS_BIND under the documented flags, and CACHE_MOD
     assert.doesNotMatch(output, /NotCapable|Requires \w+ access|Uncaught/, output);
   });
 });
+
+Deno.test("process: a second SIGTERM more than a second later exits at once with 143", async () => {
+  const fake = { slowChunks: 100, slowChunkMs: 200 };
+  await withProcess(fake, { UPLOAD_DRAIN_TIMEOUT_IN_SEC: "30" }, async (proxy, base) => {
+    const res = await fetch(`${base}/_/plain/http://example.com/slowbody.jpg`);
+    const reader = res.body!.getReader();
+    await reader.read();
+    stop(proxy);
+    await proxy.waitFor("Shutting down");
+    await new Promise((r) => setTimeout(r, 1100));
+    const started = Date.now();
+    stop(proxy);
+    const { code, output } = await proxy.done;
+    assert.equal(code, 143, output); // 128 + SIGTERM's 15, as a shell reports it
+    assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+    assert.match(output, /WARN Second signal: exiting without waiting signal=SIGTERM/);
+    await reader.read().then(() => reader.cancel()).catch(() => {});
+  });
+});
