@@ -107,9 +107,10 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
     }
     // Variant keys apply only once imgproxy has shown it negotiates formats; until then the
     // suffix-less object (valid for every client) is the one to look for.
-    const variant = options.cacheVariants === "accept" && vary.variesOnAccept === true
-      ? variantSuffix(req.headers.get("accept"))
-      : "";
+    // Once imgproxy negotiates, every answer depends on Accept, the suffix-less (plain)
+    // variant's included: hits say so, or a CDN in front would give one format to everyone.
+    const negotiates = options.cacheVariants === "accept" && vary.variesOnAccept === true;
+    const variant = negotiates ? variantSuffix(req.headers.get("accept")) : "";
     const key = objectKey(pathOf(target), folder, variant);
     // The timeout covers the lookup only, not the streaming of a hit's body afterwards.
     const lookup = new AbortController();
@@ -127,7 +128,7 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
           headers: {
             location: `${options.publicBaseUrl}/${key}`,
             "x-cache": "HIT",
-            ...(variant === "" ? {} : { vary: "Accept" }),
+            ...(negotiates ? { vary: "Accept" } : {}),
           },
         });
       }
@@ -142,7 +143,7 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
       const length = "contentLength" in obj ? obj.contentLength : obj.body.byteLength;
       if (length !== null) headers.set("content-length", String(length));
       if (obj.cacheControl !== null) headers.set("cache-control", obj.cacheControl);
-      if (variant !== "") headers.set("vary", "Accept");
+      if (negotiates) headers.set("vary", "Accept");
       return new Response(obj.body as BodyInit, { status: 200, headers });
     } catch (err) {
       logger.log("WARN", "Store lookup failed, asking imgproxy", {

@@ -64,6 +64,12 @@ function viaNodeHttp(base: URL, req: UpstreamRequest): Promise<Response> {
   const prefix = base.pathname === "/" ? "" : base.pathname.replace(/\/+$/, "");
   const headers: Record<string, string> = {};
   req.headers.forEach((v, k) => (headers[k] = v));
+  if (req.body === null) {
+    // No body goes up (Deno.serve gives a GET none, whatever it declared): a Content-Length
+    // left in would make imgproxy wait for bytes that never come.
+    delete headers["content-length"];
+    delete headers["transfer-encoding"];
+  }
   return new Promise((resolve, reject) => {
     const outgoing = client.request({
       host: base.hostname.replace(/^\[|\]$/g, ""),
@@ -73,14 +79,30 @@ function viaNodeHttp(base: URL, req: UpstreamRequest): Promise<Response> {
       headers,
       signal: req.signal,
     }, (incoming) => {
-      const out = new Headers();
-      const raw = incoming.rawHeaders;
-      for (let i = 0; i + 1 < raw.length; i += 2) out.append(raw[i]!, raw[i + 1]!);
-      const status = incoming.statusCode ?? 502;
-      const noBody = NULL_BODY.has(status) || req.method === "HEAD";
-      if (noBody) incoming.resume();
-      const body = noBody ? null : Readable.toWeb(incoming) as ReadableStream<Uint8Array>;
-      resolve(new Response(body, { status, statusText: incoming.statusMessage, headers: out }));
+      // An answer no Response can carry (a status outside 200–599, a control character in a
+      // header) is imgproxy failing: reject (the client gets 502), never throw here, where
+      // nothing would catch it.
+      try {
+        const status = incoming.statusCode ?? 0;
+        if (status < 200 || status > 599) {
+          throw new TypeError(`imgproxy answered with status ${status}`);
+        }
+        const out = new Headers();
+        const raw = incoming.rawHeaders;
+        for (let i = 0; i + 1 < raw.length; i += 2) out.append(raw[i]!, raw[i + 1]!);
+        // A reason phrase is informative only: drop one a Response would refuse.
+        const statusText = /^[\t\x20-\x7e\x80-\xff]*$/.test(incoming.statusMessage ?? "")
+          ? incoming.statusMessage
+          : "";
+        const noBody = NULL_BODY.has(status) || req.method === "HEAD";
+        if (noBody) incoming.resume();
+        const body = noBody ? null : Readable.toWeb(incoming) as ReadableStream<Uint8Array>;
+        resolve(new Response(body, { status, statusText, headers: out }));
+      } catch (err) {
+        incoming.destroy();
+        outgoing.destroy();
+        reject(err);
+      }
     });
     outgoing.on("error", reject);
     if (req.body === null) {
@@ -121,6 +143,12 @@ export function createUpstream(baseUrl: string): Upstream {
       // @ts-ignore: Deno and browsers need this to stream a request body.
       duplex: req.body === null ? undefined : "half",
     }).then((res) => {
+      // fetch lets a status no Response may be built with through: treat it as the failure
+      // it is (the client gets 502), like the node:http path.
+      if (res.status < 200 || res.status > 599) {
+        res.body?.cancel().catch(() => {});
+        throw new TypeError(`imgproxy answered with status ${res.status}`);
+      }
       // fetch decodes compressed bodies itself, so the encoding header no longer holds.
       if (!res.headers.has("content-encoding")) return res;
       const headers = new Headers(res.headers);

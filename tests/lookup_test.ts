@@ -179,9 +179,41 @@ Deno.test("read mode serves each Accept variant from its own key once imgproxy n
         if (a.headers.get("x-cache") === "HIT") hits++;
         if (b.headers.get("x-cache") === "HIT") hits++;
         if (hits < 2) await new Promise((r) => setTimeout(r, 20));
+        // Every answer depends on Accept now, the plain variant's hit included (a CDN in front
+        // must not give the PNG to a browser that takes WebP).
+        assert.equal(a.headers.get("vary"), "Accept", `webp ${a.headers.get("x-cache")}`);
+        assert.equal(b.headers.get("vary"), "Accept", `plain ${b.headers.get("x-cache")}`);
       }
       assert.equal(hits, 2);
       assert.ok(up.state.requests >= before);
+    });
+  } finally {
+    await up.server.shutdown();
+  }
+});
+
+Deno.test("redirect mode: once imgproxy negotiates, the plain variant's 302 carries Vary: Accept too", async () => {
+  const up = upstream(true);
+  try {
+    const env = {
+      IMGPROXY_URL: up.url,
+      CACHE_MODE: "redirect",
+      CACHE_VARIANTS: "accept",
+      PUBLIC_BASE_URL: "https://cdn.example",
+    };
+    await withProxy(env, async (url) => {
+      const plain = { accept: "image/png" };
+      assert.equal(await (await fetch(url + PATH, { headers: plain })).text(), "png-bytes");
+      let res: Response | undefined;
+      for (let i = 0; i < 100; i++) {
+        res = await fetch(url + PATH, { headers: plain, redirect: "manual" });
+        await res.body?.cancel();
+        if (res.status === 302) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(res!.status, 302);
+      assert.equal(res!.headers.get("location"), `https://cdn.example/${objectKey(PATH)}`);
+      assert.equal(res!.headers.get("vary"), "Accept");
     });
   } finally {
     await up.server.shutdown();

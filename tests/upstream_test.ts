@@ -20,7 +20,8 @@ interface RawServer {
 /**
  * A tiny HTTP/1.1 server: one request per connection. The request target selects the answer:
  * `cut` (Content-Length 100, 10 bytes, close), `hang` (headers and 3 bytes, then nothing until
- * the client leaves), `stall` (nothing at all until the client leaves), else a 200 with two
+ * the client leaves), `stall` (nothing at all until the client leaves), `s600` (a status no
+ * Response can carry), `badreason` (404 with DEL in its reason phrase), else a 200 with two
  * Set-Cookie headers and body "hello" (no body for HEAD).
  */
 function startRawServer(): RawServer {
@@ -59,6 +60,14 @@ function startRawServer(): RawServer {
         await write(
           "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n0123456789",
         );
+        return;
+      }
+      if (target!.includes("s600")) {
+        await write("HTTP/1.1 600 Weird\r\nContent-Length: 0\r\n\r\n");
+        return;
+      }
+      if (target!.includes("badreason")) {
+        await write("HTTP/1.1 404 Not\x7fFound\r\nContent-Length: 2\r\n\r\nno");
         return;
       }
       if (target!.includes("hang")) {
@@ -254,5 +263,45 @@ Deno.test("upstream abort cancels a body in flight and closes the connection, on
     } finally {
       await server.close();
     }
+  }
+});
+
+Deno.test("upstream: an answer no Response can carry rejects (a 502), never throws; a bad reason phrase is dropped", async () => {
+  const server = startRawServer();
+  try {
+    const upstream = createUpstream(server.base);
+    // On the node:http path a throw in its callback would be uncaught and end the process.
+    for (const target of ["/s600.jpg", "/a/../s600.jpg"]) {
+      await assert.rejects(upstream(request(target)), /status 600|600/, target);
+    }
+    // node:http reads such a reason phrase; the proxy drops it and passes the 404 on. fetch's
+    // parser refuses the whole answer (a 502), which is fine too: what matters is no crash.
+    const res = await upstream(request("/a/../badreason.jpg"));
+    assert.equal(res.status, 404);
+    assert.equal(res.statusText, "");
+    assert.equal(await res.text(), "no");
+    await assert.rejects(upstream(request("/badreason.jpg")));
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("upstream: a request without a body sends no Content-Length, whatever the client declared", async () => {
+  // Deno.serve gives a GET no body even when it declared one: imgproxy must not wait for it.
+  const server = startRawServer();
+  try {
+    const upstream = createUpstream(server.base);
+    for (const target of ["/ok.jpg", "/a/../ok.jpg"]) {
+      const headers = new Headers({ "content-length": "5", "x-req": "1" });
+      const res = await upstream(request(target, { headers }));
+      assert.equal(await res.text(), "hello", target);
+    }
+    assert.equal(server.heads.length, 2);
+    for (const head of server.heads) {
+      assert.doesNotMatch(latin1(head), /\r\ncontent-length:/i, latin1(head));
+      assert.match(latin1(head), /\r\nx-req: 1/i);
+    }
+  } finally {
+    await server.close();
   }
 });
