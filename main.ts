@@ -6,6 +6,7 @@
  */
 import { createApp, drainUploads, logStartup, waitForImgproxy } from "./lib/app.ts";
 import { ConfigError, denoEnv, type EnvReader, loadConfig } from "./lib/config.ts";
+import { logUnhandledRejections, onShutdownSignal } from "./lib/lifecycle.ts";
 import { consoleLogger, type Logger } from "./lib/log.ts";
 import { serveMetrics } from "./lib/metrics.ts";
 
@@ -24,32 +25,13 @@ export async function main(
     }
     throw err;
   }
-  // A library promise nobody awaits must not take the proxy down (the AWS SDK has left such
-  // rejections behind under restricted permissions): log it and carry on.
-  globalThis.addEventListener("unhandledrejection", (e) => {
-    e.preventDefault();
-    logger.log("ERROR", "Unhandled rejection", { reason: String(e.reason?.stack ?? e.reason) });
-  });
+  logUnhandledRejections(logger);
   const app = await createApp(config, logger);
   logStartup(app, logger);
   if (!await waitForImgproxy(config.imgproxyUrl, config.healthCheckTimeoutMs, logger)) return 1;
 
   const stop = new AbortController();
-  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
-  let firstSignalAt = 0;
-  const onSignal = (signal: Deno.Signal) => () => {
-    if (stop.signal.aborted) {
-      // `deno task` and a terminal can deliver one Ctrl-C twice: only a later one forces exit.
-      if (Date.now() - firstSignalAt < 1000) return;
-      logger.log("WARN", "Second signal: exiting without waiting", { signal });
-      Deno.exit(signal === "SIGINT" ? 130 : 143); // 128 + the signal's number
-    }
-    firstSignalAt = Date.now();
-    logger.log("INFO", "Shutting down", { signal });
-    stop.abort();
-  };
-  const listeners = signals.map((s) => [s, onSignal(s)] as const);
-  for (const [s, l] of listeners) Deno.addSignalListener(s, l);
+  const removeSignalListeners = onShutdownSignal(logger, () => stop.abort());
 
   const server = Deno.serve({
     hostname: config.bind.hostname,
@@ -88,7 +70,7 @@ export async function main(
     });
   }
   await drainUploads(app, logger, Math.max(0, deadline - Date.now()));
-  for (const [s, l] of listeners) Deno.removeSignalListener(s, l);
+  removeSignalListeners();
   return 0;
 }
 

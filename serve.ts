@@ -18,11 +18,13 @@
  */
 import { type App, createApp, drainUploads, logStartup } from "./lib/app.ts";
 import { ConfigError, denoEnv, loadConfig } from "./lib/config.ts";
+import { logUnhandledRejections, onShutdownSignal } from "./lib/lifecycle.ts";
 import { consoleLogger } from "./lib/log.ts";
 
 let app: Promise<App> | null = null;
 
 async function build(): Promise<App> {
+  logUnhandledRejections(consoleLogger);
   const config = loadConfig(denoEnv);
   const built = await createApp(config, consoleLogger);
   logStartup(built, consoleLogger);
@@ -31,26 +33,11 @@ async function build(): Promise<App> {
   return built;
 }
 
-let shuttingDown = false;
-
 function listenForShutdown(built: App): void {
-  const onSignal = (signal: Deno.Signal) => async () => {
-    if (shuttingDown) {
-      consoleLogger.log("WARN", "Second signal: exiting without waiting", { signal });
-      Deno.exit(130);
-    }
-    shuttingDown = true;
-    consoleLogger.log("INFO", "Shutting down", { signal });
+  onShutdownSignal(consoleLogger, async () => {
     await drainUploads(built, consoleLogger);
     Deno.exit(0);
-  };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    try {
-      Deno.addSignalListener(signal, onSignal(signal));
-    } catch {
-      // Platforms without this signal (SIGTERM on Windows): nothing to listen for.
-    }
-  }
+  });
 }
 
 function misconfigured(): Response {
