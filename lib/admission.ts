@@ -13,6 +13,7 @@ export type BypassReason =
   | "content-encoding"
   | "cache-control"
   | "set-cookie"
+  | "cookie"
   | "authorization"
   | "vary"
   | "fallback-image"
@@ -27,6 +28,8 @@ export type Admission =
 export interface AdmissionRules {
   cacheVariants: "off" | "accept";
   fallbackMaxAge: number | null;
+  /** imgproxy passes the client's cookies to the source (IMGPROXY_COOKIE_PASSTHROUGH). */
+  cookiePassthrough?: boolean;
   maxObjectBytes: number;
 }
 
@@ -74,6 +77,11 @@ export function admit(
     return { store: false, reason: "cache-control" };
   }
   if (responseHeaders.has("set-cookie")) return { store: false, reason: "set-cookie" };
+  // With cookie passthrough imgproxy fetched the source with this client's cookies: the image
+  // may be theirs alone, and imgproxy does not mark it private.
+  if (rules.cookiePassthrough && requestHeaders.has("cookie")) {
+    return { store: false, reason: "cookie" };
+  }
   // A shared cache may only keep an answer to an authorised request when the answer says so
   // (RFC 9111 §3.5); imgproxy marks its images `public`.
   if (

@@ -73,6 +73,7 @@ export async function createApp(
     rules: {
       cacheVariants: config.cacheVariants,
       fallbackMaxAge: config.fallbackMaxAge,
+      cookiePassthrough: config.cookiePassthrough,
       maxObjectBytes: config.upload.maxObjectBytes,
     },
     folder: config.folder,

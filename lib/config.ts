@@ -74,6 +74,11 @@ export interface Config {
    * with a `max-age` up to it are never stored.
    */
   fallbackMaxAge: number | null;
+  /**
+   * imgproxy's IMGPROXY_COOKIE_PASSTHROUGH: it sends the client's cookies to the source, so an
+   * answer to a request with cookies may be one user's image and is not stored.
+   */
+  cookiePassthrough: boolean;
   upload: UploadConfig;
 }
 
@@ -120,6 +125,7 @@ export const VARIABLES = {
   // Read from imgproxy's own settings (the fallback-image rule), never changed.
   IMGPROXY_TTL: "31536000",
   IMGPROXY_SECRET: "",
+  IMGPROXY_COOKIE_PASSTHROUGH: "false",
   IMGPROXY_FALLBACK_IMAGE_DATA: "",
   IMGPROXY_FALLBACK_IMAGE_PATH: "",
   IMGPROXY_FALLBACK_IMAGE_URL: "",
@@ -366,6 +372,7 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     metricsBind: p.raw("METRICS_BIND") === undefined ? null : p.bind("METRICS_BIND", ""),
     cacheVariants: p.oneOf("CACHE_VARIANTS", ["off", "accept"] as const, "off"),
     fallbackMaxAge: fallbackRule(p),
+    cookiePassthrough: p.bool("IMGPROXY_COOKIE_PASSTHROUGH", false),
     upload,
   };
   if (p.problems.length > 0) throw new ConfigError(p.problems);

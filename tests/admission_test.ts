@@ -106,6 +106,19 @@ const ROWS: Row[] = [
   },
   // Set-Cookie.
   { name: "Set-Cookie", response: { "set-cookie": "s=1" }, expected: BYPASS("set-cookie") },
+  // Cookie: only matters when imgproxy passes the client's cookies to the source.
+  { name: "Cookie, no passthrough", request: { cookie: "sid=1" }, expected: STORE() },
+  {
+    name: "Cookie with IMGPROXY_COOKIE_PASSTHROUGH",
+    request: { cookie: "sid=1" },
+    rules: { cookiePassthrough: true },
+    expected: BYPASS("cookie"),
+  },
+  {
+    name: "no Cookie with IMGPROXY_COOKIE_PASSTHROUGH",
+    rules: { cookiePassthrough: true },
+    expected: STORE(),
+  },
   // Authorization (IMGPROXY_SECRET): only a `public` answer may be shared.
   {
     name: "Authorization with public",

@@ -43,6 +43,7 @@ Deno.test("loadConfig() gives every documented default when the environment is e
     imgproxySecret: null,
     cacheVariants: "off",
     fallbackMaxAge: null,
+    cookiePassthrough: false,
     upload: {
       concurrency: 8,
       maxBytesInFlight: 134217728,

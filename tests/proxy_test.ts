@@ -625,3 +625,18 @@ Deno.test("proxy key equals the seed Elixir helper's cached_src for an HMAC-sign
     await h.close();
   }
 });
+
+Deno.test("proxy with IMGPROXY_COOKIE_PASSTHROUGH: an answer to a request with cookies is not stored", async () => {
+  const h = await setup({ env: { IMGPROXY_COOKIE_PASSTHROUGH: "true" } });
+  try {
+    const withCookie = await get(h, IMG, { headers: { cookie: "session=alice" } });
+    assert.equal(withCookie.res.status, 200);
+    assert.equal(withCookie.res.headers.get("x-cache"), "BYPASS; reason=cookie");
+    const other = "/_/rs:fill:10:10/plain/http://example.com/images/dog.jpg";
+    const without = await get(h, other);
+    assert.equal(without.res.headers.get("x-cache"), "MISS");
+    assert.deepEqual(await h.localKeys(), [md5(other)]);
+  } finally {
+    await h.close();
+  }
+});
