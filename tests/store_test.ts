@@ -334,3 +334,31 @@ Deno.test("LocalStore: an abandoned write (aborted signal) puts nothing in place
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("LocalStore: an object whose sidecar never arrived is absent, and the next write replaces it", async () => {
+  // What a crash between putting the bytes in place and renaming the sidecar leaves behind.
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/k`, new Uint8Array([9, 9]));
+    const store = new LocalStore(dir);
+    assert.equal(await store.has("k"), false);
+    assert.equal(await store.open("k"), null);
+    assert.equal(await store.get("k"), null);
+    const put = await store.put("k", new Uint8Array([1, 2, 3]), {
+      contentType: "image/webp",
+      cacheControl: "max-age=60",
+      ifAbsent: true,
+    });
+    assert.equal(put, "stored");
+    const obj = await store.get("k");
+    assert.deepEqual(obj, {
+      body: new Uint8Array([1, 2, 3]),
+      contentType: "image/webp",
+      cacheControl: "max-age=60",
+    });
+    assert.equal(await store.has("k"), true);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((f) => f.name).sort(), ["k", "k.meta.json"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -58,7 +58,11 @@ export class LocalStore implements Store {
     const temp = `${final}.tmp-${crypto.randomUUID()}`;
     try {
       await Deno.mkdir(dirname(final), { recursive: true });
-      if (options.ifAbsent && await exists(final)) return "exists";
+      // An object whose sidecar never arrived (a crash between the two renames) counts as
+      // absent, and this write replaces it.
+      const state = options.ifAbsent ? await this.state(final) : "absent";
+      if (state === "complete") return "exists";
+      const replace = state === "partial";
       const meta: ObjectMeta = {
         contentType: options.contentType,
         cacheControl: options.cacheControl,
@@ -70,7 +74,7 @@ export class LocalStore implements Store {
         await Deno.writeFile(temp, body, { signal: options.signal });
         // A write abandoned (timed out, or shutdown's deadline) puts nothing in place.
         options.signal?.throwIfAborted();
-        if (options.ifAbsent) {
+        if (options.ifAbsent && !replace) {
           // link() fails if the name exists: exactly one concurrent writer wins, and only the
           // winner's metadata is put in place.
           try {
@@ -94,9 +98,15 @@ export class LocalStore implements Store {
     }
   }
 
+  /** Whether the object and its sidecar are both in place, or the sidecar never came. */
+  private async state(final: string): Promise<"absent" | "partial" | "complete"> {
+    if (!await exists(final)) return "absent";
+    return await readMeta(final + META_SUFFIX) === null ? "partial" : "complete";
+  }
+
   async has(key: string): Promise<boolean> {
     try {
-      return await exists(this.pathOf(key));
+      return await this.state(this.pathOf(key)) === "complete";
     } catch (err) {
       throw wrap(err, `checking ${this.pathOf(key)}`);
     }
@@ -114,6 +124,10 @@ export class LocalStore implements Store {
     try {
       const { size } = await file.stat();
       const meta = await readMeta(final + META_SUFFIX);
+      if (meta === null) {
+        file.close();
+        return null;
+      }
       return { body: file.readable, contentLength: size, ...meta };
     } catch (err) {
       file.close();
@@ -126,6 +140,7 @@ export class LocalStore implements Store {
     try {
       const body = await Deno.readFile(final);
       const meta = await readMeta(final + META_SUFFIX);
+      if (meta === null) return null;
       return { body, contentType: meta.contentType, cacheControl: meta.cacheControl };
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) return null;
@@ -134,13 +149,12 @@ export class LocalStore implements Store {
   }
 }
 
-const DEFAULT_META: ObjectMeta = { contentType: "application/octet-stream", cacheControl: null };
-
 /**
  * Reads a sidecar. A conditional write puts it in place just after the bytes, so a reader that
- * comes in between retries briefly before falling back to a generic type.
+ * comes in between retries briefly; null when it never comes (the writer crashed in between):
+ * such an object is treated as absent rather than served with a made-up type.
  */
-async function readMeta(path: string): Promise<ObjectMeta> {
+async function readMeta(path: string): Promise<ObjectMeta | null> {
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       return JSON.parse(await Deno.readTextFile(path));
@@ -149,7 +163,7 @@ async function readMeta(path: string): Promise<ObjectMeta> {
     }
     await new Promise((r) => setTimeout(r, 10));
   }
-  return DEFAULT_META;
+  return null;
 }
 
 async function exists(path: string): Promise<boolean> {
