@@ -118,21 +118,42 @@ function plain(status: number, text: string, extra?: Record<string, string>): Re
   });
 }
 
-/** Streams `body` through while copying it into `collector`; the copy is queued on success. */
+/**
+ * Streams `body` through while copying it into `collector`; the copy is queued on success.
+ * With `idle`, a body that sends nothing for that long is given up (the client's answer ends
+ * in an error, the copy is dropped): a stalled imgproxy must not hold an upload reservation.
+ */
 export function teeToCollector(
   body: ReadableStream<Uint8Array>,
   collector: Collector,
+  idle?: { deadlines: Deadlines; seconds: number; onStall?: () => void },
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let collecting = true;
+  let stalled = false;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       let result: ReadableStreamReadResult<Uint8Array>;
+      const cancelIdle = idle?.deadlines.add(() => {
+        stalled = true;
+        reader.cancel().catch(() => {});
+      });
       try {
         result = await reader.read();
       } catch (err) {
         collector.abort("incomplete");
         controller.error(err);
+        return;
+      } finally {
+        cancelIdle?.();
+      }
+      if (stalled) {
+        // The cancel ended the read as if the body were complete: it is not.
+        collector.abort("incomplete");
+        idle!.onStall?.();
+        controller.error(
+          new DOMException(`imgproxy sent nothing for ${idle!.seconds} s`, "TimeoutError"),
+        );
         return;
       }
       if (result.done) {
@@ -219,7 +240,17 @@ export function createHandler(options: ProxyOptions): Handler {
           contentType: res.headers.get("content-type")!,
           cacheControl: res.headers.get("cache-control"),
         }, verdict.contentLength);
-        if (typeof collector !== "string") body = teeToCollector(body, collector);
+        if (typeof collector !== "string") {
+          body = teeToCollector(body, collector, {
+            deadlines,
+            seconds: upstreamTimeoutMs / 1000,
+            onStall: () =>
+              logger.log("WARN", "imgproxy stopped sending the body: answer cut, not stored", {
+                path,
+                timeoutSec: upstreamTimeoutMs / 1000,
+              }),
+          });
+        }
       }
     }
     return new Response(body, {

@@ -640,3 +640,29 @@ Deno.test("proxy with IMGPROXY_COOKIE_PASSTHROUGH: an answer to a request with c
     await h.close();
   }
 });
+
+Deno.test("proxy gives up a body being stored when imgproxy sends nothing for UPSTREAM_TIMEOUT_IN_SEC", async () => {
+  // Headers and a first chunk, then 3 s of silence before each next one: past the 1 s limit.
+  const h = await setup({
+    fake: { slowChunks: 3, slowChunkMs: 3000 },
+    env: { UPSTREAM_TIMEOUT_IN_SEC: "1" },
+  });
+  try {
+    const path = "/_/plain/http://example.com/slowbody.jpg";
+    const res = await fetch(h.url + path);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-cache"), "MISS");
+    const started = Date.now();
+    await assert.rejects(res.bytes());
+    const took = Date.now() - started;
+    assert.ok(took >= 900 && took < 2900, `the body was given up after ${took} ms`);
+    // The reservation is released at once, and nothing is stored.
+    assert.equal(h.app.uploader.pending, 0);
+    assert.equal(h.app.uploader.stats.bytesInFlight, 0);
+    assert.equal(h.app.uploader.stats.skipped.incomplete, 1);
+    assert.deepEqual(await h.localKeys(), []);
+    assert.equal(h.logger.find("WARN imgproxy stopped sending the body").length, 1);
+  } finally {
+    await h.close();
+  }
+});
