@@ -131,15 +131,18 @@ export async function waitForImgproxy(
   timeoutMs: number,
   logger: Logger,
   intervalMs = 250,
+  signal?: AbortSignal,
 ): Promise<boolean> {
   if (timeoutMs === 0) return true;
   logger.log("INFO", "Waiting for imgproxy to be ready...", { url: imgproxyUrl });
   const deadline = Date.now() + timeoutMs;
   let last = "no answer yet";
   while (Date.now() < deadline) {
+    if (signal?.aborted) return false;
     try {
+      const timeout = AbortSignal.timeout(Math.max(1, Math.min(2000, deadline - Date.now())));
       const res = await fetch(`${imgproxyUrl}/health`, {
-        signal: AbortSignal.timeout(Math.max(1, Math.min(2000, deadline - Date.now()))),
+        signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
       });
       await res.body?.cancel();
       if (res.status === 200) {
@@ -150,10 +153,17 @@ export async function waitForImgproxy(
     } catch (err) {
       last = (err as Error)?.message ?? String(err);
     }
-    await new Promise((r) =>
-      setTimeout(r, Math.max(0, Math.min(intervalMs, deadline - Date.now())))
-    );
+    await new Promise<void>((r) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        r();
+      };
+      const timer = setTimeout(done, Math.max(0, Math.min(intervalMs, deadline - Date.now())));
+      signal?.addEventListener("abort", done, { once: true });
+    });
   }
+  if (signal?.aborted) return false;
   logger.log("ERROR", "imgproxy did not become ready in time", {
     url: imgproxyUrl,
     timeoutSec: timeoutMs / 1000,

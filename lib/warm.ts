@@ -55,11 +55,13 @@ export function targetOf(text: string): string | null {
 
 // deno-lint-ignore no-control-regex
 const UNSENDABLE = /[\x00-\x20\x7f]/;
+const NON_ASCII = /[\u0080-\u{10FFFF}]/u;
 
 /**
  * Parses a list: one path or URL a line; blank lines and `#` comments are skipped. A target
- * with a space or control character is unusable: no HTTP client sends one (they send `%20`),
- * so it could neither reach imgproxy nor name the key a page computes.
+ * with a space, a control character or a non-ASCII character is unusable: no HTTP client sends
+ * one (browsers and the URL helper send `%20`, `caf%C3%A9`), so it would warm a key no page
+ * ever asks for.
  */
 export function parseList(text: string): ListEntry[] {
   const entries: ListEntry[] = [];
@@ -71,6 +73,12 @@ export function parseList(text: string): ListEntry[] {
       entries.push({ line: i + 1, error: "not a path or http(s) URL", text: s });
     } else if (UNSENDABLE.test(target)) {
       entries.push({ line: i + 1, error: "space or control character (write %20)", text: s });
+    } else if (NON_ASCII.test(target)) {
+      entries.push({
+        line: i + 1,
+        error: "non-ASCII character (percent-encode its UTF-8 bytes, as browsers do)",
+        text: s,
+      });
     } else {
       entries.push({ line: i + 1, target });
     }
@@ -173,8 +181,11 @@ export interface WarmSettings {
   settleTimeoutMs: number;
   /** How often a wait for an upload also checks whether any upload is still in flight. */
   pollIntervalMs: number;
-  /** Called before the first request that needs imgproxy; false stops the run. */
-  ready?: () => Promise<boolean>;
+  /**
+   * Called before the first request that needs imgproxy; false stops the run (a failure),
+   * "stopped" means the run was interrupted while waiting (the path is not attempted).
+   */
+  ready?: () => Promise<boolean | "stopped">;
 }
 
 async function readAll(body: ReadableStream<Uint8Array> | null): Promise<number> {
@@ -192,16 +203,16 @@ export async function warmOne(
   outcomes: UploadOutcomes,
   target: string,
   settings: WarmSettings,
-): Promise<Outcome> {
+): Promise<Outcome | null> {
   const key = objectKey(pathOf(target), app.config.folder);
   try {
     if (await app.store.has(key)) return { kind: "present" };
   } catch (err) {
     return { kind: "failed", reason: `store check failed: ${message(err)}` };
   }
-  if (settings.ready !== undefined && !await settings.ready()) {
-    return { kind: "failed", reason: "imgproxy is not ready" };
-  }
+  const ready = settings.ready === undefined ? true : await settings.ready();
+  if (ready === "stopped") return null; // interrupted before it could be tried
+  if (!ready) return { kind: "failed", reason: "imgproxy is not ready" };
   outcomes.watch(key);
   try {
     const res = await app.handler(warmRequest(target));
@@ -352,6 +363,10 @@ export async function warmAll(
       }
       const target = targets[next++]!;
       const outcome = await warmOne(app, outcomes, target, options);
+      if (outcome === null) {
+        counts.interrupted = true;
+        return;
+      }
       count(counts, outcome);
       options.onResult?.(target, outcome, counts);
     }
@@ -627,17 +642,23 @@ export async function runWarm(args: string[], io: WarmIO): Promise<number> {
   const signal = io.interrupt === undefined
     ? stop.signal
     : AbortSignal.any([stop.signal, io.interrupt]);
-  let ready: Promise<boolean> | null = null;
+  let ready: Promise<boolean | "stopped"> | null = null;
   let notReady = false;
   const whenReady = () => {
-    ready ??= waitForImgproxy(config.imgproxyUrl, config.healthCheckTimeoutMs, printer)
-      .then((ok) => {
-        if (!ok) {
-          notReady = true;
-          stop.abort();
-        }
-        return ok;
-      });
+    // Ctrl-C stops the wait too: an interrupted run is not an imgproxy failure.
+    ready ??= waitForImgproxy(
+      config.imgproxyUrl,
+      config.healthCheckTimeoutMs,
+      printer,
+      250,
+      io.interrupt,
+    ).then((ok) => {
+      if (ok) return true;
+      if (io.interrupt?.aborted) return "stopped";
+      notReady = true;
+      stop.abort();
+      return false;
+    });
     return ready;
   };
 
@@ -659,10 +680,10 @@ export async function runWarm(args: string[], io: WarmIO): Promise<number> {
     reporter.stop();
   }
   io.stdout(formatSummary(counts, (performance.now() - started) / 1000));
+  if (counts.interrupted || io.interrupt?.aborted) return 130;
   if (notReady) {
     io.stderr(`warm: imgproxy at ${config.imgproxyUrl} is not ready; stopped\n`);
     return 1;
   }
-  if (counts.interrupted || io.interrupt?.aborted) return 130;
   return counts.failed > 0 ? 1 : 0;
 }

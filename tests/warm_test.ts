@@ -162,7 +162,8 @@ Deno.test("targetOf: paths kept byte-for-byte, URLs cut after the authority", ()
 
 Deno.test("parseList skips blank lines and comments, reports unusable lines with numbers", () => {
   const entries = parseList(
-    "# header\n\n/a.png\r\n   # indented comment\nnot a path\nhttp://h/b\n/c d.png\n/e\tf\n",
+    "# header\n\n/a.png\r\n   # indented comment\nnot a path\nhttp://h/b\n/c d.png\n/e\tf\n" +
+      "/plain/https://ex.com/café.jpg\n/plain/https://ex.com/caf%C3%A9.jpg\n",
   );
   assert.deepEqual(entries, [
     { line: 3, target: "/a.png" },
@@ -171,6 +172,13 @@ Deno.test("parseList skips blank lines and comments, reports unusable lines with
     // No HTTP client sends a literal space (they send %20): it could not reach imgproxy.
     { line: 7, error: "space or control character (write %20)", text: "/c d.png" },
     { line: 8, error: "space or control character (write %20)", text: "/e\tf" },
+    // Browsers send caf%C3%A9: a raw é would warm a key no page asks for.
+    {
+      line: 9,
+      error: "non-ASCII character (percent-encode its UTF-8 bytes, as browsers do)",
+      text: "/plain/https://ex.com/café.jpg",
+    },
+    { line: 10, target: "/plain/https://ex.com/caf%C3%A9.jpg" },
   ]);
 });
 
@@ -403,6 +411,30 @@ Deno.test("an imgproxy that never gets ready stops the run with exit 1", async (
     assert.equal(run.code, 1);
     assert.match(run.stderr, /imgproxy did not become ready in time/);
     assert.match(run.stderr, /is not ready; stopped/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Ctrl-C while waiting for imgproxy stops the wait at once: exit 130, not 1", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "warm-test-" });
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  try {
+    const interrupt = new AbortController();
+    setTimeout(() => interrupt.abort(), 300);
+    const started = Date.now();
+    const run = await warm(["list.txt"], "/a.png\n/b.png\n", {
+      IMGPROXY_URL: `http://127.0.0.1:${port}`,
+      CACHE_DIR: dir,
+      HEALTH_CHECK_TIMEOUT_IN_SEC: "30",
+    }, { interrupt: interrupt.signal });
+    const took = Date.now() - started;
+    assert.equal(run.code, 130, run.stderr);
+    assert.ok(took < 5000, `the run took ${took} ms after Ctrl-C at 300 ms`);
+    assert.doesNotMatch(run.stderr, /is not ready; stopped/);
+    assert.match(run.stdout, /^Warm-up interrupted /m);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
