@@ -59,7 +59,11 @@ export interface PathParams extends Signer, SourceOptions {
 
 /** Everything {@linkcode buildImageUrls} needs. */
 export interface ImageUrlParams extends PathParams {
-  /** Base URL of the caching proxy (or imgproxy), trailing slash optional. */
+  /**
+   * Base URL of the caching proxy (or imgproxy), trailing slash optional. It may have a path
+   * (imgproxy's `IMGPROXY_PATH_PREFIX` behind it): that prefix is not signed, but it is part of
+   * the path the proxy receives and hashes, so the key includes it.
+   */
   imgproxyBaseUrl: string;
   /** PUBLIC base URL of the bucket, trailing slash optional. */
   cacheBaseUrl: string;
@@ -71,11 +75,11 @@ export interface ImageUrlParams extends PathParams {
 
 /** The path and the three URLs derived from it. */
 export interface ImageUrls {
-  /** "/" + signature + "/" + options + "/" + source part: what is signed and hashed. */
+  /** "/" + signature + "/" + options + "/" + source part: what is signed. */
   path: string;
   /** Proxy base URL + path: ask the proxy (fills the cache on a miss). */
   proxyUrl: string;
-  /** Object key in the bucket, exactly as the proxy computes it. */
+  /** Object key in the bucket, exactly as the proxy computes it (base URL's path included). */
   cacheKey: string;
   /** Cache base URL + "/" + cacheKey: the stored object, once the proxy has uploaded it. */
   cacheUrl: string;
@@ -146,9 +150,25 @@ export function encodeBase64Url(text: string): string {
 // Characters escaped in plain sources, beyond controls, space and non-ASCII:
 // "%" because imgproxy percent-decodes the source; "?" and "#" because they end the path;
 // "@" because imgproxy splits the format off at "@" and refuses two of them;
-// the rest because browsers (WHATWG URL parser) or older clients re-encode or rewrite them
-// ("\" becomes "/"), which would change the path the proxy hashes and imgproxy verifies.
-const PLAIN_UNSAFE = new Set(["%", "?", "#", "@", '"', "<", ">", "`", "{", "}", "\\", "^", "|"]);
+// "'" so a URL can sit in a quoted JavaScript string (the README's onerror fallback) without
+// ending it; the rest because browsers (WHATWG URL parser) or older clients re-encode or rewrite
+// them ("\" becomes "/"), which would change the path the proxy hashes and imgproxy verifies.
+const PLAIN_UNSAFE = new Set([
+  "%",
+  "?",
+  "#",
+  "@",
+  "'",
+  '"',
+  "<",
+  ">",
+  "`",
+  "{",
+  "}",
+  "\\",
+  "^",
+  "|",
+]);
 
 /** Tells whether a character would not reach the proxy verbatim inside a URL path. */
 function breaksPath(ch: string, extra: ReadonlySet<string>): boolean {
@@ -168,7 +188,9 @@ export function escapePlainSource(source: string): string {
       continue;
     }
     try {
-      out += encodeURIComponent(ch);
+      const escaped = encodeURIComponent(ch);
+      // encodeURIComponent leaves "'" as it is: escape such ASCII by hand.
+      out += escaped === ch ? `%${ch.charCodeAt(0).toString(16).toUpperCase()}` : escaped;
     } catch {
       throw new TypeError("source contains a lone UTF-16 surrogate and cannot be encoded");
     }
@@ -251,10 +273,13 @@ export function cacheKeyFor(path: string, folder = "", accept: string | null = n
 /** Builds the signed path, the proxy URL and the matching cached-object key and URL. */
 export function buildImageUrls(params: ImageUrlParams): ImageUrls {
   const path = buildPath(params);
-  const cacheKey = cacheKeyFor(path, params.folder ?? "", params.accept ?? null);
+  const base = trimTrailingSlashes(params.imgproxyBaseUrl);
+  // The base URL's own path, as a browser sends it (the URL parser's form).
+  const prefix = new URL(base + "/").pathname.replace(/\/+$/, "");
+  const cacheKey = cacheKeyFor(prefix + path, params.folder ?? "", params.accept ?? null);
   return {
     path,
-    proxyUrl: trimTrailingSlashes(params.imgproxyBaseUrl) + path,
+    proxyUrl: base + path,
     cacheKey,
     cacheUrl: `${trimTrailingSlashes(params.cacheBaseUrl)}/${cacheKey}`,
   };

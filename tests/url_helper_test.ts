@@ -205,6 +205,11 @@ Deno.test("encodeSource() escapes plain sources so the path survives intact", ()
     },
     // "@" would be taken as the start of the format by imgproxy.
     { source: "https://example.com/me@2x.jpg", want: "plain/https://example.com/me%402x.jpg" },
+    // "'" would end the quoted string of an onerror="this.src='…'" fallback.
+    {
+      source: "https://ex.com/a');alert(1);('.jpg",
+      want: "plain/https://ex.com/a%27);alert(1);(%27.jpg",
+    },
   ];
   for (const { source, extension, want } of cases) {
     const got = encodeSource(source, { encoding: "plain", extension });
@@ -274,6 +279,25 @@ Deno.test("buildImageUrls() keys the object by md5 of the exact path, folder and
     assert.equal(urls.cacheKey, `${prefix}${md5(urls.path)}${suffix}`);
     assert.equal(urls.cacheUrl, `https://bucket.example.com/${urls.cacheKey}`);
     assert.equal(cacheKeyFor(urls.path, folder, accept), urls.cacheKey);
+  }
+});
+
+Deno.test("buildImageUrls() with a base URL that has a path: the key covers the whole path the proxy receives", () => {
+  // The proxy hashes the raw target it receives, prefix included; the signature covers only
+  // what follows the prefix (imgproxy strips IMGPROXY_PATH_PREFIX before verifying).
+  for (const base of ["https://img.example.com/imgproxy", "https://img.example.com/imgproxy/"]) {
+    const urls = buildImageUrls({
+      imgproxyBaseUrl: base,
+      cacheBaseUrl: "https://bucket.example.com",
+      options: "rs:fit:10:10",
+      source: "https://example.com/cat.jpg",
+      key: KEY,
+      salt: SALT,
+    });
+    assert.equal(urls.proxyUrl, `https://img.example.com/imgproxy${urls.path}`);
+    const received = new URL(urls.proxyUrl).pathname; // what a browser sends
+    assert.equal(urls.cacheKey, md5(received));
+    assert.notEqual(urls.cacheKey, md5(urls.path));
   }
 });
 
