@@ -214,14 +214,15 @@ export function coalesce(
     try {
       res = await inner(shared, info);
     } catch (err) {
-      flights.delete(key);
+      // Only this flight: a newer one may already hold the key (everyone left this one).
+      if (flights.get(key) === flight) flights.delete(key);
       for (const f of flight.followers) f.reject(err);
       throw err;
     } finally {
       req.signal.removeEventListener("abort", leave);
     }
     // From here on, identical requests start a flight of their own.
-    flights.delete(key);
+    if (flights.get(key) === flight) flights.delete(key);
     const { followers } = flight;
     if (followers.length === 0) return res;
     if (!shareable(res)) {

@@ -270,3 +270,31 @@ Deno.test("coalesce() never hands a live client the answer of a flight everyone 
     await up.server.shutdown();
   }
 });
+
+Deno.test("coalesce() never removes a newer flight when an abandoned one fails late", async () => {
+  // Flight A is abandoned by its only client, flight B starts for the same target, then A's
+  // upstream call fails: C must still join B, not start a third upstream request.
+  const calls: PromiseWithResolvers<Response>[] = [];
+  const inner = () => {
+    const d = Promise.withResolvers<Response>();
+    calls.push(d);
+    return d.promise;
+  };
+  const handler = coalesce(inner, rawTarget, { stats: { coalesced: 0 } });
+  const url = "http://h/x/plain/f.png";
+  const gone = new AbortController();
+  const a = handler(new Request(url, { signal: gone.signal }));
+  await Promise.resolve();
+  gone.abort();
+  const b = handler(new Request(url));
+  await Promise.resolve();
+  assert.equal(calls.length, 2);
+  calls[0]!.reject(new Error("imgproxy went away"));
+  await assert.rejects(a);
+  const c = handler(new Request(url));
+  await Promise.resolve();
+  assert.equal(calls.length, 2, "C started its own upstream request instead of joining B");
+  calls[1]!.resolve(new Response("img", { headers: { "content-type": "image/png" } }));
+  assert.equal(await (await b).text(), "img");
+  assert.equal(await (await c).text(), "img");
+});
