@@ -118,45 +118,105 @@ function plain(status: number, text: string, extra?: Record<string, string>): Re
   });
 }
 
+/** A stream waiting on imgproxy: since when (performance.now()), or -1 when not waiting. */
+interface Watched {
+  since: number;
+  stall(): void;
+}
+
+/**
+ * Finds streams that have waited on imgproxy longer than `limitMs`: one timer for all of
+ * them, checking a few times per limit (so a stall is seen at most `checkMs` late), and
+ * nothing allocated per chunk. The timer runs only while something is watched.
+ */
+export class StallWatch {
+  readonly #watched = new Set<Watched>();
+  readonly #checkMs: number;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(readonly limitMs: number) {
+    this.#checkMs = Math.max(10, Math.min(1000, Math.floor(limitMs / 4)));
+  }
+
+  watch(w: Watched): void {
+    this.#watched.add(w);
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => this.#check(), this.#checkMs);
+      Deno.unrefTimer(this.#timer);
+    }
+  }
+
+  unwatch(w: Watched): void {
+    this.#watched.delete(w);
+    if (this.#watched.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #check(): void {
+    const now = performance.now();
+    for (const w of this.#watched) {
+      if (w.since >= 0 && now - w.since >= this.limitMs) {
+        this.unwatch(w);
+        w.stall();
+      }
+    }
+  }
+}
+
 /**
  * Streams `body` through while copying it into `collector`; the copy is queued on success.
- * With `idle`, a body that sends nothing for that long is given up (the client's answer ends
- * in an error, the copy is dropped): a stalled imgproxy must not hold an upload reservation.
+ * With `idle`, a body that sends nothing for `idle.watch.limitMs` is given up (the client's
+ * answer ends in an error, the copy is dropped): a stalled imgproxy must not hold an upload
+ * reservation.
  */
 export function teeToCollector(
   body: ReadableStream<Uint8Array>,
   collector: Collector,
-  idle?: { deadlines: Deadlines; seconds: number; onStall?: () => void },
+  idle?: { watch: StallWatch; onStall?: () => void },
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let collecting = true;
   let stalled = false;
+  const watched: Watched | null = idle === undefined ? null : {
+    since: -1,
+    stall() {
+      stalled = true;
+      reader.cancel().catch(() => {});
+    },
+  };
+  if (watched !== null) idle!.watch.watch(watched);
+  const done = () => {
+    if (watched !== null) idle!.watch.unwatch(watched);
+  };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       let result: ReadableStreamReadResult<Uint8Array>;
-      const cancelIdle = idle?.deadlines.add(() => {
-        stalled = true;
-        reader.cancel().catch(() => {});
-      });
+      if (watched !== null) watched.since = performance.now();
       try {
         result = await reader.read();
       } catch (err) {
+        done();
         collector.abort("incomplete");
         controller.error(err);
         return;
-      } finally {
-        cancelIdle?.();
       }
+      if (watched !== null) watched.since = -1;
       if (stalled) {
         // The cancel ended the read as if the body were complete: it is not.
         collector.abort("incomplete");
         idle!.onStall?.();
         controller.error(
-          new DOMException(`imgproxy sent nothing for ${idle!.seconds} s`, "TimeoutError"),
+          new DOMException(
+            `imgproxy sent nothing for ${idle!.watch.limitMs / 1000} s`,
+            "TimeoutError",
+          ),
         );
         return;
       }
       if (result.done) {
+        done();
         if (collecting) collector.finish();
         controller.close();
         return;
@@ -166,6 +226,7 @@ export function teeToCollector(
     },
     cancel(reason) {
       // The client went away: the body is incomplete, and imgproxy's work can stop.
+      done();
       collector.abort("incomplete");
       return reader.cancel(reason);
     },
@@ -176,6 +237,7 @@ export function teeToCollector(
 export function createHandler(options: ProxyOptions): Handler {
   const { upstream, uploader, logger, rules, folder, upstreamTimeoutMs } = options;
   const deadlines = new Deadlines(upstreamTimeoutMs);
+  const stalls = new StallWatch(upstreamTimeoutMs);
   return async (req, info) => {
     const target = rawTarget(req);
     if (target === null) return plain(400, "Bad Request: invalid Host header");
@@ -242,8 +304,7 @@ export function createHandler(options: ProxyOptions): Handler {
         }, verdict.contentLength);
         if (typeof collector !== "string") {
           body = teeToCollector(body, collector, {
-            deadlines,
-            seconds: upstreamTimeoutMs / 1000,
+            watch: stalls,
             onStall: () =>
               logger.log("WARN", "imgproxy stopped sending the body: answer cut, not stored", {
                 path,
