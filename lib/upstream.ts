@@ -56,6 +56,16 @@ function bytesAsLatin1(text: string): string {
   return out;
 }
 
+/**
+ * The error for a status no Response may carry (outside 200–599), else null: imgproxy failing,
+ * which the client sees as a 502 on either path.
+ */
+function statusError(status: number): TypeError | null {
+  return status < 200 || status > 599
+    ? new TypeError(`imgproxy answered with status ${status}`)
+    : null;
+}
+
 /** Response statuses that never have a body. */
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
@@ -84,9 +94,8 @@ function viaNodeHttp(base: URL, req: UpstreamRequest): Promise<Response> {
       // nothing would catch it.
       try {
         const status = incoming.statusCode ?? 0;
-        if (status < 200 || status > 599) {
-          throw new TypeError(`imgproxy answered with status ${status}`);
-        }
+        const bad = statusError(status);
+        if (bad !== null) throw bad;
         const out = new Headers();
         const raw = incoming.rawHeaders;
         for (let i = 0; i + 1 < raw.length; i += 2) out.append(raw[i]!, raw[i + 1]!);
@@ -145,9 +154,10 @@ export function createUpstream(baseUrl: string): Upstream {
     }).then((res) => {
       // fetch lets a status no Response may be built with through: treat it as the failure
       // it is (the client gets 502), like the node:http path.
-      if (res.status < 200 || res.status > 599) {
+      const bad = statusError(res.status);
+      if (bad !== null) {
         res.body?.cancel().catch(() => {});
-        throw new TypeError(`imgproxy answered with status ${res.status}`);
+        throw bad;
       }
       // fetch decodes compressed bodies itself, so the encoding header no longer holds.
       if (!res.headers.has("content-encoding")) return res;
