@@ -15,7 +15,7 @@ import type {
   Store,
   StoredObject,
 } from "./store.ts";
-import { StoreError } from "./store.ts";
+import { PERMANENT_ERROR_NAMES, StoreError } from "./store.ts";
 
 const META_SUFFIX = ".meta.json";
 
@@ -28,10 +28,8 @@ const PERMANENT_ERRNO = /\(os error (?:27|28|30|122)\)/;
 
 function wrap(err: unknown, what: string): StoreError {
   const e = err as Error & { code?: string };
-  const retryable =
-    !(e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable ||
-      e?.name === "NotCapable" || e?.name === "AbortError" ||
-      PERMANENT_CODES.has(e?.code ?? "") || PERMANENT_ERRNO.test(e?.message ?? ""));
+  const retryable = !(PERMANENT_ERROR_NAMES.has(e?.name ?? "") ||
+    PERMANENT_CODES.has(e?.code ?? "") || PERMANENT_ERRNO.test(e?.message ?? ""));
   return new StoreError(`${what}: ${e?.message ?? String(err)}`, retryable, e?.name ?? "Error", {
     cause: err,
   });

@@ -10,7 +10,7 @@ import {
 } from "@aws-sdk/client-s3";
 import type { S3StoreConfig } from "../config.ts";
 import type { OpenedObject, PutOptions, PutResult, Store, StoredObject } from "./store.ts";
-import { StoreError } from "./store.ts";
+import { PERMANENT_ERROR_NAMES, StoreError } from "./store.ts";
 
 /** S3 error names that mean "slow down" or a transient server problem. */
 const TRANSIENT_NAMES = new Set([
@@ -29,12 +29,10 @@ const TRANSIENT_NAMES = new Set([
   "RequestTimeTooSkewed",
 ]);
 
-/** Error names no retry can fix (Deno's permission errors included). */
+/** Error names no retry can fix: the shared ones, missing credentials, a missing feature. */
 const PERMANENT_NAMES = new Set([
-  "AbortError",
+  ...PERMANENT_ERROR_NAMES,
   "CredentialsProviderError",
-  "NotCapable",
-  "PermissionDenied",
   "NotImplemented",
 ]);
 

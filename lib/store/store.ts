@@ -49,6 +49,16 @@ export interface Store {
   open?(key: string, signal?: AbortSignal): Promise<OpenedObject | null>;
 }
 
+/**
+ * Error names no retry can fix, whatever the store: a cancelled call, and the permission errors
+ * Deno raises (the flags will not change between attempts).
+ */
+export const PERMANENT_ERROR_NAMES: ReadonlySet<string> = new Set([
+  "AbortError",
+  "NotCapable",
+  "PermissionDenied",
+]);
+
 /** A store failure, classified so the uploader knows whether trying again can help. */
 export class StoreError extends Error {
   constructor(
