@@ -17,24 +17,12 @@ import {
   ROOT,
   SECRET_KEY,
   SourceServer,
+  startImgproxy,
   Versitygw,
   waitFor,
 } from "./support/harness.ts";
 
 const IMG = await banner("permissions_test.ts");
-
-/** Starts imgproxy (or the stand-in) on its own port. */
-async function startImgproxy(): Promise<{ proc: Proc; url: string }> {
-  const bind = `127.0.0.1:${freePort()}`;
-  const proc = new Proc("imgproxy", IMG.bin, [], {
-    env: {
-      ...await baseEnv(),
-      IMGPROXY_BIND: bind,
-      IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES: "true",
-    },
-  });
-  return { proc, url: `http://${bind}` };
-}
 
 /** Runs bin/start with exactly `env` (no HOME), requests one image, stops it with SIGTERM. */
 async function runScoped(
@@ -42,7 +30,7 @@ async function runScoped(
   check: (path: string, res: { body: Uint8Array; headers: Headers }) => Promise<void>,
 ): Promise<void> {
   const sources = new SourceServer();
-  const imgproxy = await startImgproxy();
+  const imgproxy = await startImgproxy(IMG.bin);
   let proxy: Proc | null = null;
   try {
     const bind = `127.0.0.1:${freePort()}`;

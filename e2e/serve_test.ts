@@ -17,6 +17,7 @@ import {
   ROOT,
   SECRET_KEY,
   SourceServer,
+  startImgproxy,
   Versitygw,
   waitFor,
 } from "./support/harness.ts";
@@ -27,14 +28,7 @@ Deno.test(`deno serve serve.ts: image served and stored; SIGINT flushes the pend
   const gw = await Versitygw.start();
   const sources = new SourceServer();
   const relay = new DelayRelay(gw.port, 1500);
-  const imgproxyBind = `127.0.0.1:${freePort()}`;
-  const imgproxy = new Proc("imgproxy", IMG.bin, [], {
-    env: {
-      ...await baseEnv(),
-      IMGPROXY_BIND: imgproxyBind,
-      IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES: "true",
-    },
-  });
+  const imgproxy = await startImgproxy(IMG.bin);
   let serve: Proc | null = null;
   try {
     await gw.createBucket("served");
@@ -47,7 +41,7 @@ Deno.test(`deno serve serve.ts: image served and stored; SIGINT flushes the pend
       AWS_ACCESS_KEY_ID: ACCESS_KEY,
       AWS_SECRET_ACCESS_KEY: SECRET_KEY,
       AWS_REGION: "us-east-1",
-      IMGPROXY_URL: `http://${imgproxyBind}`,
+      IMGPROXY_URL: imgproxy.url,
       // Only so lib/permissions.ts grants the address `deno serve --port` binds.
       IMGPROXY_BIND: `127.0.0.1:${port}`,
     };
@@ -71,7 +65,7 @@ Deno.test(`deno serve serve.ts: image served and stored; SIGINT flushes the pend
     ], { env });
     const base = `http://127.0.0.1:${port}`;
     await waitFor("imgproxy to be healthy", async () => {
-      const r = await fetch(`http://${imgproxyBind}/health`);
+      const r = await fetch(`${imgproxy.url}/health`);
       await r.body?.cancel();
       return r.status === 200 || undefined;
     }, 20_000);
@@ -99,7 +93,7 @@ Deno.test(`deno serve serve.ts: image served and stored; SIGINT flushes the pend
     assert.deepEqual(serve.lines.filter((l) => /NotCapable|Uncaught/.test(l)), []);
   } finally {
     await serve?.stop();
-    await imgproxy.stop();
+    await imgproxy.proc.stop();
     await relay.close();
     await sources.close();
     await gw.close();

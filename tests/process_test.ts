@@ -6,17 +6,11 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { type FakeImgproxy, imageBytes, startFakeImgproxy } from "./support/fake_imgproxy.ts";
+import { freePort } from "./support/net_fs.ts";
 import { startS3, type TestS3 } from "./support/s3.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const md5 = (s: string) => createHash("md5").update(s, "utf8").digest("hex");
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 /** A running `sh bin/start` with its output collected. */
 interface Proxy {

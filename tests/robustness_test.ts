@@ -8,6 +8,7 @@ import { loadConfig } from "../lib/config.ts";
 import { objectKey } from "../lib/key.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { rawRequest, startFakeImgproxy } from "./support/fake_imgproxy.ts";
+import { exists } from "./support/net_fs.ts";
 
 async function setup(env: Record<string, string> = {}, fake = startFakeImgproxy()) {
   const dir = await Deno.makeTempDir({ prefix: "robustness-" });
@@ -26,15 +27,6 @@ async function setup(env: Record<string, string> = {}, fake = startFakeImgproxy(
       await Deno.remove(dir, { recursive: true });
     },
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 Deno.test("a client that drops mid-body on a node:http target does not take the proxy down", async () => {

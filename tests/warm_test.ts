@@ -19,6 +19,7 @@ import {
   type WarmIO,
   warmRequest,
 } from "../lib/warm.ts";
+import { exists, freePort } from "./support/net_fs.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -122,15 +123,6 @@ async function withSetup(
   } finally {
     await standIn.close();
     await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -396,48 +388,37 @@ Deno.test("output: progress lines every N paths off a terminal, a redrawn bar on
   });
 });
 
-Deno.test("an imgproxy that never gets ready stops the run with exit 1", async () => {
+/** Warms a two-path list against an imgproxy address nothing listens on. */
+async function warmWithoutImgproxy(healthTimeoutSec: string, extra: Partial<WarmIO> = {}) {
   const dir = await Deno.makeTempDir({ prefix: "warm-test-" });
-  // A port nothing listens on: bind one, note it, close it.
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
   try {
-    const run = await warm(["list.txt"], "/a.png\n/b.png\n", {
-      IMGPROXY_URL: `http://127.0.0.1:${port}`,
+    return await warm(["list.txt"], "/a.png\n/b.png\n", {
+      IMGPROXY_URL: `http://127.0.0.1:${freePort()}`,
       CACHE_DIR: dir,
-      HEALTH_CHECK_TIMEOUT_IN_SEC: "1",
-    });
-    assert.equal(run.code, 1);
-    assert.match(run.stderr, /imgproxy did not become ready in time/);
-    assert.match(run.stderr, /is not ready; stopped/);
+      HEALTH_CHECK_TIMEOUT_IN_SEC: healthTimeoutSec,
+    }, extra);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+Deno.test("an imgproxy that never gets ready stops the run with exit 1", async () => {
+  const run = await warmWithoutImgproxy("1");
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /imgproxy did not become ready in time/);
+  assert.match(run.stderr, /is not ready; stopped/);
 });
 
 Deno.test("Ctrl-C while waiting for imgproxy stops the wait at once: exit 130, not 1", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "warm-test-" });
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  try {
-    const interrupt = new AbortController();
-    setTimeout(() => interrupt.abort(), 300);
-    const started = Date.now();
-    const run = await warm(["list.txt"], "/a.png\n/b.png\n", {
-      IMGPROXY_URL: `http://127.0.0.1:${port}`,
-      CACHE_DIR: dir,
-      HEALTH_CHECK_TIMEOUT_IN_SEC: "30",
-    }, { interrupt: interrupt.signal });
-    const took = Date.now() - started;
-    assert.equal(run.code, 130, run.stderr);
-    assert.ok(took < 5000, `the run took ${took} ms after Ctrl-C at 300 ms`);
-    assert.doesNotMatch(run.stderr, /is not ready; stopped/);
-    assert.match(run.stdout, /^Warm-up interrupted /m);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const interrupt = new AbortController();
+  setTimeout(() => interrupt.abort(), 300);
+  const started = Date.now();
+  const run = await warmWithoutImgproxy("30", { interrupt: interrupt.signal });
+  const took = Date.now() - started;
+  assert.equal(run.code, 130, run.stderr);
+  assert.ok(took < 5000, `the run took ${took} ms after Ctrl-C at 300 ms`);
+  assert.doesNotMatch(run.stderr, /is not ready; stopped/);
+  assert.match(run.stdout, /^Warm-up interrupted /m);
 });
 
 Deno.test("usage and configuration errors exit 2 before any request", async () => {

@@ -7,6 +7,7 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { md5Hex } from "../../lib/key.ts";
+import { freePort } from "../../tests/support/net_fs.ts";
 
 export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 export const FIXTURES = `${ROOT}/e2e/fixtures`;
@@ -37,13 +38,7 @@ export async function waitFor<T>(
   );
 }
 
-/** A TCP port that was free a moment ago. */
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
+export { freePort };
 
 async function findOnPath(name: string): Promise<string | null> {
   if (name.includes("/")) return (await isExecutable(name)) ? name : null;
@@ -137,6 +132,22 @@ export async function baseEnv(): Promise<Record<string, string>> {
     NO_COLOR: "1",
     DENO_NO_UPDATE_CHECK: "1",
   };
+}
+
+/**
+ * Starts imgproxy (or the stand-in) at `bin` on a port of its own, allowed to fetch sources from
+ * loopback (the tests' source servers); not waited for: poll its /health.
+ */
+export async function startImgproxy(bin: string): Promise<{ proc: Proc; url: string }> {
+  const bind = `127.0.0.1:${freePort()}`;
+  const proc = new Proc("imgproxy", bin, [], {
+    env: {
+      ...await baseEnv(),
+      IMGPROXY_BIND: bind,
+      IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES: "true",
+    },
+  });
+  return { proc, url: `http://${bind}` };
 }
 
 /** A child process whose output is collected line by line. */
