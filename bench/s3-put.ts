@@ -8,20 +8,22 @@
  */
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import process from "node:process";
+import type { S3StoreConfig } from "../lib/config.ts";
 import { s3ClientConfig, S3Store } from "../lib/store/s3.ts";
 
 const [endpoint, variant, secArg, concArg, bytesArg] = Deno.args;
 const seconds = Number(secArg ?? 5);
 const concurrency = Number(concArg ?? 8);
 const body = new Uint8Array(Number(bytesArg ?? 30 * 1024)).fill(7);
-const base = s3ClientConfig({
+const storeConfig: S3StoreConfig = {
   kind: "s3",
   bucket: "bench",
   endpoint: endpoint!,
   region: "us-east-1",
   forcePathStyle: true,
   conditionalWrite: true,
-});
+};
+const base = s3ClientConfig(storeConfig);
 const credentials = { accessKeyId: "benchkey", secretAccessKey: "benchsecret" };
 // deno-lint-ignore no-explicit-any
 const cfg: any = { ...base, credentials };
@@ -30,14 +32,7 @@ const client = new S3Client(cfg);
 let n = 0;
 let put: (key: string) => Promise<void>;
 if (variant === "store") {
-  const store = new S3Store({
-    kind: "s3",
-    bucket: "bench",
-    endpoint: endpoint!,
-    region: "us-east-1",
-    forcePathStyle: true,
-    conditionalWrite: true,
-  }, client);
+  const store = new S3Store(storeConfig, client);
   put = async (key) => {
     await store.put(key, body, {
       contentType: "image/webp",
