@@ -301,6 +301,20 @@ export interface WarmCounts {
   interrupted: boolean;
 }
 
+/** Counts for a run of `total` paths, nothing done yet. */
+export function newCounts(total: number, duplicates = 0): WarmCounts {
+  return {
+    total,
+    done: 0,
+    stored: 0,
+    present: 0,
+    failed: 0,
+    duplicates,
+    reasons: new Map(),
+    interrupted: false,
+  };
+}
+
 /** Records one outcome in the counts. */
 export function count(counts: WarmCounts, outcome: Outcome): void {
   counts.done++;
@@ -601,16 +615,7 @@ export async function runWarm(args: string[], io: WarmIO): Promise<number> {
   }
   const started = performance.now();
   const { targets, duplicates, invalid } = plan(parseList(text), config.folder);
-  const counts: WarmCounts = {
-    total: targets.length + invalid.length,
-    done: 0,
-    stored: 0,
-    present: 0,
-    failed: 0,
-    duplicates,
-    reasons: new Map(),
-    interrupted: false,
-  };
+  const counts = newCounts(targets.length + invalid.length, duplicates);
   const reporter = new Reporter(io, counts, opts.every, opts.intervalMs);
   const printer: Logger = {
     log(level, msg, fields) {

@@ -9,6 +9,7 @@ import { LocalStore } from "../lib/store/local.ts";
 import { type PutOptions, type PutResult, StoreError } from "../lib/store/store.ts";
 import {
   formatSummary,
+  newCounts,
   parseList,
   progressBar,
   runWarm,
@@ -446,16 +447,7 @@ Deno.test("an upload the store refuses is a failure with the store's reason", as
     const logger = new MemoryLogger();
     const outcomes = new UploadOutcomes();
     const app = await createApp(config, logger, { store, onUploadSettled: outcomes.record });
-    const counts: WarmCounts = {
-      total: 2,
-      done: 0,
-      stored: 0,
-      present: 0,
-      failed: 0,
-      duplicates: 0,
-      reasons: new Map(),
-      interrupted: false,
-    };
+    const counts = newCounts(2);
     await warmAll(app, outcomes, ["/r/1.png", "/r/2.png"], counts, {
       concurrency: 2,
       settleTimeoutMs: 5000,
@@ -469,19 +461,6 @@ Deno.test("an upload the store refuses is a failure with the store's reason", as
     assert.equal(logger.find("Upload failed").length, 2);
   });
 });
-
-function newCounts(total: number): WarmCounts {
-  return {
-    total,
-    done: 0,
-    stored: 0,
-    present: 0,
-    failed: 0,
-    duplicates: 0,
-    reasons: new Map(),
-    interrupted: false,
-  };
-}
 
 Deno.test("per-key outcomes: a put that answers exists is already present; one that never settles hits the deadline", async () => {
   await withSetup(0, async (standIn, env, dir) => {
