@@ -3,7 +3,8 @@
  * bench/servers.ts, or versitygw): `PutObjectCommand` through the SDK's stack and node:http,
  * the project's `S3Store.put` (SDK signer + fetch), and a bare unsigned fetch PUT (the floor).
  *
- * Usage: deno run -A bench/s3-put.ts ENDPOINT VARIANT [SECONDS] [CONCURRENCY] [BYTES]
+ * Usage: deno run --allow-net=127.0.0.1 --allow-env --allow-read --allow-sys bench/s3-put.ts
+ *   ENDPOINT VARIANT [SECONDS] [CONCURRENCY] [BYTES]
  * VARIANT: sdk-node (PutObjectCommand) | store (S3Store.put) | sdk-signed-fetch | fetch. Prints one JSON line with ops/s and CPU ms per op.
  */
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
