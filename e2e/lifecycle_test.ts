@@ -1,8 +1,8 @@
 /**
- * The README's "Cleanup" section, tested as far as a local server allows, against moto's S3
+ * The "Cleanup" page (docs/cleanup.md), tested as far as a local server allows, against moto's S3
  * server (versitygw v1.7.0 and s3rver answer the lifecycle API with 501 NotImplemented):
  *
- * - the lifecycle JSON, parsed out of README.md so the doc and the test cannot drift, is accepted
+ * - the lifecycle JSON, parsed out of docs/cleanup.md so the doc and the test cannot drift, is accepted
  *   by PutBucketLifecycleConfiguration and read back unchanged (moto stores rules, it does not
  *   expire objects, so the expiry itself is the provider's part);
  * - the "move to a new prefix" procedure: the proxy (in-process, lib/ as is) stores under
@@ -39,16 +39,12 @@ import {
 
 const BUCKET = "my-images";
 
-/** The fenced ```json block under the README's "## Cleanup" heading. */
+/** The fenced ```json block of docs/cleanup.md (the first one: the lifecycle rule). */
 async function readmeLifecycle(): Promise<BucketLifecycleConfiguration> {
-  const readme = await Deno.readTextFile(`${ROOT}/README.md`);
-  const start = readme.search(/^## Cleanup\b/m);
-  assert.ok(start !== -1, 'README.md has no "## Cleanup" section');
-  const rest = readme.slice(start);
-  const next = rest.slice(1).search(/^## /m);
-  const section = next === -1 ? rest : rest.slice(0, next + 1);
-  const m = /^```json\n([\s\S]*?)^```$/m.exec(section);
-  assert.ok(m, 'the "## Cleanup" section has no ```json block');
+  const doc = await Deno.readTextFile(`${ROOT}/docs/cleanup.md`);
+  assert.ok(/^# Cleanup\b/m.test(doc), 'docs/cleanup.md has no "# Cleanup" title');
+  const m = /^```json\n([\s\S]*?)^```$/m.exec(doc);
+  assert.ok(m, "docs/cleanup.md has no ```json block");
   return JSON.parse(m[1]!) as BucketLifecycleConfiguration;
 }
 
@@ -148,9 +144,9 @@ async function withMoto(fn: (moto: Moto) => Promise<void>): Promise<void> {
   }
 }
 
-Deno.test("moto: the README's lifecycle JSON is accepted and read back unchanged", async () => {
+Deno.test("moto: the documented lifecycle JSON is accepted and read back unchanged", async () => {
   const lifecycle = await readmeLifecycle();
-  assert.ok(lifecycle.Rules && lifecycle.Rules.length > 0, "the README's JSON has no rules");
+  assert.ok(lifecycle.Rules && lifecycle.Rules.length > 0, "the documented JSON has no rules");
   await withMoto(async (moto) => {
     await moto.client.send(
       new PutBucketLifecycleConfigurationCommand({
@@ -241,7 +237,7 @@ Deno.test("moto: a new S3_FOLDER stores under the new prefix, keeps the old obje
       assert.ok(!equalBytes(hit.body, oldBytes), "the hit is the old processed/ object");
       assert.equal(answers, 2, "a hit asked imgproxy");
 
-      // The old object is untouched; the README's rule (and `aws s3 rm --recursive
+      // The old object is untouched; the documented rule (and `aws s3 rm --recursive
       // s3://my-images/processed/`, which lists the same prefix) covers it and not the new one.
       const oldAgain = await moto.get(oldKey);
       assert.ok(oldAgain && equalBytes(oldAgain, oldBytes), "processed/ was changed");
