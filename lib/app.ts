@@ -13,7 +13,8 @@ import {
   Registry,
 } from "./metrics.ts";
 import { withLookup } from "./lookup.ts";
-import { createHandler, type Handler, rawTarget, withSharedSignal } from "./proxy.ts";
+import { type ContextHandler, type Handler, serveContexts } from "./context.ts";
+import { createHandler } from "./proxy.ts";
 import { LocalStore } from "./store/local.ts";
 import type { Store } from "./store/store.ts";
 import { Uploader, type UploaderOptions } from "./uploader.ts";
@@ -24,7 +25,10 @@ export interface App {
   config: Readonly<Config>;
   store: Store;
   uploader: Uploader;
+  /** The `Deno.serve` handler: computes each request's context once, then {@linkcode handle}. */
   handler: Handler;
+  /** Handles a request whose context is already known (in-process requests: warm). */
+  handle: ContextHandler;
   coalesceStats: CoalesceStats;
   /** The Prometheus registry (instruments are attached when METRICS_BIND is set). */
   registry: Registry;
@@ -80,15 +84,9 @@ export async function createApp(
     upstreamTimeoutMs: config.upstreamTimeoutMs,
   });
   const coalesceStats: CoalesceStats = { coalesced: 0 };
-  let handler = config.coalesce
-    ? coalesce(proxy, rawTarget, {
-      stats: coalesceStats,
-      // The proxy's handler takes the shared signal without a copy of the request.
-      shareRequest: withSharedSignal,
-    })
-    : proxy;
+  let handle = config.coalesce ? coalesce(proxy, { stats: coalesceStats }) : proxy;
   if (config.cacheMode !== "write") {
-    handler = withLookup(handler, {
+    handle = withLookup(handle, {
       mode: config.cacheMode,
       store,
       uploader,
@@ -98,14 +96,14 @@ export async function createApp(
       publicBaseUrl: config.publicBaseUrl ?? "",
       timeoutMs: config.lookupTimeoutMs,
       imgproxySecret: config.imgproxySecret,
-      target: rawTarget,
     });
   }
   if (metrics) {
     metrics.attach({ uploader, coalesceStats });
-    handler = instrumentHandler(handler, metrics);
+    handle = instrumentHandler(handle, metrics);
   }
-  return { config, store, uploader, handler, coalesceStats, registry };
+  const handler = serveContexts(handle);
+  return { config, store, uploader, handler, handle, coalesceStats, registry };
 }
 
 /** Logs how the proxy is set up (never secrets). */

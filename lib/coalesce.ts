@@ -8,7 +8,7 @@
  */
 import { removeHopByHop } from "./headers.ts";
 import { variantSuffix } from "./key.ts";
-import { type ConnInfo, type Handler, withRawTarget } from "./proxy.ts";
+import type { ContextHandler } from "./context.ts";
 
 /** Request headers that change imgproxy's answer or make it personal. */
 const SHAPING_HEADERS = [
@@ -154,31 +154,22 @@ interface Flight {
 
 /**
  * Wraps a handler so identical requests that arrive while imgproxy is still working on the
- * first share its answer. `target` extracts the raw request target (null: do not coalesce).
+ * first share its answer. Requests whose target could not be mapped are not coalesced.
  *
  * Followers join only until the leader's response headers arrive: that is the expensive part
  * (imgproxy processes the whole image before it answers), and it means no body ever has to be
  * kept for late joiners. A leader nobody joined keeps the plain, native response path.
  */
 export function coalesce(
-  inner: Handler,
-  target: (req: Request) => string | null,
-  options: {
-    stats?: CoalesceStats;
-    /**
-     * Gives `inner` the request to make on behalf of every waiting client, cancelled by
-     * `signal`. Default: a copy of `req` with that signal (and its raw target kept).
-     */
-    shareRequest?: (req: Request, signal: AbortSignal, target: string) => Request;
-  } = {},
-): Handler {
-  const shareRequest = options.shareRequest ??
-    ((req, signal, t) => withRawTarget(new Request(req, { signal }), t));
+  inner: ContextHandler,
+  options: { stats?: CoalesceStats } = {},
+): ContextHandler {
   const flights = new Map<string, Flight>();
-  return async (req: Request, info?: ConnInfo) => {
-    const t = target(req);
-    const key = t === null ? null : coalescingKey(req, t);
-    if (key === null) return inner(req, info);
+  return async (ctx) => {
+    const { req, target } = ctx;
+    const key = target === null ? null : coalescingKey(req, target);
+    if (key === null) return inner(ctx);
+    const signal = ctx.signal;
     const existing = flights.get(key);
     if (existing !== undefined) {
       const waiting = Promise.withResolvers<Response | null>();
@@ -187,14 +178,14 @@ export function coalesce(
       const leave = () => {
         if (--existing.waiting > 0) return;
         if (flights.get(key) === existing) flights.delete(key);
-        existing.controller.abort(req.signal.reason);
+        existing.controller.abort(signal.reason);
       };
-      req.signal.addEventListener("abort", leave, { once: true });
-      if (req.signal.aborted) leave();
+      signal.addEventListener("abort", leave, { once: true });
+      if (signal.aborted) leave();
       const shared = await waiting.promise.finally(() =>
-        req.signal.removeEventListener("abort", leave)
+        signal.removeEventListener("abort", leave)
       );
-      if (shared === null) return inner(req, info); // not shareable: ask for ourselves
+      if (shared === null) return inner(ctx); // not shareable: ask for ourselves
       if (options.stats) options.stats.coalesced++;
       return shared;
     }
@@ -205,21 +196,21 @@ export function coalesce(
       if (--flight.waiting > 0) return;
       // Nobody waits any more: no new request may join the answer being cancelled.
       if (flights.get(key) === flight) flights.delete(key);
-      flight.controller.abort(req.signal.reason);
+      flight.controller.abort(signal.reason);
     };
-    req.signal.addEventListener("abort", leave, { once: true });
-    if (req.signal.aborted) leave(); // gone before it got here (e.g. during a store lookup)
-    const shared = shareRequest(req, flight.controller.signal, t!);
+    signal.addEventListener("abort", leave, { once: true });
+    if (signal.aborted) leave(); // gone before it got here (e.g. during a store lookup)
     let res: Response;
     try {
-      res = await inner(shared, info);
+      // The request made on behalf of every waiting client.
+      res = await inner(ctx.shared(flight.controller.signal));
     } catch (err) {
       // Only this flight: a newer one may already hold the key (everyone left this one).
       if (flights.get(key) === flight) flights.delete(key);
       for (const f of flight.followers) f.reject(err);
       throw err;
     } finally {
-      req.signal.removeEventListener("abort", leave);
+      signal.removeEventListener("abort", leave);
     }
     // From here on, identical requests start a flight of their own.
     if (flights.get(key) === flight) flights.delete(key);

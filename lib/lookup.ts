@@ -12,7 +12,8 @@ import type { Buffer } from "node:buffer";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { objectKey, pathOf, variantSuffix } from "./key.ts";
 import type { Logger } from "./log.ts";
-import type { ConnInfo, Handler } from "./proxy.ts";
+import type { ContextHandler, RequestContext } from "./context.ts";
+import { Deadlines } from "./proxy.ts";
 import type { OpenedObject, Store, StoredObject } from "./store/store.ts";
 import type { Uploader } from "./uploader.ts";
 
@@ -30,8 +31,6 @@ export interface LookupOptions {
   timeoutMs: number;
   /** imgproxy's IMGPROXY_SECRET, when it demands `Authorization: Bearer <secret>`. */
   imgproxySecret?: string | null;
-  /** Extracts the raw request target (null: not mappable). */
-  target: (req: Request) => string | null;
 }
 
 /**
@@ -87,23 +86,26 @@ function sameSecret(given: string | null, expectedDigest: Buffer): boolean {
 }
 
 /** Wraps the normal handler with a store lookup for GET requests. */
-export function withLookup(inner: Handler, options: LookupOptions): Handler {
+export function withLookup(inner: ContextHandler, options: LookupOptions): ContextHandler {
   const { mode, store, uploader, logger, folder, timeoutMs } = options;
   const vary = new VaryTracker();
   const secretHeader = options.imgproxySecret ? sha256(`Bearer ${options.imgproxySecret}`) : null;
-  const forward = async (req: Request, info?: ConnInfo, outcome?: string) => {
-    const res = await inner(req, info);
+  // One timer per slot for every lookup in flight, not one per request.
+  const deadlines = new Deadlines(timeoutMs);
+  const forward = async (ctx: RequestContext, outcome?: string) => {
+    const res = await inner(ctx);
     vary.observe(res);
     if (outcome !== undefined) res.headers.set("x-cache-lookup", outcome);
     return res;
   };
-  return async (req, info) => {
-    const target = req.method === "GET" ? options.target(req) : null;
-    if (target === null) return forward(req, info);
+  return async (ctx) => {
+    const req = ctx.req;
+    const target = req.method === "GET" ? ctx.target : null;
+    if (target === null) return forward(ctx);
     // With IMGPROXY_SECRET imgproxy answers only authorised requests: a hit must not be
     // easier to get than the image itself.
     if (secretHeader !== null && !sameSecret(req.headers.get("authorization"), secretHeader)) {
-      return forward(req, info);
+      return forward(ctx);
     }
     // Variant keys apply only once imgproxy has shown it negotiates formats; until then the
     // suffix-less object (valid for every client) is the one to look for.
@@ -114,15 +116,14 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
     const key = objectKey(pathOf(target), folder, variant);
     // The timeout covers the lookup only, not the streaming of a hit's body afterwards.
     const lookup = new AbortController();
-    const timer = setTimeout(
-      () => lookup.abort(new DOMException("Store lookup timed out", "TimeoutError")),
-      timeoutMs,
+    const cancelTimeout = deadlines.add(() =>
+      lookup.abort(new DOMException("Store lookup timed out", "TimeoutError"))
     );
     const signal = lookup.signal;
     try {
       if (mode === "redirect") {
         const hit = uploader.isRecent(key) || await withDeadline(store.has(key, signal), signal);
-        if (!hit) return forward(req, info, "miss");
+        if (!hit) return forward(ctx, "miss");
         return new Response(null, {
           status: 302,
           headers: {
@@ -138,7 +139,7 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
         // A hit that arrives after the deadline is not used: let its stream go.
         (late) => late !== null && late.body instanceof ReadableStream && late.body.cancel(),
       );
-      if (obj === null) return forward(req, info, "miss");
+      if (obj === null) return forward(ctx, "miss");
       const headers = new Headers({ "content-type": obj.contentType, "x-cache": "HIT" });
       const length = "contentLength" in obj ? obj.contentLength : obj.body.byteLength;
       if (length !== null) headers.set("content-length", String(length));
@@ -153,9 +154,9 @@ export function withLookup(inner: Handler, options: LookupOptions): Handler {
           ? `no answer within ${timeoutMs} ms`
           : (err as Error)?.message ?? String(err),
       });
-      return forward(req, info, "error");
+      return forward(ctx, "error");
     } finally {
-      clearTimeout(timer);
+      cancelTimeout();
     }
   };
 }

@@ -12,7 +12,6 @@
  *
  * Format reference: https://prometheus.io/docs/instrumenting/exposition_formats/ (text 0.0.4).
  */
-import type { Handler } from "./proxy.ts";
 import type { Store } from "./store/store.ts";
 import type { SkipReason, UploaderStats } from "./uploader.ts";
 import type { Upstream } from "./upstream.ts";
@@ -445,11 +444,14 @@ export function cacheOutcome(res: Response): string {
 }
 
 /** Wraps a handler so every answer is counted by status and cache outcome. */
-export function instrumentHandler(handler: Handler, metrics: ProxyMetrics): Handler {
-  return async (req, info) => {
+export function instrumentHandler<T = Request>(
+  handler: (input: T) => Promise<Response>,
+  metrics: ProxyMetrics,
+): (input: T) => Promise<Response> {
+  return async (input) => {
     let res: Response;
     try {
-      res = await handler(req, info);
+      res = await handler(input);
     } catch (err) {
       metrics.requests.inc({ status: "500", cache: "none" });
       throw err;

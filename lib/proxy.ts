@@ -5,6 +5,7 @@
 import { type AdmissionRules, admit } from "./admission.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import { objectKey, pathOf } from "./key.ts";
+import type { ContextHandler } from "./context.ts";
 import type { Logger } from "./log.ts";
 import type { Upstream } from "./upstream.ts";
 import type { Collector, Uploader } from "./uploader.ts";
@@ -21,60 +22,7 @@ export interface ProxyOptions {
   upstreamTimeoutMs: number;
 }
 
-/** Connection details `Deno.serve` passes to handlers. */
-export interface ConnInfo {
-  remoteAddr?: { hostname?: string } | Deno.Addr;
-}
-
-/** A request handler in `Deno.serve` shape. */
-export type Handler = (req: Request, info?: ConnInfo) => Promise<Response>;
-
-const explicitTargets = new WeakMap<Request, string>();
-
-/**
- * Marks `req` as asking for exactly `target` (path and query), whatever `req.url` says: for
- * requests made in-process (the warm command), since `new Request()` normalises its URL.
- */
-export function withRawTarget(req: Request, target: string): Request {
-  explicitTargets.set(req, target);
-  return req;
-}
-
-const sharedSignals = new WeakMap<Request, AbortSignal>();
-
-/**
- * Marks `req` as asked on behalf of several clients: its call to imgproxy is cancelled by
- * `signal` (when every client has gone) rather than by `req.signal`. The cheap alternative to
- * `new Request(req, { signal })` for {@linkcode createHandler}'s handler.
- */
-export function withSharedSignal(req: Request, signal: AbortSignal): Request {
-  sharedSignals.set(req, signal);
-  return req;
-}
-
-/**
- * Returns the request target (path and query) exactly as the client sent it, or null when the
- * request cannot be mapped unambiguously (a `Host` header containing "/").
- *
- * `Deno.serve` builds `req.url` as scheme + "://" + Host + target without normalising the
- * target, while `new URL(req.url)` would resolve dot segments and re-encode characters.
- */
-export function rawTarget(req: Request): string | null {
-  const explicit = explicitTargets.get(req);
-  if (explicit !== undefined) return explicit;
-  const url = req.url;
-  const start = url.indexOf("://") + 3;
-  const host = req.headers.get("host");
-  if (host !== null) {
-    if (host.includes("/")) return null;
-    if (url.startsWith(host, start) && url.charCodeAt(start + host.length) === 47 /* / */) {
-      return url.slice(start + host.length);
-    }
-  }
-  // No Host header (HTTP/1.0) or an absolute-form target: the authority holds no "/".
-  const slash = url.indexOf("/", start);
-  return slash === -1 ? "/" : url.slice(slash);
-}
+export { type ConnInfo, type Handler, rawTarget } from "./context.ts";
 
 /**
  * Calls back after a fixed delay, for many requests at once: deadlines are grouped into slots
@@ -234,21 +182,20 @@ export function teeToCollector(
 }
 
 /** Creates the proxy's request handler. */
-export function createHandler(options: ProxyOptions): Handler {
+export function createHandler(options: ProxyOptions): ContextHandler {
   const { upstream, uploader, logger, rules, folder, upstreamTimeoutMs } = options;
   const deadlines = new Deadlines(upstreamTimeoutMs);
   const stalls = new StallWatch(upstreamTimeoutMs);
-  return async (req, info) => {
-    const target = rawTarget(req);
+  return async (ctx) => {
+    const { req, target } = ctx;
     if (target === null) return plain(400, "Bad Request: invalid Host header");
-    const remote = info?.remoteAddr as { hostname?: string } | undefined;
     const headers = upstreamRequestHeaders(req.headers, {
-      ip: remote?.hostname,
-      host: req.headers.get("host"),
-      proto: req.url.startsWith("https:") ? "https" : "http",
+      ip: ctx.clientIp,
+      host: ctx.host,
+      proto: ctx.proto,
     });
     const controller = new AbortController();
-    const clientSignal = sharedSignals.get(req) ?? req.signal;
+    const clientSignal = ctx.signal;
     const onClientGone = () => controller.abort(clientSignal.reason);
     clientSignal.addEventListener("abort", onClientGone, { once: true });
     let timedOut = false;

@@ -5,8 +5,8 @@
  * - A key already in the store is reported "already present" without asking imgproxy, so a run
  *   can be interrupted and started again.
  * - The path that reaches imgproxy and the key are byte-for-byte the list's path: each request
- *   is marked with {@linkcode withRawTarget}, because `new Request(url)` normalises the URL
- *   (`..`, `%2e%2e`, `\`) and the handler would otherwise take its target from `req.url`.
+ *   is handed over with its target in its context ({@linkcode contextFor}), because
+ *   `new Request(url)` normalises the URL (`..`, `%2e%2e`, `\`).
  * - After a body has been read, the worker waits for the uploader's `onSettled` report for that
  *   key ({@linkcode UploadOutcomes}, passed to `createApp` as `onUploadSettled`), bounded by a
  *   deadline so a run never hangs.
@@ -17,7 +17,7 @@ import type { App } from "./app.ts";
 import { ConfigError, type EnvReader, loadConfig } from "./config.ts";
 import { objectKey, pathOf } from "./key.ts";
 import { formatLine, type Logger } from "./log.ts";
-import { withRawTarget } from "./proxy.ts";
+import { contextFor, type RequestContext } from "./context.ts";
 import type { Store } from "./store/store.ts";
 import type { UploadOutcome } from "./uploader.ts";
 
@@ -93,18 +93,19 @@ export function parseList(text: string): ListEntry[] {
 export const WARM_ORIGIN = "http://warm.invalid";
 
 /**
- * The request the handler is given for `target`. `new Request()` parses its URL with the WHATWG
- * rules, so `req.url` comes back normalised (`/a/../b` → `/b`, `%2e%2e` → resolved, `\` → `/`);
- * {@linkcode withRawTarget} makes the handler (and the key) use `target` exactly as listed.
+ * The request (with its context) the handler is given for `target`. `new Request()` parses its
+ * URL with the WHATWG rules, so `req.url` comes back normalised (`/a/../b` → `/b`, `%2e%2e` →
+ * resolved, `\` → `/`); the context carries `target` exactly as listed, for the handler and the
+ * key.
  */
-export function warmRequest(target: string): Request {
+export function warmRequest(target: string): RequestContext {
   let req: Request;
   try {
     req = new Request(WARM_ORIGIN + target);
   } catch {
     req = new Request(WARM_ORIGIN + "/");
   }
-  return withRawTarget(req, target);
+  return contextFor(req, target);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,7 +172,7 @@ export type Outcome =
   | { kind: "failed"; reason: string };
 
 /** The parts of the app a warm run uses. */
-export type WarmApp = Pick<App, "store" | "uploader" | "handler"> & {
+export type WarmApp = Pick<App, "store" | "uploader" | "handle"> & {
   config: { readonly folder: string };
 };
 
@@ -215,7 +216,7 @@ export async function warmOne(
   if (!ready) return { kind: "failed", reason: "imgproxy is not ready" };
   outcomes.watch(key);
   try {
-    const res = await app.handler(warmRequest(target));
+    const res = await app.handle(warmRequest(target));
     if (res.status !== 200) {
       await res.body?.cancel();
       return { kind: "failed", reason: `HTTP ${res.status}` };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { coalesce, coalescingKey, fanOut } from "../lib/coalesce.ts";
-import { rawTarget } from "../lib/proxy.ts";
+import { contextOf, type RequestContext, serveContexts } from "../lib/context.ts";
 
 /** A slow streaming upstream served over a real socket, counting the requests it gets. */
 function slowUpstream(chunks: number, chunkDelayMs: number, headerDelayMs = 100) {
@@ -28,8 +28,9 @@ function slowUpstream(chunks: number, chunkDelayMs: number, headerDelayMs = 100)
 
 function serveCoalesced(upstreamUrl: string) {
   const stats = { coalesced: 0 };
-  const inner = (req: Request) => fetch(upstreamUrl + rawTarget(req), { headers: req.headers });
-  const handler = coalesce(inner, rawTarget, { stats });
+  const inner = (ctx: RequestContext) =>
+    fetch(upstreamUrl + ctx.target, { headers: ctx.req.headers });
+  const handler = serveContexts(coalesce(inner, { stats }));
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, handler);
   return { server, stats, url: `http://127.0.0.1:${server.addr.port}` };
 }
@@ -280,7 +281,8 @@ Deno.test("coalesce() never removes a newer flight when an abandoned one fails l
     calls.push(d);
     return d.promise;
   };
-  const handler = coalesce(inner, rawTarget, { stats: { coalesced: 0 } });
+  const coalesced = coalesce(inner, { stats: { coalesced: 0 } });
+  const handler = (req: Request) => coalesced(contextOf(req));
   const url = "http://h/x/plain/f.png";
   const gone = new AbortController();
   const a = handler(new Request(url, { signal: gone.signal }));

@@ -178,10 +178,10 @@ Deno.test("parseList skips blank lines and comments, reports unusable lines with
 Deno.test("warmRequest keeps the target that new Request() would normalise", () => {
   const target = "/rs:fit:10/plain/local:///a/../%2e%2e/b\\c d%20e.png?q=%2E";
   assert.notEqual(rawTarget(new Request("http://warm.invalid" + target)), target);
-  const req = warmRequest(target);
-  assert.equal(rawTarget(req), target);
-  assert.equal(req.method, "GET");
-  assert.equal(new URL(req.url).protocol, "http:");
+  const ctx = warmRequest(target);
+  assert.equal(ctx.target, target);
+  assert.equal(ctx.req.method, "GET");
+  assert.equal(new URL(ctx.req.url).protocol, "http:");
 });
 
 Deno.test("UploadOutcomes: outcomes of watched keys only, in order; next() times out with null", async () => {

@@ -1,0 +1,127 @@
+/**
+ * One request's inputs, computed once where the server hands the request over, and passed
+ * explicitly to every layer (store lookup, coalescing, the proxy handler): the raw target, the
+ * client's address, Host and scheme, and the signal that cancels work done for the request.
+ */
+
+/** Connection details `Deno.serve` passes to handlers. */
+export interface ConnInfo {
+  remoteAddr?: { hostname?: string } | Deno.Addr;
+}
+
+/** A request handler in `Deno.serve` shape. */
+export type Handler = (req: Request, info?: ConnInfo) => Promise<Response>;
+
+/** A handler of the proxy's layers: takes the request's context. */
+export type ContextHandler = (ctx: RequestContext) => Promise<Response>;
+
+/**
+ * The request target (path and query) exactly as the client sent it, from `req.url` and the
+ * `Host` header; null when it cannot be mapped unambiguously (a `Host` containing "/").
+ *
+ * `Deno.serve` builds `req.url` as scheme + "://" + Host + target without normalising the
+ * target, while `new URL(req.url)` would resolve dot segments and re-encode characters.
+ */
+function targetOf(url: string, host: string | null): string | null {
+  const start = url.indexOf("://") + 3;
+  if (host !== null) {
+    if (host.includes("/")) return null;
+    if (url.startsWith(host, start) && url.charCodeAt(start + host.length) === 47 /* / */) {
+      return url.slice(start + host.length);
+    }
+  }
+  // No Host header (HTTP/1.0) or an absolute-form target: the authority holds no "/".
+  const slash = url.indexOf("/", start);
+  return slash === -1 ? "/" : url.slice(slash);
+}
+
+/** {@linkcode targetOf} for a request as `Deno.serve` hands it over. */
+export function rawTarget(req: Request): string | null {
+  return targetOf(req.url, req.headers.get("host"));
+}
+
+/** What the proxy's layers know about one request. */
+export class RequestContext {
+  /** The request (its method, headers and body are forwarded). */
+  readonly req: Request;
+  /** The target exactly as the client sent it; null when it cannot be mapped. */
+  readonly target: string | null;
+  /** The `Host` header the client sent, if any. */
+  readonly host: string | null;
+  /** How the client reached the proxy. */
+  readonly proto: "http" | "https";
+  /** The client's IP address, when known. */
+  readonly clientIp: string | undefined;
+  #signal: AbortSignal | undefined;
+
+  constructor(
+    req: Request,
+    target: string | null,
+    host: string | null,
+    proto: "http" | "https",
+    clientIp: string | undefined,
+    signal?: AbortSignal,
+  ) {
+    this.req = req;
+    this.target = target;
+    this.host = host;
+    this.proto = proto;
+    this.clientIp = clientIp;
+    this.#signal = signal;
+  }
+
+  /**
+   * Aborts when the work done for this request should stop: the client went away, or (for a
+   * request asked on behalf of several clients) every one of them did. Taken from the request
+   * only when first asked for: a store hit never needs it.
+   */
+  get signal(): AbortSignal {
+    return this.#signal ??= this.req.signal;
+  }
+
+  /** The same request, asked on behalf of several clients: its work is cancelled by `signal`. */
+  shared(signal: AbortSignal): RequestContext {
+    return new RequestContext(
+      this.req,
+      this.target,
+      this.host,
+      this.proto,
+      this.clientIp,
+      signal,
+    );
+  }
+}
+
+/** The context of a request as `Deno.serve` hands it over. */
+export function contextOf(req: Request, info?: ConnInfo): RequestContext {
+  const url = req.url;
+  const host = req.headers.get("host");
+  const remote = info?.remoteAddr as { hostname?: string } | undefined;
+  return new RequestContext(
+    req,
+    targetOf(url, host),
+    host,
+    url.startsWith("https:") ? "https" : "http",
+    remote?.hostname,
+  );
+}
+
+/**
+ * The context of a request made in-process (the warm command) for exactly `target`, whatever
+ * `req.url` says: `new Request()` normalises its URL.
+ */
+export function contextFor(req: Request, target: string): RequestContext {
+  const host = req.headers.get("host");
+  return new RequestContext(
+    req,
+    target,
+    host,
+    req.url.startsWith("https:") ? "https" : "http",
+    undefined,
+  );
+}
+
+/** A `Deno.serve` handler that computes each request's context once and hands it to `inner`. */
+export function serveContexts(inner: ContextHandler): Handler {
+  return (req, info) => inner(contextOf(req, info));
+}
