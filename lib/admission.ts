@@ -17,7 +17,8 @@ export type BypassReason =
   | "authorization"
   | "vary"
   | "fallback-image"
-  | "too-large";
+  | "too-large"
+  | "rule"; // CACHE_ONLY / CACHE_SKIP left the path out (decided before admission)
 
 /** The verdict for one answer. */
 export type Admission =

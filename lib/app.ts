@@ -82,6 +82,7 @@ export async function createApp(
     },
     folder: config.folder,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
+    cacheRules: config.cacheRules,
   });
   const coalesceStats: CoalesceStats = { coalesced: 0 };
   let handle = config.coalesce ? coalesce(proxy, { stats: coalesceStats }) : proxy;
@@ -96,6 +97,7 @@ export async function createApp(
       publicBaseUrl: config.publicBaseUrl ?? "",
       timeoutMs: config.lookupTimeoutMs,
       imgproxySecret: config.imgproxySecret,
+      cacheRules: config.cacheRules,
     });
   }
   if (metrics) {

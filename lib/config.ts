@@ -5,6 +5,7 @@
  * reports them together, each naming the variable, what it expects and what it got; a blank
  * value counts as unset. Values that may hold secrets are never echoed.
  */
+import type { CacheRules } from "./cache_rules.ts";
 import { normalizeFolder } from "./key.ts";
 
 /** Where the proxy listens. */
@@ -79,6 +80,8 @@ export interface Config {
    * answer to a request with cookies may be one user's image and is not stored.
    */
   cookiePassthrough: boolean;
+  /** CACHE_ONLY / CACHE_SKIP: which raw paths are looked up and stored at all. */
+  cacheRules: CacheRules;
   upload: UploadConfig;
 }
 
@@ -104,6 +107,8 @@ export const VARIABLES = {
   CACHE_DIR: "./data/cache",
   CACHE_VARIANTS: "off",
   CACHE_MODE: "write",
+  CACHE_ONLY: "",
+  CACHE_SKIP: "",
   PUBLIC_BASE_URL: "",
   STORE_LOOKUP_TIMEOUT_MS: "1000",
   COALESCE_REQUESTS: "true",
@@ -223,6 +228,22 @@ class Parser {
       );
     }
     return u.href.replace(/\/+$/, "");
+  }
+
+  /** A regular expression (JavaScript syntax, no flags); null when unset. */
+  regex(name: VariableName): RegExp | null {
+    const v = this.raw(name);
+    if (v === undefined) return null;
+    try {
+      return new RegExp(v);
+    } catch (err) {
+      this.problems.push(
+        `${name}: expected a regular expression, got ${JSON.stringify(v)} (${
+          (err as Error).message
+        })`,
+      );
+      return null;
+    }
   }
 
   bind(name: VariableName, fallback: string): BindAddress {
@@ -373,6 +394,7 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     cacheVariants: p.oneOf("CACHE_VARIANTS", ["off", "accept"] as const, "off"),
     fallbackMaxAge: fallbackRule(p),
     cookiePassthrough: p.bool("IMGPROXY_COOKIE_PASSTHROUGH", false),
+    cacheRules: { only: p.regex("CACHE_ONLY"), skip: p.regex("CACHE_SKIP") },
     upload,
   };
   if (p.problems.length > 0) throw new ConfigError(p.problems);

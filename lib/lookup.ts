@@ -10,6 +10,7 @@
  */
 import type { Buffer } from "node:buffer";
 import { createHash, timingSafeEqual } from "node:crypto";
+import { type CacheRules, ruleFor } from "./cache_rules.ts";
 import { objectKey, pathOf, variantSuffix } from "./key.ts";
 import type { Logger } from "./log.ts";
 import type { ContextHandler, RequestContext } from "./context.ts";
@@ -31,6 +32,8 @@ export interface LookupOptions {
   timeoutMs: number;
   /** imgproxy's IMGPROXY_SECRET, when it demands `Authorization: Bearer <secret>`. */
   imgproxySecret?: string | null;
+  /** CACHE_ONLY / CACHE_SKIP: a path they leave out is never looked up. */
+  cacheRules?: CacheRules;
 }
 
 /**
@@ -102,6 +105,9 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
     const req = ctx.req;
     const target = req.method === "GET" ? ctx.target : null;
     if (target === null) return forward(ctx);
+    if (options.cacheRules !== undefined && ruleFor(options.cacheRules, pathOf(target)) !== null) {
+      return forward(ctx);
+    }
     // With IMGPROXY_SECRET imgproxy answers only authorised requests: a hit must not be
     // easier to get than the image itself.
     if (secretHeader !== null && !sameSecret(req.headers.get("authorization"), secretHeader)) {

@@ -338,6 +338,8 @@ export interface ProxyMetrics {
   registry: Registry;
   /** `imgproxy_cache_requests_total{status,cache}`. */
   requests: Counter;
+  /** `imgproxy_cache_bypasses_total{reason}`: answers not cached, by `X-Cache` reason. */
+  bypasses: Counter;
   /** `imgproxy_cache_upstream_duration_seconds`: time until imgproxy's response headers. */
   upstreamSeconds: Histogram;
   /** `imgproxy_cache_store_duration_seconds{operation}`: put, get, head. */
@@ -366,6 +368,11 @@ export function createProxyMetrics(
     "imgproxy_cache_requests_total",
     "Requests answered, by HTTP status and cache outcome (hit, miss, bypass, none).",
     { labelNames: ["status", "cache"] },
+  );
+  const bypasses = registry.counter(
+    "imgproxy_cache_bypasses_total",
+    "Answers neither looked up nor stored, by the reason X-Cache gives (rule, status, vary...).",
+    { labelNames: ["reason"] },
   );
   const upstreamSeconds = registry.histogram(
     "imgproxy_cache_upstream_duration_seconds",
@@ -421,6 +428,7 @@ export function createProxyMetrics(
   return {
     registry,
     requests,
+    bypasses,
     upstreamSeconds,
     storeSeconds,
     uploads,
@@ -443,6 +451,11 @@ export function cacheOutcome(res: Response): string {
   return ["hit", "miss", "bypass"].includes(word) ? word : "other";
 }
 
+/** The `reason=` of a `BYPASS` answer's `X-Cache` (`unknown` when it names none). */
+export function bypassReason(res: Response): string {
+  return /;\s*reason=([a-z-]+)/.exec(res.headers.get("x-cache") ?? "")?.[1] ?? "unknown";
+}
+
 /** Wraps a handler so every answer is counted by status and cache outcome. */
 export function instrumentHandler<T = Request>(
   handler: (input: T) => Promise<Response>,
@@ -456,7 +469,9 @@ export function instrumentHandler<T = Request>(
       metrics.requests.inc({ status: "500", cache: "none" });
       throw err;
     }
-    metrics.requests.inc({ status: String(res.status), cache: cacheOutcome(res) });
+    const cache = cacheOutcome(res);
+    metrics.requests.inc({ status: String(res.status), cache });
+    if (cache === "bypass") metrics.bypasses.inc({ reason: bypassReason(res) });
     return res;
   };
 }

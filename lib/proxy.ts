@@ -2,7 +2,8 @@
  * The request handler: forwards every request to imgproxy with the raw target kept, streams the
  * answer back as it arrives, and hands a copy of each storable body to the uploader.
  */
-import { type AdmissionRules, admit } from "./admission.ts";
+import { type Admission, type AdmissionRules, admit } from "./admission.ts";
+import { type CacheRules, hasRules, ruleFor } from "./cache_rules.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import { objectKey, pathOf } from "./key.ts";
 import type { ContextHandler } from "./context.ts";
@@ -20,6 +21,8 @@ export interface ProxyOptions {
   folder: string;
   /** How long to wait for imgproxy's response headers. */
   upstreamTimeoutMs: number;
+  /** CACHE_ONLY / CACHE_SKIP (absent: every path is cached). */
+  cacheRules?: CacheRules;
 }
 
 export { type ConnInfo, type Handler, rawTarget } from "./context.ts";
@@ -184,6 +187,9 @@ export function teeToCollector(
 /** Creates the proxy's request handler. */
 export function createHandler(options: ProxyOptions): ContextHandler {
   const { upstream, uploader, logger, rules, folder, upstreamTimeoutMs } = options;
+  const cacheRules = options.cacheRules !== undefined && hasRules(options.cacheRules)
+    ? options.cacheRules
+    : null;
   const deadlines = new Deadlines(upstreamTimeoutMs);
   const stalls = new StallWatch(upstreamTimeoutMs);
   return async (ctx) => {
@@ -235,7 +241,9 @@ export function createHandler(options: ProxyOptions): ContextHandler {
     const outHeaders = clientResponseHeaders(res.headers);
     // Judge by the headers imgproxy really got: `Connection` may have removed some (an Accept
     // dropped that way must not put a JPEG under a webp variant key).
-    const verdict = admit(req.method, headers, res.status, res.headers, rules);
+    const verdict: Admission = cacheRules !== null && ruleFor(cacheRules, pathOf(target)) !== null
+      ? { store: false, reason: "rule" }
+      : admit(req.method, headers, res.status, res.headers, rules);
     let body: ReadableStream<Uint8Array> | null = res.body;
     if (!verdict.store) {
       outHeaders.set("x-cache", `BYPASS; reason=${verdict.reason}`);

@@ -14,6 +14,7 @@
 import { parseArgs } from "node:util";
 import { createApp, createStore, drainUploads, waitForImgproxy } from "./app.ts";
 import type { App } from "./app.ts";
+import { type CacheRules, ruleFor, type RuleVerdict } from "./cache_rules.ts";
 import { ConfigError, type EnvReader, loadConfig } from "./config.ts";
 import { objectKey, pathOf } from "./key.ts";
 import { formatLine, type Logger } from "./log.ts";
@@ -297,13 +298,15 @@ export interface WarmCounts {
   failed: number;
   /** Lines naming a key already listed earlier (not processed again). */
   duplicates: number;
+  /** Lines the cache rules leave out (never requested). */
+  excluded: number;
   /** Failures by reason. */
   reasons: Map<string, number>;
   interrupted: boolean;
 }
 
 /** Counts for a run of `total` paths, nothing done yet. */
-export function newCounts(total: number, duplicates = 0): WarmCounts {
+export function newCounts(total: number, duplicates = 0, excluded = 0): WarmCounts {
   return {
     total,
     done: 0,
@@ -311,6 +314,7 @@ export function newCounts(total: number, duplicates = 0): WarmCounts {
     present: 0,
     failed: 0,
     duplicates,
+    excluded,
     reasons: new Map(),
     interrupted: false,
   };
@@ -336,19 +340,29 @@ export interface WarmAllOptions extends WarmSettings {
   onResult?: (target: string, outcome: Outcome, counts: WarmCounts) => void;
 }
 
-/** Unique targets of a list (by key), with the duplicate count and the unusable lines. */
-export function plan(entries: ListEntry[], folder: string): {
+/**
+ * Unique targets of a list (by key), with the duplicate count, the unusable lines and the lines
+ * the cache rules leave out (the proxy would neither look them up nor store them).
+ */
+export function plan(entries: ListEntry[], folder: string, rules?: CacheRules): {
   targets: string[];
   duplicates: number;
   invalid: { line: number; error: string; text: string }[];
+  excluded: { line: number; target: string; why: NonNullable<RuleVerdict> }[];
 } {
   const seen = new Set<string>();
   const targets: string[] = [];
   const invalid: { line: number; error: string; text: string }[] = [];
+  const excluded: { line: number; target: string; why: NonNullable<RuleVerdict> }[] = [];
   let duplicates = 0;
   for (const e of entries) {
     if ("error" in e) {
       invalid.push(e);
+      continue;
+    }
+    const why = rules === undefined ? null : ruleFor(rules, pathOf(e.target));
+    if (why !== null) {
+      excluded.push({ line: e.line, target: e.target, why });
       continue;
     }
     const key = objectKey(pathOf(e.target), folder);
@@ -358,7 +372,7 @@ export function plan(entries: ListEntry[], folder: string): {
       targets.push(e.target);
     }
   }
-  return { targets, duplicates, invalid };
+  return { targets, duplicates, invalid, excluded };
 }
 
 /** Runs `targets` through {@linkcode warmOne} with at most `concurrency` at a time. */
@@ -416,6 +430,7 @@ export function formatSummary(c: WarmCounts, seconds: number): string {
     : `Warm-up finished: ${c.total} paths`;
   let out = `${head} in ${seconds.toFixed(1)} s: ${tally(c)}`;
   if (c.duplicates > 0) out += `; ${c.duplicates} duplicate lines skipped`;
+  if (c.excluded > 0) out += `; ${c.excluded} lines skipped by CACHE_ONLY/CACHE_SKIP`;
   out += "\n";
   const reasons = [...c.reasons].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   for (const [reason, n] of reasons) out += `  failed ${n} × ${reason}\n`;
@@ -511,7 +526,8 @@ export interface WarmIO extends WarmOutput {
 export const USAGE = `Usage: deno task warm [options] <file | ->
 
 Gets every path of <file> stored (one path or image URL a line; blank lines and
-# comments are skipped), reading the same environment as the proxy.
+# comments are skipped), reading the same environment as the proxy. Paths
+CACHE_ONLY or CACHE_SKIP leave out are skipped (listed, not failures).
 
 Options:
   -c, --concurrency N     paths in flight at once (default 4)
@@ -615,8 +631,12 @@ export async function runWarm(args: string[], io: WarmIO): Promise<number> {
     return 2;
   }
   const started = performance.now();
-  const { targets, duplicates, invalid } = plan(parseList(text), config.folder);
-  const counts = newCounts(targets.length + invalid.length, duplicates);
+  const { targets, duplicates, invalid, excluded } = plan(
+    parseList(text),
+    config.folder,
+    config.cacheRules,
+  );
+  const counts = newCounts(targets.length + invalid.length, duplicates, excluded.length);
   const reporter = new Reporter(io, counts, opts.every, opts.intervalMs);
   const printer: Logger = {
     log(level, msg, fields) {
@@ -628,6 +648,10 @@ export async function runWarm(args: string[], io: WarmIO): Promise<number> {
   for (const bad of invalid) {
     count(counts, { kind: "failed", reason: bad.error });
     reporter.message(`failed line ${bad.line}: ${bad.error}: ${bad.text}`);
+  }
+  // Not failures: the proxy would not cache these paths either.
+  for (const left of excluded) {
+    reporter.message(`skipped line ${left.line}: ${left.why}: ${left.target}`);
   }
 
   // Lookups would be wasted (the run checks the store itself): always the write path.

@@ -44,6 +44,7 @@ Deno.test("loadConfig() gives every documented default when the environment is e
     cacheVariants: "off",
     fallbackMaxAge: null,
     cookiePassthrough: false,
+    cacheRules: { only: null, skip: null },
     upload: {
       concurrency: 8,
       maxBytesInFlight: 134217728,

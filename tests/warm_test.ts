@@ -209,6 +209,7 @@ Deno.test("progress bar and summary text", () => {
     present: 1,
     failed: 1,
     duplicates: 2,
+    excluded: 0,
     reasons: new Map([["HTTP 404", 1]]),
     interrupted: false,
   };
@@ -300,6 +301,40 @@ Deno.test("failures are counted and grouped by reason; good paths are still stor
     assert.ok(await exists(join(dir, md5Hex("/ok/1.png"))));
     assert.ok(!await exists(join(dir, md5Hex("/missing/1.png"))));
     assert.equal(standIn.targets.length, 4);
+  });
+});
+
+Deno.test("cache rules: lines CACHE_ONLY/CACHE_SKIP leave out are skipped, said why, never requested", async () => {
+  await withSetup(0, async (standIn, env, dir) => {
+    env.CACHE_ONLY = "^/pr:";
+    env.CACHE_SKIP = "%2e%2e";
+    const list = [
+      "/pr:thumb/plain/local:///a.png",
+      "/rs:fill:9:9/plain/local:///b.png",
+      "/pr:thumb/plain/local:///x/%2e%2e/c.png",
+      // Decoded, this is the first line's neighbour: the raw bytes decide, and they match.
+      "/pr:thumb/plain/local:///x/%2E%2E/d.png",
+    ].join("\n");
+    const run = await warm(["list.txt"], list, env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(
+      run.stdout,
+      /^Warm-up finished: 2 paths in [\d.]+ s: 2 stored, 0 already present, 0 failed; 2 lines skipped by CACHE_ONLY\/CACHE_SKIP\n$/m,
+    );
+    assert.match(
+      run.stderr,
+      /^skipped line 2: outside CACHE_ONLY: \/rs:fill:9:9\/plain\/local:\/\/\/b\.png$/m,
+    );
+    assert.match(
+      run.stderr,
+      /^skipped line 3: matches CACHE_SKIP: \/pr:thumb\/plain\/local:\/\/\/x\/%2e%2e\/c\.png$/m,
+    );
+    assert.deepEqual([...standIn.targets].sort(), [
+      "/pr:thumb/plain/local:///a.png",
+      "/pr:thumb/plain/local:///x/%2E%2E/d.png",
+    ]);
+    assert.ok(await exists(join(dir, md5Hex("/pr:thumb/plain/local:///x/%2E%2E/d.png"))));
+    assert.ok(!await exists(join(dir, md5Hex("/rs:fill:9:9/plain/local:///b.png"))));
   });
 });
 
