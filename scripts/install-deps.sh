@@ -3,13 +3,18 @@
 # already there (so a second run takes about a second):
 #   - Deno (from npm, the only registry that ships it to our machines),
 #   - versitygw (S3 server for the conditional-write and end-to-end suites, via `go install`;
-#     without Go >= 1.25 the Go toolchain is fetched from the Go module proxy first, ~65 MB),
+#     without a recent Go the Go toolchain is fetched as a module first, ~65 MB),
+#   - imgproxy, built from the source named by IMGPROXY_SRC (a tarball or directory; Debian's
+#     libvips-dev and pkg-config; ~3-4 min the first time on 2 cores, cached after that),
 #   - moto (S3 server with the bucket lifecycle API, which versitygw lacks: e2e/lifecycle_test.ts;
-#     `moto[server]` from PyPI into ~/.cache/imgproxy-cache/moto-venv, about 30 s),
+#     the Python package `moto[server]` into ~/.cache/imgproxy-cache/moto-venv, about 30 s),
 #   - shellcheck (Debian package; lints entrypoint.sh, bin/start and these scripts),
 #   - the npm dependencies in Deno's cache (`deno install`), so tests need no registry later.
-# imgproxy itself is optional: the end-to-end suite uses it when found (IMGPROXY_BIN, PATH or
-# /opt/imgproxy/bin/imgproxy) and a stand-in otherwise, and says which.
+# Without IMGPROXY_SRC, imgproxy is optional: the end-to-end suite uses it when found
+# (IMGPROXY_BIN, PATH or /opt/imgproxy/bin/imgproxy) and a stand-in otherwise, and says which
+# (unless E2E_EXPECT_IMGPROXY demands a real one).
+#
+#   IMGPROXY_SRC=path/to/imgproxy-4.0.12-src.tar.gz sh scripts/install-deps.sh
 #
 # Versions are pinned here; the Dockerfile's DENO_VERSION must match (tests/dockerfile_test.ts).
 set -eu
@@ -21,6 +26,7 @@ GOBIN=${GOBIN:-${HOME:-/root}/go/bin}
 export GOBIN
 
 root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
+cache=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/imgproxy-cache
 npm_bin=$(npm prefix -g 2>/dev/null || true)/bin
 PATH=$GOBIN:/usr/local/go/bin:$npm_bin:$PATH
 export PATH
@@ -62,55 +68,107 @@ else
 fi
 command -v deno >/dev/null 2>&1 || { log "deno is still not on PATH"; exit 1; }
 
-# versitygw -------------------------------------------------------------------------------------
-# It needs Go >= 1.25 to build, newer than Debian's golang. Without one, the Go toolchain itself
-# is fetched from the Go module proxy (what GOTOOLCHAIN does) into the cache.
-GO_TOOLCHAIN=go1.25.5
+# Go ------------------------------------------------------------------------------------------
+# versitygw needs Go >= 1.25 and imgproxy 4 needs Go >= 1.26.5, newer than Debian's golang-go
+# (1.19). Without a recent enough Go, the toolchain itself is fetched as the module
+# golang.org/toolchain through whatever module proxy the installed Go is configured with
+# (`go env GOPROXY`), which is what GOTOOLCHAIN does in newer Go versions.
+GO_TOOLCHAIN=go1.26.8
 
-go_is_recent() {
-  v=$("$1" env GOVERSION 2>/dev/null | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
-  [ -n "$v" ] && [ "$v" -ge 25 ]
+go_is_recent() { # go binary, minimum "1.MINOR.PATCH"
+  have=$("$1" env GOVERSION 2>/dev/null | sed -n 's/^go\([0-9][0-9.]*\).*/\1/p')
+  [ -n "$have" ] || return 1
+  [ "$(printf '%s\n%s\n' "$2" "$have" | sort -t. -k1,1n -k2,2n -k3,3n | head -n 1)" = "$2" ]
 }
 
-fetch_go() {
-  dir=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/imgproxy-cache/$GO_TOOLCHAIN
-  if [ ! -x "$dir/bin/go" ]; then
+# Prints a go binary of at least version $1, fetching GO_TOOLCHAIN into the cache if needed.
+recent_go() {
+  if command -v go >/dev/null 2>&1 && go_is_recent go "$1"; then
+    command -v go
+    return
+  fi
+  dir=$cache/$GO_TOOLCHAIN
+  if [ ! -x "$dir/bin/go" ] || ! go_is_recent "$dir/bin/go" "$1"; then
     case $(uname -m) in
       x86_64) arch=amd64 ;;
       aarch64 | arm64) arch=arm64 ;;
-      *) log "no Go toolchain for $(uname -m): install Go >= 1.25 (https://go.dev/dl/)"; exit 1 ;;
+      *) log "no Go toolchain for $(uname -m): install Go >= $1"; exit 1 ;;
     esac
-    proxy=$(printf '%s' "${GOPROXY:-https://proxy.golang.org}" | cut -d, -f1)
-    [ "$proxy" = direct ] || [ "$proxy" = off ] && proxy=https://proxy.golang.org
-    zip=golang.org/toolchain/@v/v0.0.1-$GO_TOOLCHAIN.linux-$arch.zip
-    log "fetching Go $GO_TOOLCHAIN from $proxy (about 65 MB)"
-    command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
-    tmp=$(mktemp -d)
-    curl -fsSL -o "$tmp/go.zip" "$proxy/$zip"
-    command -v unzip >/dev/null 2>&1 || apt_install unzip
-    unzip -q "$tmp/go.zip" -d "$tmp"
-    mkdir -p "$(dirname "$dir")"
-    rm -rf "$dir"
-    mv "$tmp/golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN.linux-$arch" "$dir"
-    rm -rf "$tmp"
-    # Module zips keep no file modes.
-    chmod +x "$dir/bin/"* "$dir/pkg/tool/"*/*
+    command -v go >/dev/null 2>&1 || apt_install golang-go ca-certificates >&2
+    module=golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN.linux-$arch
+    log "fetching $module through $(go env GOPROXY) (about 65 MB)"
+    # Outside any module, so that no go.mod around the caller's directory matters.
+    src=$(cd / && GOFLAGS=-mod=mod go mod download -json "$module" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+    if [ -z "$src" ] || [ ! -d "$src" ]; then log "could not fetch $module"; exit 1; fi
+    mkdir -p "$cache"
+    rm -rf "$dir" "$dir.tmp"
+    cp -R "$src" "$dir.tmp"
+    # The module cache is read-only and module zips keep no file modes.
+    chmod -R u+w "$dir.tmp"
+    chmod +x "$dir.tmp/bin/"* "$dir.tmp/pkg/tool/"*/*
+    mv "$dir.tmp" "$dir"
   fi
   printf '%s\n' "$dir/bin/go"
 }
 
-if command -v versitygw >/dev/null 2>&1; then
-  :
-else
-  go=go
-  if ! command -v go >/dev/null 2>&1 || ! go_is_recent go; then go=$(fetch_go); fi
+# versitygw -------------------------------------------------------------------------------------
+if ! command -v versitygw >/dev/null 2>&1; then
+  go=$(recent_go 1.25.0)
   log "installing versitygw $VERSITYGW_VERSION into $GOBIN with $("$go" env GOVERSION)"
   GOTOOLCHAIN=local "$go" install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
 fi
 
+# imgproxy --------------------------------------------------------------------------------------
+# Built from the source given in IMGPROXY_SRC (a release's source tarball or an unpacked source
+# directory): the Go module proxy refuses the imgproxy module, so `go install` cannot get it.
+# The binary is cached under the sha256 of the source, the Go version and the libvips version,
+# so a second run reuses it, and linked into GOBIN as `imgproxy`, where the end-to-end suite
+# finds it. Without IMGPROXY_SRC, an imgproxy already installed is used as it is.
+source_sha256() {
+  if [ -d "$1" ]; then
+    (cd "$1" && find . -type f ! -path './.git/*' | LC_ALL=C sort | xargs -d '\n' sha256sum) |
+      sha256sum | cut -d' ' -f1
+  else
+    sha256sum <"$1" | cut -d' ' -f1
+  fi
+}
+
+build_imgproxy() {
+  src=$1
+  [ -e "$src" ] || { log "IMGPROXY_SRC=$src does not exist"; exit 1; }
+  pkg-config --exists vips 2>/dev/null || apt_install libvips-dev pkg-config >&2
+  go=$(recent_go 1.26.5)
+  key=$(source_sha256 "$src")-$("$go" env GOVERSION)-vips$(pkg-config --modversion vips)
+  out=$cache/imgproxy/$key
+  if [ -x "$out/imgproxy" ] && "$out/imgproxy" version >/dev/null 2>&1; then
+    log "imgproxy $("$out/imgproxy" version) from $src: cached in $out"
+  else
+    log "building imgproxy from $src with $("$go" env GOVERSION) and libvips $(pkg-config --modversion vips)"
+    work=$(mktemp -d)
+    if [ -d "$src" ]; then
+      cp -R "$src/." "$work/src"
+    else
+      mkdir "$work/src"
+      tar xzf "$src" -C "$work/src" --strip-components=1
+    fi
+    [ -f "$work/src/go.mod" ] || { log "$src holds no go.mod at its top"; exit 1; }
+    started=$(date +%s)
+    (cd "$work/src" && CGO_ENABLED=1 GOTOOLCHAIN=local "$go" build -trimpath -o "$work/imgproxy" ./cli)
+    mkdir -p "$out"
+    mv "$work/imgproxy" "$out/imgproxy"
+    rm -rf "$work"
+    log "built imgproxy $("$out/imgproxy" version) in $(($(date +%s) - started)) s into $out"
+  fi
+  mkdir -p "$GOBIN"
+  ln -sf "$out/imgproxy" "$GOBIN/imgproxy"
+}
+
+if [ -n "${IMGPROXY_SRC:-}" ]; then build_imgproxy "$IMGPROXY_SRC"; fi
+
 # moto ------------------------------------------------------------------------------------------
 # In a virtualenv of its own: Debian's python3 refuses `pip install` into the system (PEP 668).
-moto_venv=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/imgproxy-cache/moto-venv
+moto_venv=$cache/moto-venv
 if [ ! -x "$moto_venv/bin/moto_server" ]; then
   log "installing moto $MOTO_VERSION from PyPI into $moto_venv"
   python3 -m venv "$moto_venv" 2>/dev/null || {

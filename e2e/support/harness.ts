@@ -72,31 +72,51 @@ let choice: Promise<ImgproxyChoice> | null = null;
  * Picks imgproxy: `IMGPROXY_BIN`, else `imgproxy` on PATH, else /opt/imgproxy/bin/imgproxy;
  * falls back to the stand-in (which is not imgproxy) when none exists, or when IMGPROXY_BIN
  * names it (`IMGPROXY_BIN=e2e/support/imgproxy-stand-in deno task test:e2e`).
+ * With `E2E_EXPECT_IMGPROXY=<version>` (CI sets it) anything but real imgproxy of that version
+ * is an error, so a run that was meant to test the real thing cannot pass on the stand-in.
  */
 export function chooseImgproxy(): Promise<ImgproxyChoice> {
   return choice ??= (async () => {
-    const candidates = [Deno.env.get("IMGPROXY_BIN"), "imgproxy", "/opt/imgproxy/bin/imgproxy"];
-    for (const c of candidates) {
-      if (!c) continue;
-      const bin = await findOnPath(c);
-      if (bin === null) continue;
-      const out = await new Deno.Command(bin, {
-        args: ["version"],
-        stdout: "piped",
-        stderr: "null",
-      })
-        .output();
-      const version = new TextDecoder().decode(out.stdout).trim();
-      if (version === "stand-in") break; // IMGPROXY_BIN names the stand-in: use it
-      return { real: true, bin, version, label: `real imgproxy ${version}` };
+    const found = await findImgproxy();
+    const expected = Deno.env.get("E2E_EXPECT_IMGPROXY");
+    if (expected && (!found.real || found.version !== expected)) {
+      throw new Error(
+        `E2E_EXPECT_IMGPROXY=${expected}: expected real imgproxy ${expected}, found ${found.label}` +
+          ` (${found.bin}); build it with IMGPROXY_SRC=... sh scripts/install-deps.sh`,
+      );
     }
-    return {
-      real: false,
-      bin: STAND_IN,
-      version: "stand-in",
-      label: "STAND-IN imgproxy, not real imgproxy",
-    };
+    return found;
   })();
+}
+
+async function findImgproxy(): Promise<ImgproxyChoice> {
+  const candidates = [Deno.env.get("IMGPROXY_BIN"), "imgproxy", "/opt/imgproxy/bin/imgproxy"];
+  for (const c of candidates) {
+    if (!c) continue;
+    const bin = await findOnPath(c);
+    if (bin === null) continue;
+    const version = await imgproxyVersion(bin);
+    if (version === "stand-in") break; // IMGPROXY_BIN names the stand-in: use it
+    return { real: true, bin, version, label: `real imgproxy ${version}` };
+  }
+  return standIn();
+}
+
+/** What `bin version` prints (imgproxy prints its version, the stand-in "stand-in"). */
+export async function imgproxyVersion(bin: string): Promise<string> {
+  const out = await new Deno.Command(bin, { args: ["version"], stdout: "piped", stderr: "null" })
+    .output();
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
+/** The stand-in, for tests that need what real imgproxy cannot be made to do. */
+export function standIn(): ImgproxyChoice {
+  return {
+    real: false,
+    bin: STAND_IN,
+    version: "stand-in",
+    label: "STAND-IN imgproxy, not real imgproxy",
+  };
 }
 
 /** Prints which imgproxy runs, once per test module. */
