@@ -158,16 +158,29 @@ export async function baseEnv(): Promise<Record<string, string>> {
  * Starts imgproxy (or the stand-in) at `bin` on a port of its own, allowed to fetch sources from
  * loopback (the tests' source servers); not waited for: poll its /health.
  */
-export async function startImgproxy(bin: string): Promise<{ proc: Proc; url: string }> {
+export async function startImgproxy(
+  bin: string,
+  env: Record<string, string> = {},
+): Promise<{ proc: Proc; url: string }> {
   const bind = `127.0.0.1:${freePort()}`;
-  const proc = new Proc("imgproxy", bin, [], {
+  const proc = new Proc(bin === STAND_IN ? "stand-in" : "imgproxy", bin, [], {
     env: {
       ...await baseEnv(),
       IMGPROXY_BIND: bind,
       IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES: "true",
+      ...env,
     },
   });
   return { proc, url: `http://${bind}` };
+}
+
+/** Waits until imgproxy (or the stand-in) at `url` answers /health with 200. */
+export function waitForHealth(url: string, proc: Proc, timeoutMs = 20_000): Promise<true> {
+  return waitFor(`${proc.name} at ${url} to be healthy`, async () => {
+    const r = await fetch(`${url}/health`);
+    await r.body?.cancel();
+    return r.status === 200 || undefined;
+  }, timeoutMs);
 }
 
 /** A child process whose output is collected line by line. */
@@ -441,7 +454,11 @@ export function s3Client(endpoint: string, secret: string): S3Client {
 // ---------------------------------------------------------------------------------------------
 // Source images and a delaying TCP relay
 
-/** Serves e2e/fixtures over HTTP on 127.0.0.1 (the sources imgproxy fetches). */
+/**
+ * Serves e2e/fixtures over HTTP on 127.0.0.1 (the sources imgproxy fetches): `/NAME` is the
+ * fixture, `/status/NNN/NAME` answers status NNN, `/cache-control/N/NAME` is the fixture with
+ * `Cache-Control: max-age=N, public`.
+ */
 export class SourceServer {
   readonly requests: string[] = [];
   readonly server: Deno.HttpServer<Deno.NetAddr>;
@@ -454,7 +471,13 @@ export class SourceServer {
       async (req) => {
         const path = new URL(req.url).pathname;
         this.requests.push(path);
-        const name = path.slice(1);
+        const status = /^\/status\/(\d{3})\//.exec(path);
+        if (status) return new Response(`status ${status[1]}`, { status: Number(status[1]) });
+        const cc = /^\/cache-control\/(\d+)(\/.*)$/.exec(path);
+        const extra: Record<string, string> = cc
+          ? { "cache-control": `max-age=${cc[1]}, public` }
+          : {};
+        const name = (cc?.[2] ?? path).slice(1);
         if (!/^[a-z0-9_-]+\.(jpg|png)$/.test(name)) {
           return new Response("not found", {
             status: 404,
@@ -462,7 +485,9 @@ export class SourceServer {
         }
         try {
           const body = await Deno.readFile(`${FIXTURES}/${name}`);
-          return new Response(body, { headers: { "content-type": types[name.split(".")[1]!]! } });
+          return new Response(body, {
+            headers: { "content-type": types[name.split(".")[1]!]!, ...extra },
+          });
         } catch {
           return new Response("not found", { status: 404 });
         }

@@ -9,7 +9,11 @@
  * Cache-Control, checking nothing (what imgproxy 4.0.12 really sends); other methods 404; `IMGPROXY_KEY`/`IMGPROXY_SALT` signatures are checked (403);
  * `Vary: Accept` is sent when `IMGPROXY_AUTO_*`/`IMGPROXY_ENFORCE_*` asks for it; a source that
  * cannot be fetched (or a loopback one without `IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES`) gives
- * 404; images carry `Cache-Control: max-age=IMGPROXY_TTL, public` and `Content-Length`.
+ * 404, a source's 4xx is passed on and its 5xx is 502; images carry `Content-Length` and
+ * `Cache-Control: max-age=IMGPROXY_TTL, public`, shortened by `exp:` (expired: 404), copied from
+ * the source with `IMGPROXY_CACHE_CONTROL_PASSTHROUGH`; `IMGPROXY_FALLBACK_IMAGE_DATA` answers a
+ * failed download with that image (`IMGPROXY_FALLBACK_IMAGE_HTTP_CODE`, `..._TTL`); only images
+ * carry `Vary`. e2e/differential_test.ts holds all of this to real imgproxy.
  * `version` prints `stand-in` and `health` probes `IMGPROXY_BIND` like `imgproxy health`.
  * SIGTERM/SIGINT stop it gracefully with status 0.
  *
@@ -27,6 +31,12 @@ export interface StandInOptions {
   varyAccept: boolean;
   ttl: number;
   allowLoopback: boolean;
+  cacheControlPassthrough: boolean;
+  /** IMGPROXY_FALLBACK_IMAGE_DATA, decoded (PATH and URL are not modelled). */
+  fallback: Uint8Array<ArrayBuffer> | null;
+  fallbackStatus: number;
+  /** IMGPROXY_FALLBACK_IMAGE_TTL; 0 when unset. */
+  fallbackTtl: number;
 }
 
 const truthy = (v: string | undefined) => v !== undefined && /^(1|t|true|yes|on)$/i.test(v.trim());
@@ -48,6 +58,12 @@ export function standInOptions(env: (name: string) => string | undefined): Stand
     varyAccept: negotiates,
     ttl: Number(env("IMGPROXY_TTL") ?? "31536000"),
     allowLoopback: truthy(env("IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES")),
+    cacheControlPassthrough: truthy(env("IMGPROXY_CACHE_CONTROL_PASSTHROUGH")),
+    fallback: env("IMGPROXY_FALLBACK_IMAGE_DATA")
+      ? new Uint8Array(Buffer.from(env("IMGPROXY_FALLBACK_IMAGE_DATA")!, "base64"))
+      : null,
+    fallbackStatus: Number(env("IMGPROXY_FALLBACK_IMAGE_HTTP_CODE") || "200"),
+    fallbackTtl: Math.max(0, Number(env("IMGPROXY_FALLBACK_IMAGE_TTL") || "0")),
   };
 }
 
@@ -116,44 +132,101 @@ export function standInHandler(options: StandInOptions): (req: Request) => Promi
         sign(k, options.salts[i] ?? new Uint8Array(), signed, options.signatureSize) ===
           signature
       );
-      if (!ok) return text(403, "Forbidden", vary);
+      if (!ok) return text(403, "Forbidden");
     } else if (signature === "") {
-      return text(403, "Forbidden", vary);
+      return text(403, "Forbidden");
     }
-    const source = sourceOf(segments.slice(1));
+    const rest = segments.slice(1);
+    const expires = expiresOf(rest);
+    if (expires !== null && expires > 0 && expires < Date.now() / 1000) {
+      return text(404, "Invalid URL");
+    }
+    const source = sourceOf(rest);
     let url: URL;
     try {
       url = new URL(source ?? "");
     } catch {
-      return text(404, "Invalid URL", vary);
+      return text(404, "Invalid URL");
     }
-    if (!options.allowLoopback && isLoopback(url)) return text(404, "Source is unreachable", vary);
-    let src: Response;
-    try {
-      src = await fetch(url, { signal: AbortSignal.timeout(5000) });
-    } catch {
-      return text(404, "Source is unreachable", vary);
+    const answer = await download(url, options);
+    let maxAge = -1;
+    let status = 200;
+    let image: { body: Uint8Array<ArrayBuffer>; type: string; headers: Headers };
+    if (answer instanceof Response) {
+      if (options.fallback === null) return answer;
+      // As imgproxy does: the fallback image, its status, and at most the fallback TTL.
+      image = { body: options.fallback, type: sniff(options.fallback), headers: new Headers() };
+      status = options.fallbackStatus;
+      if (options.fallbackTtl > 0) maxAge = options.fallbackTtl;
+    } else image = answer;
+    if (expires !== null && expires > 0) {
+      const left = Math.max(0, Math.floor(expires - Date.now() / 1000));
+      if (maxAge < 0 || left < maxAge) maxAge = Math.min(options.ttl, left);
     }
-    if (!src.ok) {
-      await src.body?.cancel();
-      return text(404, "Source is unreachable", vary);
-    }
-    const body = new Uint8Array(await src.arrayBuffer());
-    const type = src.headers.get("content-type") ?? "application/octet-stream";
-    const name = url.pathname.split("/").pop() || "image";
-    return new Response(body, {
-      status: 200,
-      headers: {
-        "content-type": type,
-        "content-length": String(body.byteLength),
-        "cache-control": options.ttl > 0 ? `max-age=${options.ttl}, public` : "no-cache",
-        "content-disposition": `inline; filename="${name}"`,
-        server: "imgproxy-stand-in",
-        "x-imgproxy-stand-in": "source bytes, not processed",
-        ...vary,
-      },
-    });
+    const headers: Record<string, string> = {
+      "content-type": image.type,
+      "content-length": String(image.body.byteLength),
+      "content-disposition": `inline; filename="${url.pathname.split("/").pop() || "image"}"`,
+      server: "imgproxy-stand-in",
+      "x-imgproxy-stand-in": "source bytes, not processed",
+      ...vary,
+    };
+    const cacheControl = cacheControlOf(maxAge, status, image.headers, options);
+    if (cacheControl !== null) headers["cache-control"] = cacheControl;
+    return new Response(image.body, { status, headers });
   };
+}
+
+/** imgproxy's Cache-Control: an explicit max-age, none on errors, passthrough, TTL, no-cache. */
+function cacheControlOf(
+  maxAge: number,
+  status: number,
+  source: Headers,
+  options: StandInOptions,
+): string | null {
+  if (maxAge > 0) return `max-age=${maxAge}, public`;
+  if (status >= 400) return null;
+  const passed = options.cacheControlPassthrough ? source.get("cache-control") : null;
+  if (passed) return passed;
+  return options.ttl > 0 ? `max-age=${options.ttl}, public` : "no-cache";
+}
+
+/** The source image, or the error answer imgproxy 4 gives when it cannot be downloaded. */
+async function download(
+  url: URL,
+  options: StandInOptions,
+): Promise<{ body: Uint8Array<ArrayBuffer>; type: string; headers: Headers } | Response> {
+  if (!options.allowLoopback && isLoopback(url)) return text(404, "Source is unreachable");
+  let src: Response;
+  try {
+    src = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  } catch {
+    return text(404, "Source is unreachable");
+  }
+  if (!src.ok) {
+    await src.body?.cancel();
+    // imgproxy 4 passes a source's 4xx on and answers a 5xx with 502.
+    const status = src.status >= 500 ? 502 : src.status >= 400 ? src.status : 404;
+    return text(status, "Source is unreachable");
+  }
+  const body = new Uint8Array(await src.arrayBuffer());
+  return { body, type: src.headers.get("content-type") ?? sniff(body), headers: src.headers };
+}
+
+/** The `exp:`/`expires:` option's unix time, or null without one. */
+export function expiresOf(rest: string[]): number | null {
+  for (const segment of rest) {
+    if (!segment.includes(":") || segment === "plain") break;
+    const [name, value] = segment.split(":");
+    if (name === "exp" || name === "expires") return Number(value);
+  }
+  return null;
+}
+
+function sniff(body: Uint8Array): string {
+  if (body[0] === 0x89 && body[1] === 0x50) return "image/png";
+  if (body[0] === 0xff && body[1] === 0xd8) return "image/jpeg";
+  return "application/octet-stream";
 }
 
 /** Parses imgproxy's bind syntax (":8080", "host:port") into Deno.serve options. */
