@@ -32,7 +32,7 @@ prof.samples.forEach((id, i) => {
 });
 const source = (url: string) => {
   const m =
-    /node_modules\/\.deno\/([^/]+)|npm\/registry\.npmjs\.org\/([^/]+(?:\/[^/]+)?)\/|\/(@[^/]+\/[^/]+|[^/@][^/]*)\/\d+\.\d+\.\d+\//
+    /node_modules\/\.deno\/([^/]+)|\/npm\/[^/]+\/([^/]+(?:\/[^/]+)?)\/\d+\.\d+\.\d+\/|\/(@[^/]+\/[^/]+|[^/@][^/]*)\/\d+\.\d+\.\d+\//
       .exec(url);
   if (m) return "npm:" + (m[1] ?? m[2] ?? m[3]);
   if (url.startsWith("ext:") || url.startsWith("node:")) {
