@@ -9,7 +9,8 @@
 #   - moto (S3 server with the bucket lifecycle API, which versitygw lacks: e2e/lifecycle_test.ts;
 #     the Python package `moto[server]` into ~/.cache/imgproxy-cache/moto-venv, about 30 s),
 #   - shellcheck (Debian package; lints entrypoint.sh, bin/start and these scripts),
-#   - the npm dependencies in Deno's cache (`deno install`), so tests need no registry later.
+#   - the npm dependencies in Deno's cache (`deno install`, and the tests' own packages from
+#     tests/deno.lock), so tests need no registry later.
 # Without IMGPROXY_SRC, imgproxy is optional: the end-to-end suite uses it when found
 # (IMGPROXY_BIN, PATH or /opt/imgproxy/bin/imgproxy) and a stand-in otherwise, and says which
 # (unless E2E_EXPECT_IMGPROXY demands a real one).
@@ -182,7 +183,10 @@ fi
 command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
 
 # npm dependencies into Deno's cache --------------------------------------------------------------
-(cd "$root" && deno install --quiet)
+# deno.lock holds what the proxy runs; the test and bench tasks lock their own packages (s3rver,
+# parsers) in tests/deno.lock, so cache those with that lockfile.
+(cd "$root" && deno install --quiet &&
+  deno cache --quiet --lock=tests/deno.lock tests/*_test.ts e2e/*_test.ts bench/*.ts)
 
 log "ready: $(deno --version | head -n 1), versitygw at $(command -v versitygw)," \
   "$(shellcheck --version | sed -n 's/^version: /shellcheck /p')"

@@ -11,7 +11,11 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from "@aws-sdk/client-s3";
-import S3rver from "s3rver";
+// Test-only, so not in deno.json's imports: Deno installs every npm package named there (and
+// every package in deno.lock) on any `deno run`, and the proxy's first start would fetch s3rver
+// with koa and winston. The test tasks keep their packages in tests/deno.lock.
+// deno-lint-ignore no-import-prefix
+import S3rver from "npm:s3rver@3.7.1";
 import type { AddressInfo } from "node:net";
 import process from "node:process";
 
