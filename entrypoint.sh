@@ -27,8 +27,20 @@ set -u
 
 root=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 
+# The proxy's log format (LOG_FORMAT, else imgproxy's IMGPROXY_LOG_FORMAT), so that with json
+# every line of the container is one JSON object.
+log_format=$(printf '%s' "${LOG_FORMAT:-${IMGPROXY_LOG_FORMAT:-}}" | tr '[:upper:]' '[:lower:]')
+
 log() {
-  printf '%s %s entrypoint: %s\n' "$(date -u '+%Y/%m/%d %H:%M:%S')" "$1" "$2" >&2
+  case $log_format in
+  json | gcp)
+    # Messages are one line; backslashes and double quotes are all JSON needs escaped here.
+    msg=$(printf '%s' "entrypoint: $2" | sed 's/\\/\\\\/g; s/"/\\"/g')
+    printf '{"time":"%s","level":"%s","msg":"%s"}\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$1" \
+      "$msg" >&2
+    ;;
+  *) printf '%s %s entrypoint: %s\n' "$(date -u '+%Y/%m/%d %H:%M:%S')" "$1" "$2" >&2 ;;
+  esac
 }
 
 is_uint() {

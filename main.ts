@@ -5,15 +5,15 @@
  * accepting, finishes the responses in flight and drains the upload queue before exiting 0.
  */
 import { createApp, drainUploads, logStartup, waitForImgproxy } from "./lib/app.ts";
-import { ConfigError, denoEnv, type EnvReader, loadConfig } from "./lib/config.ts";
+import { ConfigError, denoEnv, type EnvReader, loadConfig, logSettings } from "./lib/config.ts";
 import { logUnhandledRejections, onShutdownSignal } from "./lib/lifecycle.ts";
-import { consoleLogger, type Logger } from "./lib/log.ts";
+import { createLogger, type Logger } from "./lib/log.ts";
 import { serveMetrics } from "./lib/metrics.ts";
 
 /** Runs the proxy until a signal arrives; returns the exit code. */
 export async function main(
   env: EnvReader = denoEnv,
-  logger: Logger = consoleLogger,
+  logger: Logger = createLogger(logSettings(env)),
 ): Promise<number> {
   let config;
   try {
@@ -74,4 +74,15 @@ export async function main(
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) {
+  // Even a failure nobody expected is one line in the configured format.
+  const logger = createLogger(logSettings(denoEnv));
+  let code: number;
+  try {
+    code = await main(denoEnv, logger);
+  } catch (err) {
+    logger.log("ERROR", "Fatal error", { reason: String((err as Error)?.stack ?? err) });
+    code = 1;
+  }
+  Deno.exit(code);
+}

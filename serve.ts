@@ -17,25 +17,28 @@
  * module with `export default { fetch }` prints Deno's "did you mean deno serve" warning.
  */
 import { type App, createApp, drainUploads, logStartup } from "./lib/app.ts";
-import { ConfigError, denoEnv, loadConfig } from "./lib/config.ts";
+import { ConfigError, denoEnv, loadConfig, logSettings } from "./lib/config.ts";
 import { logUnhandledRejections, onShutdownSignal } from "./lib/lifecycle.ts";
-import { consoleLogger } from "./lib/log.ts";
+import { consoleLogger, createLogger, type Logger } from "./lib/log.ts";
 
 let app: Promise<App> | null = null;
+/** The configured logger once the environment is read (LOG_FORMAT, LOG_LEVEL). */
+let logger: Logger = consoleLogger;
 
 async function build(): Promise<App> {
-  logUnhandledRejections(consoleLogger);
+  logger = createLogger(logSettings(denoEnv));
+  logUnhandledRejections(logger);
   const config = loadConfig(denoEnv);
-  const built = await createApp(config, consoleLogger);
-  logStartup(built, consoleLogger);
-  consoleLogger.log("INFO", "Serving (deno serve)", { imgproxy: config.imgproxyUrl });
+  const built = await createApp(config, logger);
+  logStartup(built, logger);
+  logger.log("INFO", "Serving (deno serve)", { imgproxy: config.imgproxyUrl });
   listenForShutdown(built);
   return built;
 }
 
 function listenForShutdown(built: App): void {
-  onShutdownSignal(consoleLogger, async () => {
-    await drainUploads(built, consoleLogger);
+  onShutdownSignal(logger, async () => {
+    await drainUploads(built, logger);
     Deno.exit(0);
   });
 }
@@ -54,7 +57,7 @@ export default {
       app = build();
       // Logged once; every request then gets a plain 500.
       app.catch((err) => {
-        consoleLogger.log("ERROR", err instanceof ConfigError ? err.message : String(err));
+        logger.log("ERROR", err instanceof ConfigError ? err.message : String(err));
       });
     }
     let built: App;

@@ -4,6 +4,7 @@
  */
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
+import { withAccessLog } from "./access_log.ts";
 import { coalesce, type CoalesceStats } from "./coalesce.ts";
 import {
   createProxyMetrics,
@@ -104,6 +105,7 @@ export async function createApp(
     metrics.attach({ uploader, coalesceStats });
     handle = instrumentHandler(handle, metrics);
   }
+  if (config.accessLog) handle = withAccessLog(handle, logger);
   const handler = serveContexts(handle);
   return { config, store, uploader, handler, handle, coalesceStats, registry };
 }

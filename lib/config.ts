@@ -7,6 +7,7 @@
  */
 import type { CacheRules } from "./cache_rules.ts";
 import { normalizeFolder } from "./key.ts";
+import type { Level, LogFormat, LogSettings } from "./log.ts";
 
 /** Where the proxy listens. */
 export interface BindAddress {
@@ -83,6 +84,10 @@ export interface Config {
   /** CACHE_ONLY / CACHE_SKIP: which raw paths are looked up and stored at all. */
   cacheRules: CacheRules;
   upload: UploadConfig;
+  /** `LOG_FORMAT` and `LOG_LEVEL`. */
+  log: LogSettings;
+  /** One line per request (`ACCESS_LOG`). */
+  accessLog: boolean;
 }
 
 /** Thrown when the environment holds bad configuration; lists every problem. */
@@ -113,6 +118,9 @@ export const VARIABLES = {
   STORE_LOOKUP_TIMEOUT_MS: "1000",
   COALESCE_REQUESTS: "true",
   METRICS_BIND: "",
+  LOG_FORMAT: "$IMGPROXY_LOG_FORMAT, else text",
+  LOG_LEVEL: "$IMGPROXY_LOG_LEVEL, else info",
+  ACCESS_LOG: "true",
   IMGPROXY_BIND: ":8080",
   IMGPROXY_URL: "http://127.0.0.1:8081",
   HEALTH_CHECK_TIMEOUT_IN_SEC: "30",
@@ -136,6 +144,8 @@ export const VARIABLES = {
   IMGPROXY_FALLBACK_IMAGE_URL: "",
   IMGPROXY_FALLBACK_IMAGE_HTTP_CODE: "200",
   IMGPROXY_FALLBACK_IMAGE_TTL: "",
+  IMGPROXY_LOG_FORMAT: "",
+  IMGPROXY_LOG_LEVEL: "",
   // Read only as defaults for the S3 settings above.
   AWS_ENDPOINT_URL_S3: "",
   AWS_ENDPOINT_URL: "",
@@ -317,6 +327,54 @@ function fallbackRule(p: Parser): number | null {
   return fallbackTtl;
 }
 
+/** imgproxy's log formats, as the proxy writes them: its key=value and colour formats as text. */
+const IMGPROXY_FORMATS: Record<string, LogFormat> = {
+  pretty: "text",
+  structured: "text",
+  json: "json",
+  gcp: "json",
+};
+
+const LEVELS: Record<string, Level> = {
+  debug: "DEBUG",
+  info: "INFO",
+  warn: "WARN",
+  error: "ERROR",
+};
+
+/** One lower-case name out of `names`, or the fallback (with a problem) for anything else. */
+function named<T>(p: Parser, name: VariableName, names: Record<string, T>, fallback: T): T {
+  const v = p.raw(name);
+  if (v === undefined) return fallback;
+  const found = Object.hasOwn(names, v.toLowerCase()) ? names[v.toLowerCase()] : undefined;
+  if (found !== undefined) return found;
+  p.problems.push(
+    `${name}: expected one of ${Object.keys(names).join(", ")}, got ${JSON.stringify(v)}`,
+  );
+  return fallback;
+}
+
+/**
+ * `LOG_FORMAT` and `LOG_LEVEL`; unset, they follow imgproxy's `IMGPROXY_LOG_FORMAT` and
+ * `IMGPROXY_LOG_LEVEL`, so both programs in one container write alike.
+ */
+function parseLog(p: Parser): LogSettings {
+  const imgproxyFormat = named(p, "IMGPROXY_LOG_FORMAT", IMGPROXY_FORMATS, "text");
+  const imgproxyLevel = named(p, "IMGPROXY_LOG_LEVEL", LEVELS, "INFO");
+  return {
+    format: named(p, "LOG_FORMAT", { text: "text", json: "json" } as const, imgproxyFormat),
+    level: named(p, "LOG_LEVEL", LEVELS, imgproxyLevel),
+  };
+}
+
+/**
+ * The log settings alone, leniently (a bad value counts as unset): to write the configuration's
+ * own problems in the format the operator asked for. {@linkcode loadConfig} reports bad values.
+ */
+export function logSettings(read: EnvReader): LogSettings {
+  return parseLog(new Parser(read));
+}
+
 /** Builds the configuration from an environment reader; throws {@linkcode ConfigError}. */
 export function loadConfig(read: EnvReader): Readonly<Config> {
   const p = new Parser(read);
@@ -396,6 +454,8 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     cookiePassthrough: p.bool("IMGPROXY_COOKIE_PASSTHROUGH", false),
     cacheRules: { only: p.regex("CACHE_ONLY"), skip: p.regex("CACHE_SKIP") },
     upload,
+    log: parseLog(p),
+    accessLog: p.bool("ACCESS_LOG", true),
   };
   if (p.problems.length > 0) throw new ConfigError(p.problems);
   return Object.freeze(config);

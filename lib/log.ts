@@ -1,8 +1,16 @@
 /**
  * The only place that writes to the console.
  *
- * Lines follow the seed's (Go `log/slog` text) shape so existing log queries keep working:
- * `2025/10/20 10:30:15 INFO Uploaded to S3 path=/x bucket=b key=k`.
+ * Two formats (`LOG_FORMAT`):
+ *
+ * - `text` follows the original program's (Go `log/slog` text) shape, so existing log queries
+ *   keep working: `2025/10/20 10:30:15 INFO Uploaded to S3 path=/x bucket=b key=k`;
+ * - `json` writes one JSON object per line with imgproxy's keys (`time`, `level`, `msg`, then
+ *   the fields), so a container running imgproxy with `IMGPROXY_LOG_FORMAT=json` gets one
+ *   format from both programs. A message or value spanning lines stays on one line (JSON
+ *   escapes the line breaks).
+ *
+ * Lines below the configured level (`LOG_LEVEL`) are not written.
  */
 
 /** Severity of a log line. */
@@ -15,6 +23,18 @@ export type Fields = Record<string, string | number | boolean | undefined>;
 export interface Logger {
   log(level: Level, msg: string, fields?: Fields): void;
 }
+
+/** How lines are written. */
+export type LogFormat = "text" | "json";
+
+/** The logging configuration (`LOG_FORMAT`, `LOG_LEVEL`). */
+export interface LogSettings {
+  format: LogFormat;
+  /** The least severe level written. */
+  level: Level;
+}
+
+const RANK: Record<Level, number> = { DEBUG: 0, INFO: 1, WARN: 2, ERROR: 3 };
 
 const pad = (n: number) => (n < 10 ? "0" : "") + n;
 
@@ -31,7 +51,7 @@ export function formatValue(v: string | number | boolean): string {
   return s === "" || /[\s"=\\\x00-\x1f\x7f]/.test(s) ? JSON.stringify(s) : s;
 }
 
-/** Formats one line (without the trailing newline). */
+/** Formats one text line (without the trailing newline). */
 export function formatLine(level: Level, msg: string, fields: Fields = {}, now = new Date()) {
   let line = `${timestamp(now)} ${level} ${msg}`;
   for (const [k, v] of Object.entries(fields)) {
@@ -40,14 +60,55 @@ export function formatLine(level: Level, msg: string, fields: Fields = {}, now =
   return line;
 }
 
-/** Writes INFO/DEBUG to stdout and WARN/ERROR to stderr. */
-export const consoleLogger: Logger = {
-  log(level, msg, fields) {
-    const line = formatLine(level, msg, fields);
-    if (level === "WARN" || level === "ERROR") console.error(line);
-    else console.log(line);
-  },
+/** Keys of every JSON line; a field with one of these names is written with a `field_` prefix. */
+const RESERVED = new Set(["time", "level", "msg"]);
+
+/** Formats one JSON line (without the trailing newline): time (RFC 3339, UTC), level, msg. */
+export function formatJsonLine(level: Level, msg: string, fields: Fields = {}, now = new Date()) {
+  const record: Record<string, string | number | boolean> = {
+    time: now.toISOString(),
+    level,
+    msg,
+  };
+  for (const [k, v] of Object.entries(fields)) {
+    // JSON has no NaN or Infinity: write them as strings rather than as null.
+    if (v !== undefined) {
+      record[RESERVED.has(k) ? `field_${k}` : k] = typeof v === "number" && !Number.isFinite(v)
+        ? String(v)
+        : v;
+    }
+  }
+  return JSON.stringify(record);
+}
+
+/** Where formatted lines go: INFO/DEBUG to `out`, WARN/ERROR to `err`. */
+export interface Sink {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+/** stdout and stderr. */
+export const consoleSink: Sink = {
+  out: (line) => console.log(line),
+  err: (line) => console.error(line),
 };
+
+/** Creates a logger writing `settings.format` lines at or above `settings.level` to `sink`. */
+export function createLogger(settings: LogSettings, sink: Sink = consoleSink): Logger {
+  const format = settings.format === "json" ? formatJsonLine : formatLine;
+  const least = RANK[settings.level];
+  return {
+    log(level, msg, fields) {
+      if (RANK[level] < least) return;
+      const line = format(level, msg, fields);
+      if (level === "WARN" || level === "ERROR") sink.err(line);
+      else sink.out(line);
+    },
+  };
+}
+
+/** Text lines, every level, to stdout and stderr (before any configuration is read). */
+export const consoleLogger: Logger = createLogger({ format: "text", level: "DEBUG" });
 
 /** A logger that keeps lines in memory, for tests. */
 export class MemoryLogger implements Logger {

@@ -15,8 +15,10 @@ import {
   denoEnv,
   type EnvReader,
   loadConfig,
+  logSettings,
   VARIABLES,
 } from "./config.ts";
+import { createLogger } from "./log.ts";
 
 /** Variables the AWS SDK reads besides `AWS_*` (seen under Deno: see the facts file). */
 export const SDK_ENV = ["HOME", "USERPROFILE", "HOMEPATH", "HOMEDRIVE", "_X_AMZN_TRACE_ID"];
@@ -135,7 +137,8 @@ if (import.meta.main) {
     );
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    console.error(err.message);
+    // The first line the operator sees: in the format they asked for.
+    createLogger(logSettings(denoEnv)).log("ERROR", err.message);
     Deno.exit(2);
   }
 }

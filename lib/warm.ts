@@ -654,8 +654,9 @@ export async function runWarm(args: string[], io: WarmIO): Promise<number> {
     reporter.message(`skipped line ${left.line}: ${left.why}: ${left.target}`);
   }
 
-  // Lookups would be wasted (the run checks the store itself): always the write path.
-  const warmConfig = Object.freeze({ ...config, cacheMode: "write" as const });
+  // Lookups would be wasted (the run checks the store itself): always the write path. The run
+  // reports per path itself: no access lines.
+  const warmConfig = Object.freeze({ ...config, cacheMode: "write" as const, accessLog: false });
   let store: Store;
   try {
     store = await createStore(warmConfig);

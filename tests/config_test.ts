@@ -6,6 +6,7 @@ import {
   type EnvReader,
   isLocalOrIpHost,
   loadConfig,
+  logSettings,
   maxAgeOf,
   type VariableName,
   VARIABLES,
@@ -57,6 +58,8 @@ Deno.test("loadConfig() gives every documented default when the environment is e
       dedupKeys: 10000,
       dedupTtlMs: 600000,
     },
+    log: { format: "text", level: "INFO" },
+    accessLog: true,
   };
   assert.deepEqual(loadConfig(envOf()), expected);
 });
@@ -540,4 +543,42 @@ Deno.test("denoEnv() reads a variable from the process environment", () => {
     Deno.env.delete(name);
   }
   assert.equal(denoEnv(name), undefined);
+});
+
+Deno.test("loadConfig() takes LOG_FORMAT and LOG_LEVEL, else imgproxy's log settings", () => {
+  const rows: [Record<string, string>, { format: string; level: string }][] = [
+    [{}, { format: "text", level: "INFO" }],
+    [{ LOG_FORMAT: "json" }, { format: "json", level: "INFO" }],
+    [{ LOG_FORMAT: "JSON", LOG_LEVEL: "Warn" }, { format: "json", level: "WARN" }],
+    [{ IMGPROXY_LOG_FORMAT: "json" }, { format: "json", level: "INFO" }],
+    [{ IMGPROXY_LOG_FORMAT: "gcp" }, { format: "json", level: "INFO" }],
+    [{ IMGPROXY_LOG_FORMAT: "structured" }, { format: "text", level: "INFO" }],
+    [{ IMGPROXY_LOG_FORMAT: "pretty" }, { format: "text", level: "INFO" }],
+    [{ IMGPROXY_LOG_FORMAT: "json", LOG_FORMAT: "text" }, { format: "text", level: "INFO" }],
+    [{ IMGPROXY_LOG_LEVEL: "debug" }, { format: "text", level: "DEBUG" }],
+    [{ IMGPROXY_LOG_LEVEL: "debug", LOG_LEVEL: "error" }, { format: "text", level: "ERROR" }],
+  ];
+  for (const [vars, log] of rows) {
+    assert.deepEqual(loadConfig(envOf(vars)).log, log, JSON.stringify(vars));
+    assert.deepEqual(logSettings(envOf(vars)), log, JSON.stringify(vars));
+  }
+});
+
+Deno.test("loadConfig() refuses unknown log formats and levels, naming the variable", () => {
+  const err = configError({
+    LOG_FORMAT: "xml",
+    LOG_LEVEL: "loud",
+    IMGPROXY_LOG_FORMAT: "fancy",
+    IMGPROXY_LOG_LEVEL: "trace",
+    ACCESS_LOG: "maybe",
+  });
+  for (const name of ["LOG_FORMAT", "LOG_LEVEL", "IMGPROXY_LOG_FORMAT", "IMGPROXY_LOG_LEVEL"]) {
+    assert.ok(err.problems.some((p) => p.startsWith(`${name}: expected one of`)), name);
+  }
+  assert.ok(err.problems.some((p) => p.startsWith("ACCESS_LOG: expected true or false")));
+  // The lenient reader behind the first log line falls back instead.
+  assert.deepEqual(logSettings(envOf({ LOG_FORMAT: "xml", IMGPROXY_LOG_FORMAT: "json" })), {
+    format: "json",
+    level: "INFO",
+  });
 });

@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { consoleLogger, formatLine, formatValue, MemoryLogger, timestamp } from "../lib/log.ts";
+import {
+  consoleLogger,
+  createLogger,
+  formatJsonLine,
+  formatLine,
+  formatValue,
+  MemoryLogger,
+  type Sink,
+  timestamp,
+} from "../lib/log.ts";
 
 const AT = new Date(Date.UTC(2025, 9, 20, 10, 30, 15, 999));
 
@@ -116,4 +125,58 @@ Deno.test("consoleLogger writes INFO/DEBUG to stdout and WARN/ERROR to stderr", 
   }
   assert.deepEqual(out.map((l) => l.slice(20)), ["INFO i k=v", "DEBUG d"]);
   assert.deepEqual(err.map((l) => l.slice(20)), ["WARN w", "ERROR e"]);
+});
+
+/** A sink that keeps lines, by stream. */
+function captured(): Sink & { outLines: string[]; errLines: string[] } {
+  const outLines: string[] = [];
+  const errLines: string[] = [];
+  return { outLines, errLines, out: (l) => outLines.push(l), err: (l) => errLines.push(l) };
+}
+
+Deno.test("formatJsonLine() writes one JSON object: time, level, msg, then the fields", () => {
+  const line = formatJsonLine("WARN", "two\nlines", {
+    path: '/a "b"',
+    n: 3,
+    ok: false,
+    skipped: undefined,
+    msg: "clash",
+    inf: Infinity,
+  }, AT);
+  assert.ok(!line.includes("\n"), line);
+  assert.deepEqual(JSON.parse(line), {
+    time: "2025-10-20T10:30:15.999Z",
+    level: "WARN",
+    msg: "two\nlines",
+    path: '/a "b"',
+    n: 3,
+    ok: false,
+    field_msg: "clash",
+    inf: "Infinity",
+  });
+  assert.deepEqual(Object.keys(JSON.parse(line)).slice(0, 3), ["time", "level", "msg"]);
+});
+
+Deno.test("createLogger() writes the configured format and drops lines below the level", () => {
+  const json = captured();
+  const logger = createLogger({ format: "json", level: "WARN" }, json);
+  logger.log("DEBUG", "d");
+  logger.log("INFO", "i");
+  logger.log("WARN", "w", { k: "v" });
+  logger.log("ERROR", "e");
+  assert.deepEqual(json.outLines, []);
+  assert.deepEqual(json.errLines.map((l) => JSON.parse(l).msg), ["w", "e"]);
+  assert.equal(JSON.parse(json.errLines[0]!).k, "v");
+
+  const text = captured();
+  const all = createLogger({ format: "text", level: "DEBUG" }, text);
+  all.log("DEBUG", "d");
+  all.log("INFO", "i", { k: "v" });
+  all.log("ERROR", "e");
+  assert.deepEqual(text.outLines.map((l) => l.slice(20)), ["DEBUG d", "INFO i k=v"]);
+  assert.deepEqual(text.errLines.map((l) => l.slice(20)), ["ERROR e"]);
+
+  const info = captured();
+  createLogger({ format: "text", level: "INFO" }, info).log("DEBUG", "d");
+  assert.deepEqual(info.outLines, []);
 });

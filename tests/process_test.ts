@@ -4,73 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { fileURLToPath } from "node:url";
 import { type FakeImgproxy, imageBytes, startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { freePort } from "./support/net_fs.ts";
+import { type Proxy, start, stop } from "./support/process.ts";
 import { startS3, type TestS3 } from "./support/s3.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const md5 = (s: string) => createHash("md5").update(s, "utf8").digest("hex");
-
-/** A running `sh bin/start` with its output collected. */
-interface Proxy {
-  child: Deno.ChildProcess;
-  /** Everything written so far to stdout and stderr, interleaved by arrival. */
-  output: () => string;
-  /** Resolves with the first line containing `text` (rejects after `ms` or at exit). */
-  waitFor(text: string, ms?: number): Promise<string>;
-  /** Resolves when the process has exited and its output is read. */
-  done: Promise<{ code: number; output: string }>;
-}
-
-function start(env: Record<string, string>, clearEnv = false): Proxy {
-  const child = new Deno.Command("sh", {
-    args: [`${ROOT}bin/start`],
-    cwd: ROOT,
-    env,
-    clearEnv,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  let exited = false;
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) text += chunk;
-  };
-  const reading = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  const done = (async () => {
-    const status = await child.status;
-    await reading;
-    exited = true;
-    return { code: status.code, output: text };
-  })();
-  return {
-    child,
-    output: () => text,
-    async waitFor(needle, ms = 20_000) {
-      const deadline = Date.now() + ms;
-      for (;;) {
-        const line = text.split("\n").find((l) => l.includes(needle));
-        if (line !== undefined) return line;
-        if (exited || Date.now() > deadline) {
-          throw new Error(`no line with ${JSON.stringify(needle)} in:\n${text}`);
-        }
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    },
-    done,
-  };
-}
-
-/** Sends SIGTERM unless the process has already exited. */
-function stop(proxy: Proxy): void {
-  try {
-    proxy.child.kill("SIGTERM");
-  } catch {
-    // already exited
-  }
-}
 
 const PATH = "/_/rs:fill:300:300/plain/http://example.com/images/cat.jpg";
 

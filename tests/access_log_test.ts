@@ -1,0 +1,164 @@
+/**
+ * The access log over real sockets: the proxy built by `createApp` in front of the stand-in
+ * imgproxy, one line per request once its body has ended.
+ */
+import assert from "node:assert/strict";
+import { cacheStatus, countBytes } from "../lib/access_log.ts";
+import { createApp } from "../lib/app.ts";
+import { loadConfig } from "../lib/config.ts";
+import type { Fields, Level, Logger } from "../lib/log.ts";
+import { imageBytes, startFakeImgproxy } from "./support/fake_imgproxy.ts";
+
+/** A logger keeping the access lines' fields, with a way to wait for the next ones. */
+class AccessLines implements Logger {
+  readonly lines: Fields[] = [];
+  #waiters: { count: number; resolve: () => void }[] = [];
+  log(_level: Level, msg: string, fields?: Fields): void {
+    if (msg !== "Request") return;
+    this.lines.push(fields ?? {});
+    this.#waiters = this.#waiters.filter((w) => {
+      if (this.lines.length < w.count) return true;
+      w.resolve();
+      return false;
+    });
+  }
+  /** Resolves once `count` access lines have been written. */
+  until(count: number): Promise<void> {
+    if (this.lines.length >= count) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ count, resolve }));
+  }
+}
+
+async function withProxy(
+  vars: Record<string, string>,
+  fn: (
+    base: string,
+    lines: AccessLines,
+    app: Awaited<ReturnType<typeof createApp>>,
+  ) => Promise<void>,
+  fakeOptions: Parameters<typeof startFakeImgproxy>[0] = {},
+) {
+  const fake = startFakeImgproxy(fakeOptions);
+  const dir = await Deno.makeTempDir({ prefix: "access-log-" });
+  const env: Record<string, string> = { IMGPROXY_URL: fake.url, CACHE_DIR: dir, ...vars };
+  const lines = new AccessLines();
+  const app = await createApp(loadConfig((n) => env[n]), lines);
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
+  try {
+    await fn(`http://127.0.0.1:${server.addr.port}`, lines, app);
+  } finally {
+    await server.shutdown();
+    await app.uploader.drain(2000);
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const IMAGE = "/insecure/rs:fit:10:10/plain/http://example.com/cat.jpg?x=%7E";
+
+Deno.test("access log: one line per request with raw path, status, bytes, cache outcome, request id, client", async () => {
+  await withProxy({ CACHE_MODE: "read" }, async (base, lines, app) => {
+    const miss = await fetch(base + IMAGE);
+    const body = await miss.bytes();
+    await lines.until(1);
+    await app.uploader.drain(2000);
+    await (await fetch(base + IMAGE)).bytes();
+    await lines.until(2);
+    await (await fetch(base + "/health")).bytes();
+    await lines.until(3);
+    await (await fetch(base + IMAGE, { method: "HEAD" })).bytes();
+    await lines.until(4);
+    const [first, hit, health, head] = lines.lines;
+    assert.deepEqual({ ...first, durationMs: 0 }, {
+      method: "GET",
+      path: IMAGE,
+      status: 200,
+      bytes: body.byteLength,
+      durationMs: 0,
+      cache: "MISS",
+      reason: undefined,
+      lookup: "miss",
+      requestId: miss.headers.get("x-request-id")!,
+      client: "127.0.0.1",
+      end: undefined,
+    });
+    assert.ok(typeof first!.durationMs === "number" && first!.durationMs >= 0);
+    assert.equal(hit!.cache, "HIT");
+    assert.equal(hit!.bytes, body.byteLength);
+    assert.equal(hit!.requestId, undefined, "a hit never reached imgproxy");
+    assert.equal(health!.cache, "BYPASS");
+    assert.equal(health!.reason, "content-type");
+    assert.equal(health!.bytes, "imgproxy is running".length);
+    assert.equal(head!.method, "HEAD");
+    assert.equal(head!.bytes, 0);
+    assert.equal(head!.cache, "BYPASS");
+    assert.equal(lines.lines.length, 4);
+  });
+});
+
+Deno.test("access log: a client that leaves mid-body is logged once, with the bytes it got", async () => {
+  await withProxy({}, async (base, lines) => {
+    const path = "/insecure/plain/http://example.com/slowbody.jpg";
+    const res = await fetch(base + path);
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    assert.ok(!first.done);
+    await reader.cancel();
+    await lines.until(1);
+    const [line] = lines.lines;
+    assert.equal(line!.end, "aborted");
+    assert.equal(line!.status, 200);
+    assert.ok((line!.bytes as number) < imageBytes(`${path}|jpeg`).byteLength, String(line!.bytes));
+    assert.ok((line!.bytes as number) >= first.value.byteLength);
+  }, { slowChunks: 10, slowChunkMs: 100 });
+});
+
+Deno.test("access log: a redirect-mode hit says REDIRECT; ACCESS_LOG=false writes nothing", async () => {
+  await withProxy(
+    { CACHE_MODE: "redirect", PUBLIC_BASE_URL: "https://cdn.example.com" },
+    async (base, lines, app) => {
+      await (await fetch(base + IMAGE)).bytes();
+      await app.uploader.drain(2000);
+      const res = await fetch(base + IMAGE, { redirect: "manual" });
+      await res.body?.cancel();
+      assert.equal(res.status, 302);
+      await lines.until(2);
+      assert.equal(lines.lines[1]!.cache, "REDIRECT");
+      assert.equal(lines.lines[1]!.status, 302);
+    },
+  );
+  await withProxy({ ACCESS_LOG: "false" }, async (base, lines) => {
+    await (await fetch(base + IMAGE)).bytes();
+    await (await fetch(base + "/health")).bytes();
+    assert.deepEqual(lines.lines, []);
+  });
+});
+
+Deno.test("cacheStatus() reads the outcome and reason from X-Cache", () => {
+  const rows: [number, Record<string, string>, { cache: string; reason?: string }][] = [
+    [200, { "x-cache": "HIT" }, { cache: "HIT", reason: undefined }],
+    [302, { "x-cache": "HIT" }, { cache: "REDIRECT" }],
+    [200, { "x-cache": "MISS" }, { cache: "MISS", reason: undefined }],
+    [404, { "x-cache": "BYPASS; reason=status" }, { cache: "BYPASS", reason: "status" }],
+    [502, {}, { cache: "NONE" }],
+  ];
+  for (const [status, headers, expected] of rows) {
+    assert.deepEqual(cacheStatus(new Response(null, { status, headers })), expected);
+  }
+});
+
+Deno.test("countBytes() reports the bytes once, when the body errors", async () => {
+  const ends: [number, string][] = [];
+  let pulls = 0;
+  const body = countBytes(
+    new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (pulls++ === 0) c.enqueue(new Uint8Array(3));
+        else c.error(new Error("boom"));
+      },
+    }, { highWaterMark: 0 }),
+    (bytes, end) => ends.push([bytes, end]),
+  );
+  await assert.rejects(new Response(body).bytes());
+  assert.deepEqual(ends, [[3, "error"]]);
+});

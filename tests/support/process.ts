@@ -1,0 +1,67 @@
+/**
+ * The real program as a subprocess (`sh bin/start`, so with exactly the permission flags
+ * lib/permissions.ts computes), with its output collected.
+ */
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+/** A running `sh bin/start` with its output collected. */
+export interface Proxy {
+  child: Deno.ChildProcess;
+  /** Everything written so far to stdout and stderr, interleaved by arrival. */
+  output: () => string;
+  /** Resolves with the first line containing `text` (rejects after `ms` or at exit). */
+  waitFor(text: string, ms?: number): Promise<string>;
+  /** Resolves when the process has exited and its output is read. */
+  done: Promise<{ code: number; output: string }>;
+}
+
+export function start(env: Record<string, string>, clearEnv = false): Proxy {
+  const child = new Deno.Command("sh", {
+    args: [`${ROOT}bin/start`],
+    cwd: ROOT,
+    env,
+    clearEnv,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  let exited = false;
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) text += chunk;
+  };
+  const reading = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const done = (async () => {
+    const status = await child.status;
+    await reading;
+    exited = true;
+    return { code: status.code, output: text };
+  })();
+  return {
+    child,
+    output: () => text,
+    async waitFor(needle, ms = 20_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const line = text.split("\n").find((l) => l.includes(needle));
+        if (line !== undefined) return line;
+        if (exited || Date.now() > deadline) {
+          throw new Error(`no line with ${JSON.stringify(needle)} in:\n${text}`);
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    done,
+  };
+}
+
+/** Sends SIGTERM unless the process has already exited. */
+export function stop(proxy: Proxy): void {
+  try {
+    proxy.child.kill("SIGTERM");
+  } catch {
+    // already exited
+  }
+}
