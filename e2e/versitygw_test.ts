@@ -9,6 +9,7 @@ import { type App, createApp } from "../lib/app.ts";
 import { loadConfig, type S3StoreConfig } from "../lib/config.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { S3Store } from "../lib/store/s3.ts";
+import type { StoreError } from "../lib/store/store.ts";
 import { Uploader } from "../lib/uploader.ts";
 import {
   equalBytes,
@@ -253,4 +254,85 @@ Deno.test("versitygw: a network failure (gateway gone) is retried, then given up
   assert.equal(stats.retries, 3, "network errors are retried up to UPLOAD_RETRIES times");
   assert.equal(logger.find("will retry").length, 3);
   store.client.destroy();
+});
+
+Deno.test("versitygw: has, open and get by signed fetch, for a key that needs escaping; absent keys; a 403 is a permanent error", async () => {
+  await withGateway(async (gw) => {
+    const store = new S3Store(storeConfig(gw), s3Client(gw.endpoint, SECRET_KEY));
+    const denied = new S3Store(storeConfig(gw), s3Client(gw.endpoint, "not-the-secret"));
+    try {
+      const key = "a folder/é+~!'()*&$=;:@,/0123456789abcdef.png";
+      const body = bytes("streamed image bytes");
+      assert.equal(
+        await store.put(key, body, {
+          contentType: "image/png",
+          cacheControl: "max-age=60, public",
+          ifAbsent: true,
+        }),
+        "stored",
+      );
+      // What the SDK reads back is what was sent.
+      const viaSdk = await gw.get(BUCKET, key);
+      assert.ok(viaSdk !== null && equalBytes(viaSdk.body, body));
+      assert.equal(await store.has(key), true);
+      assert.equal(await store.has(key + ".missing"), false);
+      const opened = await store.open(key);
+      assert.ok(opened !== null);
+      assert.equal(opened.contentLength, body.byteLength);
+      assert.equal(opened.contentType, "image/png");
+      assert.equal(opened.cacheControl, "max-age=60, public");
+      assert.ok(equalBytes(await new Response(opened.body).bytes(), body));
+      assert.equal(await store.open(key + ".missing"), null);
+      const got = await store.get(key);
+      assert.ok(got !== null && equalBytes(got.body, body));
+      assert.equal(await store.get(key + ".missing"), null);
+      for (const read of [() => denied.has(key), () => denied.open(key)]) {
+        await assert.rejects(read(), (err: StoreError) => {
+          assert.equal(err.name, "StoreError");
+          assert.equal(err.retryable, false);
+          assert.match(err.message, /HTTP 403/);
+          return true;
+        });
+      }
+    } finally {
+      store.client.destroy();
+      denied.client.destroy();
+    }
+  });
+});
+
+Deno.test("versitygw: CACHE_MODE=read serves a stored image from versitygw without asking imgproxy", async () => {
+  await withGateway(async (gw) => {
+    const upstream = countingUpstream();
+    const env: Record<string, string> = {
+      S3_BUCKET: BUCKET,
+      S3_ENDPOINT: gw.endpoint,
+      IMGPROXY_URL: upstream.url,
+      CACHE_MODE: "read",
+    };
+    const logger = new MemoryLogger();
+    const store = new S3Store(storeConfig(gw), s3Client(gw.endpoint, SECRET_KEY));
+    const app = await createApp(loadConfig((n) => env[n]), logger, { store });
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.handler);
+    try {
+      const url = `http://127.0.0.1:${server.addr.port}/insecure/rs:fit:30/plain/local:///x.png`;
+      const first = await get(url);
+      assert.equal(first.status, 200);
+      assert.equal(first.headers.get("x-cache"), "MISS");
+      await waitFor("the uploader to settle", () => app.uploader.pending === 0 || undefined);
+      const hit = await get(url);
+      assert.equal(hit.status, 200);
+      assert.equal(hit.headers.get("x-cache"), "HIT");
+      assert.equal(hit.headers.get("content-type"), "image/png");
+      assert.equal(hit.headers.get("cache-control"), "max-age=3600, public");
+      assert.equal(hit.headers.get("content-length"), String(first.body.byteLength));
+      assert.ok(equalBytes(hit.body, first.body));
+      assert.equal(upstream.count(), 1);
+    } finally {
+      await server.shutdown();
+      await app.uploader.drain(1000);
+      store.client.destroy();
+      await upstream.server.shutdown();
+    }
+  });
 });

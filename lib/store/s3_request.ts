@@ -1,0 +1,270 @@
+/**
+ * Requests to an S3-compatible bucket, sent the way the AWS SDK's own commands would send them
+ * (same addressing, path, query, signed headers, signature: the SDK's SigV4 signer with the
+ * client's credentials, region and clock-skew offset), but with `fetch` instead of through the
+ * SDK's middleware stack and `node:http`. The answer's body streams natively.
+ *
+ * The SDK's telemetry headers (`user-agent`, `x-amz-user-agent`, `amz-sdk-invocation-id`,
+ * `amz-sdk-request`) are not sent. tests/s3_wire_test.ts proves every other byte equal to what
+ * the SDK sends, on a real socket.
+ */
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { S3StoreConfig } from "../config.ts";
+import { PERMANENT_ERROR_NAMES, StoreError } from "./store.ts";
+
+/** S3 error names that mean "slow down" or a transient server problem. */
+const TRANSIENT_NAMES = new Set([
+  "SlowDown",
+  "Throttling",
+  "ThrottlingException",
+  "TooManyRequestsException",
+  "RequestTimeout",
+  "RequestTimeoutException",
+  "InternalError",
+  "ServiceUnavailable",
+  "ConditionalRequestConflict",
+  "OperationAborted",
+  "TimeoutError",
+  // The clock offset is corrected from the server's Date before the retry.
+  "RequestTimeTooSkewed",
+]);
+
+/** Error names no retry can fix: the shared ones, missing credentials, a missing feature. */
+const PERMANENT_NAMES = new Set([
+  ...PERMANENT_ERROR_NAMES,
+  "CredentialsProviderError",
+  "NotImplemented",
+]);
+
+/** The SDK's error shape: S3's error code as `name`, the HTTP status in `$metadata`. */
+export interface SdkError {
+  name?: string;
+  message?: string;
+  code?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/** Classifies an error: retryable when the network, the server or contention failed. */
+export function classifyS3Error(err: unknown, what: string): StoreError {
+  const e = (err ?? {}) as SdkError;
+  const status = e.$metadata?.httpStatusCode;
+  const name = e.name ?? "Error";
+  let retryable: boolean;
+  // Missing credentials, a cancelled call, a denied permission or a feature the store does
+  // not have will not fix themselves on a retry.
+  if (PERMANENT_NAMES.has(name)) retryable = false;
+  else if (status === undefined) retryable = true; // no answer at all: network trouble
+  else if (status === 501 || status === 505) retryable = false;
+  else if (status >= 500 || status === 409 || status === 429 || status === 408) retryable = true;
+  else retryable = TRANSIENT_NAMES.has(name);
+  let detail = status === undefined ? name : `${name} (HTTP ${status})`;
+  if (status === 501 && /PutObject/.test(what)) {
+    detail +=
+      " (a store that does not implement conditional writes: set S3_CONDITIONAL_WRITE=false)";
+  }
+  return new StoreError(`${what}: ${detail}: ${e.message ?? String(err)}`, retryable, name, {
+    cause: err,
+  });
+}
+
+/** The part of the SDK's request signer used here. */
+interface RequestSigner {
+  sign(
+    request: {
+      method: string;
+      protocol: string;
+      hostname: string;
+      port?: number;
+      path: string;
+      query: Record<string, string>;
+      headers: Record<string, string>;
+      body?: Uint8Array;
+    },
+    options: { signingDate: Date; signingRegion: string; signingService: string },
+  ): Promise<{ headers: Record<string, string> }>;
+}
+
+/** Where one bucket's objects are: the SDK's addressing for a custom endpoint. */
+export interface S3Address {
+  origin: string;
+  protocol: string;
+  hostname: string;
+  port?: number;
+  host: string;
+  path(key: string): string;
+}
+
+/** `encodeURIComponent` plus the characters S3 (and the SDK) also escape in keys. */
+function escapeSegment(s: string): string {
+  return encodeURIComponent(s).replace(
+    /[!'()*]/g,
+    (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase(),
+  );
+}
+
+const HOST_LABEL = /^(?!.*-$)(?!-)[a-zA-Z0-9-]{1,63}$/;
+const IPV4 =
+  /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d|\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d|\d)){3}$/;
+
+/**
+ * The SDK's rule for a custom endpoint: the bucket goes in the host only when it is a valid
+ * lowercase DNS label of 3 to 63 characters (so no dots) and the endpoint is not an IP address;
+ * otherwise (and with path-style forced) it is the path's first segment.
+ */
+export function virtualHosted(config: S3StoreConfig): boolean {
+  if (config.forcePathStyle) return false;
+  const b = config.bucket;
+  const hostname = new URL(config.endpoint).hostname;
+  return HOST_LABEL.test(b) && b.length >= 3 && b === b.toLowerCase() && !IPV4.test(b) &&
+    !IPV4.test(hostname) && !hostname.startsWith("[");
+}
+
+/** The address of `config`'s bucket. */
+export function s3Address(config: S3StoreConfig): S3Address {
+  const u = new URL(config.endpoint);
+  const base = u.pathname.replace(/\/+$/, "");
+  const virtual = virtualHosted(config);
+  const hostname = virtual ? `${config.bucket}.${u.hostname}` : u.hostname;
+  const host = u.port === "" ? hostname : `${hostname}:${u.port}`;
+  const prefix = virtual ? `${base}/` : `${base}/${escapeSegment(config.bucket)}/`;
+  return {
+    origin: `${u.protocol}//${host}`,
+    protocol: u.protocol,
+    hostname: hostname.replace(/^\[|\]$/g, ""),
+    port: u.port === "" ? undefined : Number(u.port),
+    host,
+    path: (key) => prefix + key.split("/").map(escapeSegment).join("/"),
+  };
+}
+
+/** Reads an S3 error response into the SDK's error shape. */
+async function s3ErrorFrom(res: Response): Promise<Error & SdkError> {
+  let text = "";
+  try {
+    text = (await res.text()).slice(0, 65536);
+  } catch { /* the body is optional */ }
+  const tag = (name: string) =>
+    new RegExp(`<${name}>([^<]*)</${name}>`).exec(text)?.[1]?.replace(
+      /&(lt|gt|amp|quot|apos);/g,
+      (_, e: string) => ({ lt: "<", gt: ">", amp: "&", quot: '"', apos: "'" })[e]!,
+    );
+  const name = tag("Code") ?? (res.status === 404 ? "NotFound" : "UnknownError");
+  const err = new Error(tag("Message") ?? (res.statusText || `HTTP ${res.status}`)) as
+    & Error
+    & SdkError;
+  err.name = name;
+  err.$metadata = { httpStatusCode: res.status };
+  return err;
+}
+
+/** The S3 operations sent here, with the method and query the SDK's commands use. */
+const OPERATIONS: Record<string, { method: string; query: Record<string, string> }> = {
+  PutObject: { method: "PUT", query: { "x-id": "PutObject" } },
+  GetObject: { method: "GET", query: { "x-id": "GetObject" } },
+  HeadObject: { method: "HEAD", query: {} },
+};
+
+/** One S3 operation's name. */
+export type S3Operation = "PutObject" | "GetObject" | "HeadObject";
+
+/** Signs and sends requests for one bucket. */
+export class S3Requester {
+  readonly address: S3Address;
+  readonly #client: S3Client;
+  readonly #region: string;
+  readonly #fetch: typeof fetch;
+  #signer: Promise<RequestSigner> | undefined;
+
+  /** `fetchFn` replaces `fetch` (tests route requests to a local socket). */
+  constructor(config: S3StoreConfig, client: S3Client, fetchFn: typeof fetch = fetch) {
+    this.address = s3Address(config);
+    this.#client = client;
+    this.#region = config.region;
+    this.#fetch = fetchFn;
+  }
+
+  /**
+   * Sends `operation` on `key` with `headers` (lowercase names) and `body`; resolves with
+   * whatever S3 answered (see {@linkcode fail} for answers that are errors). Network failures,
+   * aborts and missing credentials reject with a classified {@linkcode StoreError}.
+   */
+  async send(
+    operation: S3Operation,
+    key: string,
+    headers: Record<string, string>,
+    body?: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<Response> {
+    const { method, query } = OPERATIONS[operation]!;
+    try {
+      const signer = await (this.#signer ??= this.#createSigner().catch((err) => {
+        this.#signer = undefined; // let the next request try again
+        throw err;
+      }));
+      const a = this.address;
+      headers.host = a.host;
+      if (body !== undefined) headers["content-length"] = String(body.byteLength);
+      const path = a.path(key);
+      const config = this.#client.config as unknown as { systemClockOffset?: number };
+      const signed = await signer.sign({
+        method,
+        protocol: a.protocol,
+        hostname: a.hostname,
+        port: a.port,
+        path,
+        query,
+        headers,
+        body,
+      }, {
+        signingDate: new Date(Date.now() + (config.systemClockOffset ?? 0)),
+        signingRegion: this.#region,
+        signingService: "s3",
+      });
+      const sent = new Headers();
+      for (const name in signed.headers) {
+        // fetch sets Host and Content-Length itself (to the same values).
+        if (name !== "host" && name !== "content-length") sent.set(name, signed.headers[name]!);
+      }
+      const id = query["x-id"];
+      return await this.#fetch(a.origin + path + (id === undefined ? "" : `?x-id=${id}`), {
+        method,
+        headers: sent,
+        body: body as Uint8Array<ArrayBuffer> | undefined,
+        signal,
+        // A redirect (another region, a moved bucket) is an error, as in the SDK.
+        redirect: "manual",
+      });
+    } catch (err) {
+      throw classifyS3Error(err, `${operation} ${key}`);
+    }
+  }
+
+  /**
+   * The classified error for an answer that is not a success; a `RequestTimeTooSkewed`
+   * corrects the clock offset from the server's `Date` first, as the SDK does.
+   */
+  async fail(res: Response, operation: S3Operation, key: string): Promise<StoreError> {
+    const err = await s3ErrorFrom(res);
+    if (err.name === "RequestTimeTooSkewed") {
+      const serverTime = Date.parse(res.headers.get("date") ?? "");
+      if (!Number.isNaN(serverTime)) {
+        (this.#client.config as unknown as { systemClockOffset: number }).systemClockOffset =
+          serverTime - Date.now();
+      }
+    }
+    return classifyS3Error(err, `${operation} ${key}`);
+  }
+
+  /** The SDK's signer for this client (credentials, region, S3's signing rules). */
+  async #createSigner(): Promise<RequestSigner> {
+    const signer = this.#client.config.signer as unknown as (
+      scheme: Record<string, unknown>,
+    ) => Promise<RequestSigner>;
+    return await signer({
+      name: "sigv4",
+      signingName: "s3",
+      signingRegion: this.#region,
+      properties: {},
+    });
+  }
+}
