@@ -8,7 +8,8 @@ import { createApp, drainUploads, logStartup, waitForImgproxy } from "./lib/app.
 import { ConfigError, denoEnv, type EnvReader, loadConfig, logSettings } from "./lib/config.ts";
 import { logUnhandledRejections, onShutdownSignal } from "./lib/lifecycle.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
-import { serveMetrics } from "./lib/metrics.ts";
+import { metricsHandler } from "./lib/metrics.ts";
+import { listen, ListenError, type Server } from "./lib/server.ts";
 
 /** Runs the proxy until a signal arrives; returns the exit code. */
 export async function main(
@@ -33,34 +34,60 @@ export async function main(
   const stop = new AbortController();
   const removeSignalListeners = onShutdownSignal(logger, () => stop.abort());
 
-  const server = Deno.serve({
-    hostname: config.bind.hostname,
-    port: config.bind.port,
-    onListen: ({ hostname, port }) => {
-      logger.log("INFO", "Listening", {
-        address: `${hostname}:${port}`,
-        imgproxy: config.imgproxyUrl,
+  // Both listeners or neither: an address that cannot be listened on stops the program with
+  // one line naming the variable, before anything is served.
+  const servers: Server[] = [];
+  try {
+    servers.push(listen({
+      variable: "IMGPROXY_BIND",
+      ...config.bind,
+      ...config.clients,
+      logger,
+    }, app.handler));
+    logger.log("INFO", "Listening", {
+      address: addressOf(servers[0]!.addr),
+      imgproxy: config.imgproxyUrl,
+    });
+    if (config.metricsBind !== null) {
+      servers.push(listen({
+        variable: "METRICS_BIND",
+        ...config.metricsBind,
+        ...config.clients,
+        logger,
+      }, metricsHandler(app.registry)));
+      logger.log("INFO", "Serving metrics", {
+        address: addressOf(servers[1]!.addr),
+        path: "/metrics",
       });
-    },
-  }, app.handler);
-  const metricsServer = config.metricsBind === null ? null : serveMetrics({
-    hostname: config.metricsBind.hostname,
-    port: config.metricsBind.port,
-    onListen: ({ hostname, port }) => {
-      logger.log("INFO", "Serving metrics", { address: `${hostname}:${port}`, path: "/metrics" });
-    },
-  }, app.registry);
+    }
+  } catch (err) {
+    if (!(err instanceof ListenError)) throw err;
+    logger.log("ERROR", err.message);
+    await Promise.all(servers.map((s) => s.shutdown()));
+    removeSignalListeners();
+    return 1;
+  }
   const stopping = new Promise<void>((resolve) =>
     stop.signal.addEventListener("abort", () => resolve(), { once: true })
   );
-  await Promise.race([stopping, server.finished]);
-  // One deadline for everything: responses in flight finish (server.shutdown() waits for
-  // streaming bodies, whose uploads would otherwise be lost) while queued uploads carry on,
-  // then the upload queue gets whatever time is left.
+  // A listener that fails while serving stops the program too, with a non-zero exit.
+  let failure: ListenError | null = null;
+  await Promise.race([
+    stopping,
+    ...servers.map((s) =>
+      s.finished.catch((err) => {
+        failure = err instanceof ListenError ? err : new ListenError("IMGPROXY_BIND", "?", err);
+      })
+    ),
+  ]);
+  if (failure !== null) logger.log("ERROR", (failure as ListenError).message);
+  // One deadline for everything: responses in flight finish (shutdown waits for streaming
+  // bodies, whose uploads would otherwise be lost) while queued uploads carry on, then the
+  // upload queue gets whatever time is left.
   const deadline = Date.now() + config.upload.drainTimeoutMs;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const finished = await Promise.race([
-    Promise.all([server.shutdown(), metricsServer?.shutdown()]).then(() => true),
+    Promise.all(servers.map((s) => s.shutdown())).then(() => true),
     new Promise<boolean>((r) => timer = setTimeout(() => r(false), config.upload.drainTimeoutMs)),
   ]);
   clearTimeout(timer);
@@ -71,7 +98,13 @@ export async function main(
   }
   await drainUploads(app, logger, Math.max(0, deadline - Date.now()));
   removeSignalListeners();
-  return 0;
+  return failure === null ? 0 : 1;
+}
+
+function addressOf(addr: Deno.NetAddr): string {
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
 }
 
 if (import.meta.main) {

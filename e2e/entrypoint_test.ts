@@ -8,8 +8,10 @@ import { Buffer } from "node:buffer";
 import {
   banner,
   baseEnv,
+  chooseImgproxy,
   equalBytes,
   FIXTURES,
+  freePort,
   get,
   imageInfo,
   keyOf,
@@ -210,6 +212,36 @@ Deno.test(`entrypoint: the proxy dies → script exits ≠ 0 and imgproxy is gon
     assert.ok(stack.proc.lines.some((l) => /imgproxy-cache exited \(status 137\)/.test(l)));
   } finally {
     await stack.close();
+  }
+});
+
+Deno.test(`entrypoint: a taken IMGPROXY_BIND → the proxy exits 1 with one line, the script exits 1 [${IMG.label}]`, async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const bind = `127.0.0.1:${(taken.addr as Deno.NetAddr).port}`;
+  const dir = await Deno.makeTempDir({ prefix: "e2e-entry-bind-" });
+  try {
+    const child = await new Deno.Command("sh", {
+      args: [`${ROOT}/entrypoint.sh`],
+      env: {
+        ...await baseEnv(),
+        IMGPROXY_BIN: (await chooseImgproxy()).bin,
+        INTERNAL_IMGPROXY_BIND: `127.0.0.1:${freePort()}`,
+        IMGPROXY_BIND: bind,
+        CACHE_DIR: dir,
+        HEALTH_CHECK_TIMEOUT_IN_SEC: "20",
+      },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const out = new TextDecoder().decode(child.stdout) + new TextDecoder().decode(child.stderr);
+    assert.equal(child.code, 1, out);
+    assert.match(out, new RegExp(`ERROR IMGPROXY_BIND: cannot listen on ${bind}: address already`));
+    assert.match(out, /imgproxy-cache exited \(status 1\)/);
+    assert.doesNotMatch(out, /Unhandled|Uncaught| {4}at /);
+  } finally {
+    taken.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -47,9 +47,20 @@ export interface UploadConfig {
   dedupTtlMs: number;
 }
 
+/** Limits on client connections (both listeners). */
+export interface ServerLimits {
+  /** A connection must deliver a complete request head this soon after it opens. */
+  headerTimeoutMs: number;
+  /** A connection with no request in flight for this long is closed. */
+  idleTimeoutMs: number;
+  /** Connections open at once per listener. */
+  maxConnections: number;
+}
+
 /** The whole configuration. */
 export interface Config {
   bind: BindAddress;
+  clients: ServerLimits;
   /** imgproxy's base URL without a trailing slash (may carry a path prefix). */
   imgproxyUrl: string;
   healthCheckTimeoutMs: number;
@@ -122,6 +133,9 @@ export const VARIABLES = {
   LOG_LEVEL: "$IMGPROXY_LOG_LEVEL, else info",
   ACCESS_LOG: "true",
   IMGPROXY_BIND: ":8080",
+  CLIENT_HEADER_TIMEOUT_IN_SEC: "10",
+  CLIENT_IDLE_TIMEOUT_IN_SEC: "75",
+  MAX_CLIENT_CONNECTIONS: "4096",
   IMGPROXY_URL: "http://127.0.0.1:8081",
   HEALTH_CHECK_TIMEOUT_IN_SEC: "30",
   UPSTREAM_TIMEOUT_IN_SEC: "30",
@@ -438,6 +452,11 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
   }
   const config: Config = {
     bind: p.bind("IMGPROXY_BIND", ":8080"),
+    clients: {
+      headerTimeoutMs: p.int("CLIENT_HEADER_TIMEOUT_IN_SEC", 10, 1, 3600) * 1000,
+      idleTimeoutMs: p.int("CLIENT_IDLE_TIMEOUT_IN_SEC", 75, 1, 86400) * 1000,
+      maxConnections: p.int("MAX_CLIENT_CONNECTIONS", 4096, 1, 1_000_000),
+    },
     imgproxyUrl: p.url("IMGPROXY_URL", p.string("IMGPROXY_URL", "http://127.0.0.1:8081")),
     healthCheckTimeoutMs: p.int("HEALTH_CHECK_TIMEOUT_IN_SEC", 30, 0, 86400) * 1000,
     upstreamTimeoutMs: p.int("UPSTREAM_TIMEOUT_IN_SEC", 30, 1, 86400) * 1000,

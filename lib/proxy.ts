@@ -10,6 +10,10 @@ import type { ContextHandler } from "./context.ts";
 import type { Logger } from "./log.ts";
 import type { Upstream } from "./upstream.ts";
 import type { Collector, Uploader } from "./uploader.ts";
+import { Deadlines, StallWatch, type Watched } from "./timers.ts";
+
+// Re-exported: callers have imported the timers from here.
+export { Deadlines, StallWatch };
 
 /** What the handler needs; everything is injected so tests can swap parts. */
 export interface ProxyOptions {
@@ -27,93 +31,11 @@ export interface ProxyOptions {
 
 export { type ConnInfo, type Handler, rawTarget } from "./context.ts";
 
-/**
- * Calls back after a fixed delay, for many requests at once: deadlines are grouped into slots
- * of `slotMs`, with one timer per slot instead of one per request. A callback runs at most
- * `slotMs` late, never early. Timers are unref'd: a pending deadline alone keeps no process up.
- */
-export class Deadlines {
-  readonly #delayMs: number;
-  readonly #slotMs: number;
-  readonly #slots = new Map<number, Set<() => void>>();
-
-  constructor(delayMs: number, slotMs = 10) {
-    this.#delayMs = delayMs;
-    this.#slotMs = slotMs;
-  }
-
-  /** Calls `fn` once the delay has passed; returns the function that cancels it. */
-  add(fn: () => void): () => void {
-    // The monotonic clock, like the timers: a wall-clock step must not fire a deadline early.
-    const slot = Math.ceil((performance.now() + this.#delayMs) / this.#slotMs);
-    let calls = this.#slots.get(slot);
-    if (calls === undefined) {
-      const due = new Set<() => void>();
-      // Left armed when its calls are cancelled: at most one timer per slot, however many
-      // requests come and go.
-      setTimeout(() => {
-        this.#slots.delete(slot);
-        for (const call of due) call();
-      }, Math.max(0, slot * this.#slotMs - performance.now())).unref();
-      this.#slots.set(slot, calls = due);
-    }
-    calls.add(fn);
-    return () => void calls.delete(fn);
-  }
-}
-
 function plain(status: number, text: string, extra?: Record<string, string>): Response {
   return new Response(text + "\n", {
     status,
     headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...extra },
   });
-}
-
-/** A stream waiting on imgproxy: since when (performance.now()), or -1 when not waiting. */
-interface Watched {
-  since: number;
-  stall(): void;
-}
-
-/**
- * Finds streams that have waited on imgproxy longer than `limitMs`: one timer for all of
- * them, checking a few times per limit (so a stall is seen at most `checkMs` late), and
- * nothing allocated per chunk. The timer runs only while something is watched.
- */
-export class StallWatch {
-  readonly #watched = new Set<Watched>();
-  readonly #checkMs: number;
-  #timer: ReturnType<typeof setInterval> | undefined;
-
-  constructor(readonly limitMs: number) {
-    this.#checkMs = Math.max(10, Math.min(1000, Math.floor(limitMs / 4)));
-  }
-
-  watch(w: Watched): void {
-    this.#watched.add(w);
-    if (this.#timer === undefined) {
-      this.#timer = setInterval(() => this.#check(), this.#checkMs);
-      Deno.unrefTimer(this.#timer);
-    }
-  }
-
-  unwatch(w: Watched): void {
-    this.#watched.delete(w);
-    if (this.#watched.size === 0 && this.#timer !== undefined) {
-      clearInterval(this.#timer);
-      this.#timer = undefined;
-    }
-  }
-
-  #check(): void {
-    const now = performance.now();
-    for (const w of this.#watched) {
-      if (w.since >= 0 && now - w.since >= this.limitMs) {
-        this.unwatch(w);
-        w.stall();
-      }
-    }
-  }
 }
 
 /**

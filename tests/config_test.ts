@@ -31,6 +31,7 @@ function configError(vars: Record<string, string>): ConfigError {
 Deno.test("loadConfig() gives every documented default when the environment is empty", () => {
   const expected: Config = {
     bind: { hostname: "0.0.0.0", port: 8080 },
+    clients: { headerTimeoutMs: 10_000, idleTimeoutMs: 75_000, maxConnections: 4096 },
     imgproxyUrl: "http://127.0.0.1:8081",
     healthCheckTimeoutMs: 30_000,
     upstreamTimeoutMs: 30_000,
@@ -76,6 +77,9 @@ Deno.test("loadConfig() defaults agree with the VARIABLES table", () => {
     ["STORE_LOOKUP_TIMEOUT_MS", String(c.lookupTimeoutMs)],
     ["HEALTH_CHECK_TIMEOUT_IN_SEC", String(c.healthCheckTimeoutMs / 1000)],
     ["UPSTREAM_TIMEOUT_IN_SEC", String(c.upstreamTimeoutMs / 1000)],
+    ["CLIENT_HEADER_TIMEOUT_IN_SEC", String(c.clients.headerTimeoutMs / 1000)],
+    ["CLIENT_IDLE_TIMEOUT_IN_SEC", String(c.clients.idleTimeoutMs / 1000)],
+    ["MAX_CLIENT_CONNECTIONS", String(c.clients.maxConnections)],
     ["UPLOAD_CONCURRENCY", String(c.upload.concurrency)],
     ["UPLOAD_MAX_BYTES_IN_FLIGHT", String(c.upload.maxBytesInFlight)],
     ["UPLOAD_MAX_OBJECT_BYTES", String(c.upload.maxObjectBytes)],
@@ -280,6 +284,9 @@ Deno.test("loadConfig() parses whole numbers strictly and within range", () => {
     ["UPLOAD_MAX_BYTES_IN_FLIGHT", "99999999999999999999"],
     ["UPLOAD_RETRIES", "101"],
     ["STORE_LOOKUP_TIMEOUT_MS", "0"],
+    ["CLIENT_HEADER_TIMEOUT_IN_SEC", "0"],
+    ["CLIENT_IDLE_TIMEOUT_IN_SEC", "10s"],
+    ["MAX_CLIENT_CONNECTIONS", "0"],
   ];
   for (const [name, value] of bad) {
     const err = configError({ [name]: value });

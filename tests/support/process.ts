@@ -17,9 +17,16 @@ export interface Proxy {
   done: Promise<{ code: number; output: string }>;
 }
 
-export function start(env: Record<string, string>, clearEnv = false): Proxy {
+/**
+ * Starts the program with `env`; with `maxFiles`, under `ulimit -n maxFiles` (soft and hard, so
+ * the runtime cannot raise it).
+ */
+export function start(env: Record<string, string>, clearEnv = false, maxFiles?: number): Proxy {
+  const script = `${ROOT}bin/start`;
   const child = new Deno.Command("sh", {
-    args: [`${ROOT}bin/start`],
+    args: maxFiles === undefined
+      ? [script]
+      : ["-c", `ulimit -n ${maxFiles} && exec sh "$0"`, script],
     cwd: ROOT,
     env,
     clearEnv,

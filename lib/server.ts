@@ -1,0 +1,388 @@
+/**
+ * The HTTP listener: accepts connections itself and hands each one to the runtime's HTTP
+ * server, so it can bound what `Deno.serve` leaves unbounded.
+ *
+ * `Deno.serve` (2.9) has no request-header timeout, no idle keep-alive timeout and no cap on
+ * connections, and its accept loop ends for good on the first accept error (EMFILE when
+ * descriptors run out), leaving a process that refuses every connection. Here:
+ *
+ * - a connection that has not delivered a complete request head within `headerTimeoutMs` of
+ *   being accepted is closed (slowloris, idle sockets);
+ * - a connection with no request in flight for `idleTimeoutMs` is closed. The runtime says
+ *   when a request's head is complete, not when its first byte arrives, so this also bounds
+ *   how long the head of a later request may take on a kept-alive connection;
+ * - at most `maxConnections` are open: at the cap the oldest connection with no request in
+ *   flight (for a quarter of a second at least) is closed to make room, and when every one is
+ *   busy accepting waits for a slot;
+ * - an accept error that more descriptors or memory can fix (EMFILE, ENFILE, ENOBUFS,
+ *   ENOMEM, a connection reset before it was accepted) is retried with a growing pause; any
+ *   other ends the server with a {@linkcode ListenError}, which the caller turns into a
+ *   non-zero exit;
+ * - while shutting down, every answer carries `Connection: close`, so a client never sends
+ *   another request on a connection that is about to close.
+ *
+ * Each connection is served by the runtime's own HTTP/1.1 server (`serveHttpOnConnection`,
+ * the function `Deno.serve` itself is built on): parsing, bodies and writes cost what they
+ * cost with `Deno.serve`.
+ */
+import type { Logger } from "./log.ts";
+import { StallWatch, type Watched } from "./timers.ts";
+
+/** Limits of one listener. */
+export interface ServerOptions {
+  /** The variable that names the address, for messages (`IMGPROXY_BIND`, `METRICS_BIND`). */
+  variable: string;
+  hostname: string;
+  port: number;
+  headerTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxConnections: number;
+  logger: Logger;
+}
+
+/** A handler in `Deno.serve` shape. */
+export type ServeHandler = (
+  req: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
+
+/** Counters of one listener (also exported as metrics). */
+export interface ServerStats {
+  /** Connections open now. */
+  open: number;
+  accepted: number;
+  /** Closed for not delivering a request head in time. */
+  headerTimeouts: number;
+  /** Closed after `idleTimeoutMs` without a request. */
+  idleTimeouts: number;
+  /** Idle connections closed to make room at the cap. */
+  evicted: number;
+  /** Accept errors retried (descriptors or memory ran out). */
+  acceptErrors: number;
+}
+
+/** The address could not be listened on, or the listener failed while serving. */
+export class ListenError extends Error {
+  constructor(readonly variable: string, readonly address: string, cause: unknown) {
+    super(`${variable}: cannot listen on ${address}: ${reasonOf(cause)}`, { cause });
+    this.name = "ListenError";
+  }
+}
+
+/** A running listener. */
+export interface Server {
+  readonly addr: Deno.NetAddr;
+  readonly stats: Readonly<ServerStats>;
+  /**
+   * Settles when the server stops: resolves once {@linkcode Server.shutdown} has run, rejects
+   * with a {@linkcode ListenError} when the listener fails.
+   */
+  readonly finished: Promise<void>;
+  /**
+   * Stops accepting, closes idle connections, lets requests in flight finish (their answers
+   * carry `Connection: close`) and resolves when every connection is closed.
+   */
+  shutdown(): Promise<void>;
+}
+
+/** The runtime's per-connection HTTP server (what `Deno.serve` runs for each connection). */
+type ServeOnConnection = (
+  conn: Deno.Conn,
+  signal: AbortSignal,
+  handler: ServeHandler,
+  onError: (err: unknown) => Response,
+  onListen: () => void,
+) => { finished: Promise<void>; shutdown(): Promise<void> };
+
+function serveOnConnection(): ServeOnConnection {
+  // deno-lint-ignore no-explicit-any
+  const internal = (Deno as any)[(Deno as any).internal];
+  const fn = internal?.serveHttpOnConnection;
+  if (typeof fn !== "function") {
+    throw new Error("this Deno has no per-connection HTTP server (serveHttpOnConnection)");
+  }
+  return fn;
+}
+
+function reasonOf(err: unknown): string {
+  const message = (err as Error)?.message ?? String(err);
+  // "Address already in use (os error 98)" → "address already in use (os error 98)"
+  return message.charAt(0).toLowerCase() + message.slice(1);
+}
+
+/** Accept errors that free descriptors, memory or a later connection can fix. */
+const TRANSIENT_ACCEPT = new Set([
+  "EMFILE",
+  "ENFILE",
+  "ENOBUFS",
+  "ENOMEM",
+  "ECONNABORTED",
+  "ECONNRESET",
+  "EPROTO",
+  "EINTR",
+  "EAGAIN",
+]);
+
+function transientAcceptError(err: unknown): boolean {
+  const e = err as { code?: string };
+  return TRANSIENT_ACCEPT.has(e?.code ?? "") || err instanceof Deno.errors.ConnectionAborted ||
+    err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.Interrupted;
+}
+
+/** One accepted connection. */
+interface Connection extends Watched {
+  /** Requests whose answer is not yet fully sent. */
+  active: number;
+  /** Requests seen (0: still waiting for the first head). */
+  requests: number;
+  abort: AbortController;
+  server: { finished: Promise<void>; shutdown(): Promise<void> } | null;
+  closing: boolean;
+}
+
+const MAX_ACCEPT_PAUSE_MS = 1000;
+/** At the cap, a connection without a request for this long may be closed to make room. */
+const EVICT_AFTER_MS = 250;
+
+/**
+ * Listens on `options.hostname:options.port` and serves `handler`. Throws a
+ * {@linkcode ListenError} when the address cannot be listened on (taken, not on this host,
+ * not permitted).
+ */
+export function listen(options: ServerOptions, handler: ServeHandler): Server {
+  const address = options.hostname.includes(":")
+    ? `[${options.hostname}]:${options.port}`
+    : `${options.hostname}:${options.port}`;
+  const serveConn = serveOnConnection();
+  let listener: Deno.TcpListener;
+  try {
+    listener = Deno.listen({ hostname: options.hostname, port: options.port });
+  } catch (err) {
+    throw new ListenError(options.variable, address, err);
+  }
+  const { logger } = options;
+  const stats: ServerStats = {
+    open: 0,
+    accepted: 0,
+    headerTimeouts: 0,
+    idleTimeouts: 0,
+    evicted: 0,
+    acceptErrors: 0,
+  };
+  const conns = new Set<Connection>();
+  const headerWatch = new StallWatch(options.headerTimeoutMs);
+  const idleWatch = new StallWatch(options.idleTimeoutMs);
+  let stopping = false;
+  let draining = false;
+  let slotFreed: (() => void) | null = null;
+  const wake = () => {
+    const w = slotFreed;
+    slotFreed = null;
+    w?.();
+  };
+
+  const cut = (c: Connection) => {
+    if (c.closing) return;
+    c.closing = true;
+    headerWatch.unwatch(c);
+    idleWatch.unwatch(c);
+    c.abort.abort();
+  };
+
+  const markClose = (res: Response): Response => {
+    if (!draining) return res;
+    try {
+      res.headers.set("connection", "close");
+      return res;
+    } catch {
+      // Immutable headers (a fetched or redirect Response): copy them.
+      const headers = new Headers(res.headers);
+      headers.set("connection", "close");
+      return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+    }
+  };
+
+  const onError = (err: unknown): Response => {
+    logger.log("ERROR", "Request handler failed", {
+      reason: String((err as Error)?.stack ?? err),
+    });
+    return new Response("Internal Server Error\n", {
+      status: 500,
+      headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+    });
+  };
+
+  const serve = (conn: Deno.Conn) => {
+    stats.accepted++;
+    stats.open++;
+    const c: Connection = {
+      since: performance.now(),
+      active: 0,
+      requests: 0,
+      abort: new AbortController(),
+      server: null,
+      closing: false,
+      stall() {
+        if (c.requests === 0) stats.headerTimeouts++;
+        else stats.idleTimeouts++;
+        cut(c);
+      },
+    };
+    const settled = () => {
+      if (--c.active === 0) c.since = performance.now();
+    };
+    const onRequest: ServeHandler = (req, info) => {
+      if (c.requests++ === 0) {
+        headerWatch.unwatch(c);
+        if (!c.closing) idleWatch.watch(c);
+      }
+      c.active++;
+      c.since = -1;
+      info.completed.then(settled, settled);
+      const res = handler(req, info);
+      return res instanceof Response ? markClose(res) : res.then(markClose);
+    };
+    conns.add(c);
+    headerWatch.watch(c);
+    try {
+      c.server = serveConn(conn, c.abort.signal, onRequest, onError, () => {});
+    } catch (err) {
+      // The runtime refused the connection (it closed at once): nothing to serve.
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+      c.server = { finished: Promise.reject(err), shutdown: () => Promise.resolve() };
+    }
+    c.server.finished.catch(() => {}).finally(() => {
+      c.closing = true;
+      headerWatch.unwatch(c);
+      idleWatch.unwatch(c);
+      conns.delete(c);
+      stats.open--;
+      wake();
+    });
+  };
+
+  /**
+   * Closes the oldest connection with no request in flight for at least `EVICT_AFTER_MS` (one
+   * just accepted may not have sent its head yet); returns 0 when it did, else how long until
+   * one qualifies (Infinity: every connection is busy).
+   */
+  const evictIdle = (): number => {
+    const now = performance.now();
+    let soonest = Infinity;
+    for (const c of conns) {
+      if (c.closing || c.since < 0) continue;
+      const idleMs = now - c.since;
+      if (idleMs >= EVICT_AFTER_MS) {
+        stats.evicted++;
+        cut(c);
+        return 0;
+      }
+      soonest = Math.min(soonest, EVICT_AFTER_MS - idleMs);
+    }
+    return soonest;
+  };
+
+  const waitForSlot = () => new Promise<void>((resolve) => (slotFreed = resolve));
+
+  let pause = 0;
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        slotFreed = null;
+        resolve();
+      }, ms);
+      // shutdown() wakes the loop at once.
+      slotFreed = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+
+  const acceptLoop = async (): Promise<void> => {
+    while (!stopping) {
+      if (conns.size >= options.maxConnections) {
+        const wait = evictIdle();
+        // An evicted connection wakes the loop when it is gone, as does any that ends.
+        await (wait === 0 || wait === Infinity ? waitForSlot() : sleep(Math.ceil(wait)));
+        continue;
+      }
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (stopping) return;
+        if (!transientAcceptError(err)) throw new ListenError(options.variable, address, err);
+        stats.acceptErrors++;
+        if (pause === 0) {
+          logger.log("WARN", "Cannot accept connections, retrying", {
+            address,
+            reason: reasonOf(err),
+            open: conns.size,
+          });
+        }
+        // Go's net/http pauses the same way: 5 ms, doubling up to a second.
+        pause = Math.min(MAX_ACCEPT_PAUSE_MS, pause === 0 ? 5 : pause * 2);
+        await sleep(pause);
+        continue;
+      }
+      if (pause !== 0) {
+        logger.log("INFO", "Accepting connections again", {
+          address,
+          failedAccepts: stats.acceptErrors,
+        });
+        pause = 0;
+      }
+      serve(conn);
+    }
+  };
+
+  const loop = acceptLoop();
+  const addr = listener.addr as Deno.NetAddr;
+  let shutdownPromise: Promise<void> | null = null;
+  const finished = loop.then(
+    () => shutdownPromise ?? undefined,
+    (err) => {
+      // The listener failed: stop everything, then report.
+      stopping = true;
+      try {
+        listener.close();
+      } catch {
+        // already closed
+      }
+      for (const c of conns) cut(c);
+      throw err;
+    },
+  );
+  // The caller may race `finished` against other events: no unhandled rejection in between.
+  finished.catch(() => {});
+
+  return {
+    addr,
+    stats,
+    finished,
+    shutdown() {
+      shutdownPromise ??= (async () => {
+        stopping = true;
+        draining = true;
+        try {
+          listener.close();
+        } catch {
+          // already closed
+        }
+        wake();
+        await loop.catch(() => {});
+        await Promise.all(
+          [...conns].map(async (c) => {
+            await c.server?.shutdown().catch(() => {});
+            await c.server?.finished.catch(() => {});
+          }),
+        );
+      })();
+      return shutdownPromise;
+    },
+  };
+}

@@ -1,0 +1,98 @@
+/**
+ * The real program's listeners: an address it cannot listen on stops it with a non-zero exit
+ * and one line, and running out of descriptors never ends the listener.
+ */
+import assert from "node:assert/strict";
+import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
+import { freePort } from "./support/net_fs.ts";
+import { start, stop } from "./support/process.ts";
+
+async function withFake(
+  fn: (imgproxyUrl: string, dir: string) => Promise<void>,
+): Promise<void> {
+  const fake = startFakeImgproxy();
+  const dir = await Deno.makeTempDir({ prefix: "listener-process-" });
+  try {
+    await fn(fake.url, dir);
+  } finally {
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+for (const variable of ["IMGPROXY_BIND", "METRICS_BIND"] as const) {
+  Deno.test(`process exits 1 with one line when ${variable}'s address is taken`, async () => {
+    await withFake(async (imgproxyUrl, dir) => {
+      const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const takenPort = (taken.addr as Deno.NetAddr).port;
+      const otherPort = freePort();
+      try {
+        const env: Record<string, string> = {
+          IMGPROXY_URL: imgproxyUrl,
+          CACHE_DIR: dir,
+          HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+          IMGPROXY_BIND: `127.0.0.1:${variable === "IMGPROXY_BIND" ? takenPort : otherPort}`,
+          METRICS_BIND: `127.0.0.1:${variable === "METRICS_BIND" ? takenPort : freePort()}`,
+        };
+        const proxy = start(env);
+        // No signal needed: the process stops on its own.
+        const { code, output } = await proxy.done;
+        assert.equal(code, 1, output);
+        const errors = output.split("\n").filter((l) => / ERROR /.test(l));
+        assert.deepEqual(errors.length, 1, output);
+        assert.match(
+          errors[0]!,
+          new RegExp(
+            `ERROR ${variable}: cannot listen on 127\\.0\\.0\\.1:${takenPort}: address already in use`,
+          ),
+        );
+        assert.doesNotMatch(output, /Unhandled| {4}at |Uncaught|Serving metrics/, output);
+        // Nothing was left listening on the address that was free.
+        await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: otherPort }));
+      } finally {
+        taken.close();
+      }
+    });
+  });
+}
+
+Deno.test("process under a small descriptor limit: idle sockets never end the listener", async () => {
+  await withFake(async (imgproxyUrl, dir) => {
+    const port = freePort();
+    const proxy = start(
+      {
+        IMGPROXY_URL: imgproxyUrl,
+        CACHE_DIR: dir,
+        HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+        IMGPROXY_BIND: `127.0.0.1:${port}`,
+        CLIENT_HEADER_TIMEOUT_IN_SEC: "2",
+      },
+      false,
+      128,
+    );
+    const hostile: Deno.Conn[] = [];
+    try {
+      await proxy.waitFor("Listening");
+      // More idle sockets than the process has descriptors.
+      for (let i = 0; i < 200; i++) {
+        hostile.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      }
+      await proxy.waitFor("Cannot accept connections, retrying");
+      // The header timeout frees descriptors; the listener is still there and serves again.
+      const res = await fetch(`http://127.0.0.1:${port}/health`, {
+        signal: AbortSignal.timeout(30_000),
+      });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+      await proxy.waitFor("Accepting connections again");
+      stop(proxy);
+      const { code, output } = await proxy.done;
+      assert.equal(code, 0, output);
+      assert.doesNotMatch(output, /Unhandled rejection|Uncaught|panicked/, output);
+    } finally {
+      for (const c of hostile) c.close();
+      stop(proxy);
+      await proxy.done;
+    }
+  });
+});
