@@ -457,7 +457,7 @@ export function s3Client(endpoint: string, secret: string): S3Client {
 /**
  * Serves e2e/fixtures over HTTP on 127.0.0.1 (the sources imgproxy fetches): `/NAME` is the
  * fixture, `/status/NNN/NAME` answers status NNN, `/cache-control/N/NAME` is the fixture with
- * `Cache-Control: max-age=N, public`.
+ * `Cache-Control: max-age=N, public` (`/cache-control/no-store/NAME`: `no-store`).
  */
 export class SourceServer {
   readonly requests: string[] = [];
@@ -473,9 +473,9 @@ export class SourceServer {
         this.requests.push(path);
         const status = /^\/status\/(\d{3})\//.exec(path);
         if (status) return new Response(`status ${status[1]}`, { status: Number(status[1]) });
-        const cc = /^\/cache-control\/(\d+)(\/.*)$/.exec(path);
+        const cc = /^\/cache-control\/(\d+|no-store)(\/.*)$/.exec(path);
         const extra: Record<string, string> = cc
-          ? { "cache-control": `max-age=${cc[1]}, public` }
+          ? { "cache-control": cc[1] === "no-store" ? "no-store" : `max-age=${cc[1]}, public` }
           : {};
         const name = (cc?.[2] ?? path).slice(1);
         if (!/^[a-z0-9_-]+\.(jpg|png)$/.test(name)) {
@@ -588,7 +588,7 @@ export class DelayRelay {
 // ---------------------------------------------------------------------------------------------
 // Images
 
-/** Format and size read from an image's header (PNG, JPEG, WebP, AVIF brand only). */
+/** Format and size read from an image's header (PNG, JPEG, WebP, AVIF). */
 export function imageInfo(b: Uint8Array): { format: string; width: number; height: number } {
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const ascii = (o: number, n: number) => String.fromCharCode(...b.subarray(o, o + n));
@@ -626,6 +626,15 @@ export function imageInfo(b: Uint8Array): { format: string; width: number; heigh
       const h = 1 + (b[27]! | b[28]! << 8 | b[29]! << 16);
       return { format: "webp", width: w, height: h };
     }
+  }
+  if (ascii(4, 4) === "ftyp" && ["avif", "avis"].includes(ascii(8, 4))) {
+    // The size is in the first `ispe` (image spatial extents) property: version/flags, w, h.
+    for (let o = 12; o + 16 <= b.length; o++) {
+      if (ascii(o, 4) === "ispe") {
+        return { format: "avif", width: dv.getUint32(o + 8), height: dv.getUint32(o + 12) };
+      }
+    }
+    throw new Error("AVIF without an ispe box");
   }
   throw new Error(`unknown image format (first bytes ${[...b.subarray(0, 12)].join(",")})`);
 }
