@@ -35,83 +35,92 @@ async function barrier(stack: Stack, width: number): Promise<string> {
   return key;
 }
 
-Deno.test(`entrypoint: resize → image stored byte-identical; HEAD, OPTIONS, missing source store nothing; 20 concurrent → one PUT; HEALTHCHECK [${IMG.label}]`, async (t) => {
-  const stack = await Stack.start();
-  try {
-    const path = `/insecure/rs:fit:32:24/plain/${stack.source("photo.jpg")}@png`;
-    await t.step("a resize request returns the image and stores the same bytes", async () => {
-      const res = await get(stack.base + path);
-      assert.equal(res.status, 200);
-      assert.equal(res.headers.get("x-cache"), "MISS");
-      if (IMG.real) {
-        assert.equal(res.headers.get("content-type"), "image/png");
-        assert.deepEqual(imageInfo(res.body), { format: "png", width: 32, height: 24 });
-      } else {
-        // The stand-in does not process: it answers with the source bytes, and says so.
-        assert.equal(res.headers.get("x-imgproxy-stand-in"), "source bytes, not processed");
-        assert.ok(equalBytes(res.body, photo), "stand-in should return the source bytes");
-      }
-      const obj = await stack.s3.waitForObject(BUCKET, keyOf(path));
-      assert.ok(equalBytes(obj.body, res.body), "stored bytes differ from what the client got");
-      assert.equal(obj.contentType, res.headers.get("content-type"));
-      assert.equal(obj.cacheControl, res.headers.get("cache-control"));
-      assert.match(obj.cacheControl ?? "", /max-age=\d+/);
-    });
+for (const addressing of ["path", "virtual"] as const) {
+  Deno.test(`entrypoint: resize → image stored byte-identical; HEAD, OPTIONS, missing source store nothing; 20 concurrent → one PUT; HEALTHCHECK [${IMG.label}, ${addressing === "path" ? "path-style" : "virtual-hosted"} S3]`, async (t) => {
+    // Virtual-hosted: reads go through the bucket's host too (CACHE_MODE=read looks up first).
+    const env: Record<string, string> = addressing === "virtual" ? { CACHE_MODE: "read" } : {};
+    const stack = await Stack.start({ addressing, env });
+    try {
+      const path = `/insecure/rs:fit:32:24/plain/${stack.source("photo.jpg")}@png`;
+      await t.step("a resize request returns the image and stores the same bytes", async () => {
+        const res = await get(stack.base + path);
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get("x-cache"), "MISS");
+        if (IMG.real) {
+          assert.equal(res.headers.get("content-type"), "image/png");
+          assert.deepEqual(imageInfo(res.body), { format: "png", width: 32, height: 24 });
+        } else {
+          // The stand-in does not process: it answers with the source bytes, and says so.
+          assert.equal(res.headers.get("x-imgproxy-stand-in"), "source bytes, not processed");
+          assert.ok(equalBytes(res.body, photo), "stand-in should return the source bytes");
+        }
+        const obj = await stack.s3.waitForObject(BUCKET, keyOf(path));
+        assert.ok(equalBytes(obj.body, res.body), "stored bytes differ from what the client got");
+        assert.equal(obj.contentType, res.headers.get("content-type"));
+        assert.equal(obj.cacheControl, res.headers.get("cache-control"));
+        assert.match(obj.cacheControl ?? "", /max-age=\d+/);
+        if (addressing === "virtual") {
+          const hit = await get(stack.base + path);
+          assert.equal(hit.headers.get("x-cache"), "HIT");
+          assert.ok(equalBytes(hit.body, res.body), "the hit differs from what was stored");
+        }
+      });
 
-    await t.step("HEAD, OPTIONS and a missing source store nothing", async () => {
-      const other = `/insecure/rs:fit:20:20/plain/${stack.source("photo.jpg")}@png`;
-      for (const method of ["HEAD", "OPTIONS"]) {
-        const res = await get(stack.base + other, { method });
-        assert.equal(res.status, 200, `${method} status`);
-        // No image: imgproxy 4.0.12 answers HEAD/OPTIONS with text/plain " " (1 byte) and
-        // `Cache-Control: max-age=..., public`, which is exactly why the method rule exists.
-        assert.ok(res.body.byteLength <= 1, `${method} body has ${res.body.byteLength} bytes`);
-        assert.match(res.headers.get("x-cache") ?? "", /^BYPASS; reason=method/);
-      }
-      const missing = `/insecure/rs:fit:20:20/plain/${stack.source("missing.jpg")}@png`;
-      const res = await get(stack.base + missing);
-      assert.equal(res.status, 404);
-      const sentinel = await barrier(stack, 17);
-      assert.deepEqual(await stack.s3.keys(BUCKET), [keyOf(path), sentinel].sort());
-      assert.equal((await stack.s3.puts(BUCKET, keyOf(other))).length, 0);
-      assert.equal((await stack.s3.puts(BUCKET, keyOf(missing))).length, 0);
-    });
+      await t.step("HEAD, OPTIONS and a missing source store nothing", async () => {
+        const other = `/insecure/rs:fit:20:20/plain/${stack.source("photo.jpg")}@png`;
+        for (const method of ["HEAD", "OPTIONS"]) {
+          const res = await get(stack.base + other, { method });
+          assert.equal(res.status, 200, `${method} status`);
+          // No image: imgproxy 4.0.12 answers HEAD/OPTIONS with text/plain " " (1 byte) and
+          // `Cache-Control: max-age=..., public`, which is exactly why the method rule exists.
+          assert.ok(res.body.byteLength <= 1, `${method} body has ${res.body.byteLength} bytes`);
+          assert.match(res.headers.get("x-cache") ?? "", /^BYPASS; reason=method/);
+        }
+        const missing = `/insecure/rs:fit:20:20/plain/${stack.source("missing.jpg")}@png`;
+        const res = await get(stack.base + missing);
+        assert.equal(res.status, 404);
+        const sentinel = await barrier(stack, 17);
+        assert.deepEqual(await stack.s3.keys(BUCKET), [keyOf(path), sentinel].sort());
+        assert.equal((await stack.s3.puts(BUCKET, keyOf(other))).length, 0);
+        assert.equal((await stack.s3.puts(BUCKET, keyOf(missing))).length, 0);
+      });
 
-    await t.step("20 concurrent identical requests → one object, one PUT", async () => {
-      const p = `/insecure/rs:fill:16:16/plain/${stack.source("logo.png")}@png`;
-      const answers = await Promise.all(
-        Array.from({ length: 20 }, () => get(stack.base + p)),
-      );
-      for (const a of answers) {
-        assert.equal(a.status, 200);
-        assert.ok(equalBytes(a.body, answers[0]!.body), "concurrent answers differ");
-      }
-      if (IMG.real) {
-        assert.deepEqual(imageInfo(answers[0]!.body), { format: "png", width: 16, height: 16 });
-      } else assert.ok(equalBytes(answers[0]!.body, logo));
-      const obj = await stack.s3.waitForObject(BUCKET, keyOf(p));
-      assert.ok(equalBytes(obj.body, answers[0]!.body));
-      await barrier(stack, 19);
-      const puts = await stack.s3.puts(BUCKET, keyOf(p));
-      assert.equal(puts.length, 1, `expected one PUT, versitygw logged ${puts.length}`);
-      assert.equal(puts[0]!.status, 200);
-    });
+      await t.step("20 concurrent identical requests → one object, one PUT", async () => {
+        const p = `/insecure/rs:fill:16:16/plain/${stack.source("logo.png")}@png`;
+        const answers = await Promise.all(
+          Array.from({ length: 20 }, () => get(stack.base + p)),
+        );
+        for (const a of answers) {
+          assert.equal(a.status, 200);
+          assert.ok(equalBytes(a.body, answers[0]!.body), "concurrent answers differ");
+        }
+        if (IMG.real) {
+          assert.deepEqual(imageInfo(answers[0]!.body), { format: "png", width: 16, height: 16 });
+        } else assert.ok(equalBytes(answers[0]!.body, logo));
+        const obj = await stack.s3.waitForObject(BUCKET, keyOf(p));
+        assert.ok(equalBytes(obj.body, answers[0]!.body));
+        await barrier(stack, 19);
+        const puts = await stack.s3.puts(BUCKET, keyOf(p));
+        assert.equal(puts.length, 1, `expected one PUT, versitygw logged ${puts.length}`);
+        assert.equal(puts[0]!.status, 200);
+      });
 
-    await t.step("the Dockerfile's HEALTHCHECK (imgproxy health) probes the proxy", async () => {
-      // In the container IMGPROXY_BIND is the proxy's address, so `imgproxy health` asks the
-      // proxy for /health, which the proxy forwards to imgproxy.
-      const ok = await new Deno.Command(IMG.bin, {
-        args: ["health"],
-        env: { IMGPROXY_BIND: stack.proxyBind },
-        stdout: "null",
-        stderr: "null",
-      }).output();
-      assert.equal(ok.code, 0, "imgproxy health should pass against the running proxy");
-    });
-  } finally {
-    await stack.close();
-  }
-});
+      await t.step("the Dockerfile's HEALTHCHECK (imgproxy health) probes the proxy", async () => {
+        // In the container IMGPROXY_BIND is the proxy's address, so `imgproxy health` asks the
+        // proxy for /health, which the proxy forwards to imgproxy.
+        const ok = await new Deno.Command(IMG.bin, {
+          args: ["health"],
+          env: { IMGPROXY_BIND: stack.proxyBind },
+          stdout: "null",
+          stderr: "null",
+        }).output();
+        assert.equal(ok.code, 0, "imgproxy health should pass against the running proxy");
+      });
+    } finally {
+      await stack.close();
+    }
+  });
+}
 
 Deno.test(`entrypoint: IMGPROXY_KEY/SALT — signed URL served and stored, bad signature 403 and not stored [${IMG.label}]`, async () => {
   const key = "0123456789abcdef0123456789abcdef";

@@ -21,6 +21,7 @@ import {
   Versitygw,
   waitFor,
 } from "./support/harness.ts";
+import { BUCKET } from "./support/stack.ts";
 
 const IMG = await banner("permissions_test.ts");
 
@@ -59,26 +60,34 @@ async function runScoped(
   }
 }
 
-Deno.test(`permissions: S3 store, HOME unset, exact flags → stored, no NotCapable, exit 0 [${IMG.label}]`, async () => {
-  const gw = await Versitygw.start();
-  try {
-    await gw.createBucket("scoped");
-    await runScoped({
-      S3_BUCKET: "scoped",
-      S3_ENDPOINT: gw.endpoint,
-      AWS_ACCESS_KEY_ID: ACCESS_KEY,
-      AWS_SECRET_ACCESS_KEY: SECRET_KEY,
-      AWS_REGION: "us-east-1",
-    }, async (path, res) => {
-      const obj = await gw.waitForObject("scoped", keyOf(path));
-      assert.ok(equalBytes(obj.body, res.body));
-      assert.equal(obj.contentType, res.headers.get("content-type"));
-      assert.equal(obj.cacheControl, res.headers.get("cache-control"));
-    });
-  } finally {
-    await gw.close();
-  }
-});
+// Virtual-hosted addressing sends S3 requests to <bucket>.<endpoint host>, a host the flags
+// must name too; the bucket's host resolves through a hosts entry (see VIRTUAL_DOMAIN).
+for (const addressing of ["path", "virtual"] as const) {
+  Deno.test(`permissions: S3 store (${addressing === "path" ? "path-style" : "virtual-hosted"}), HOME unset, exact flags → stored, no NotCapable, exit 0 [${IMG.label}]`, async () => {
+    const gw = await Versitygw.start({ virtualHosted: addressing === "virtual" });
+    try {
+      await gw.createBucket(BUCKET);
+      if (addressing === "virtual") await gw.requireVirtualHost(BUCKET);
+      await runScoped({
+        S3_BUCKET: BUCKET,
+        S3_ENDPOINT: addressing === "virtual" ? gw.virtualEndpoint : gw.endpoint,
+        S3_FORCE_PATH_STYLE: String(addressing === "path"),
+        AWS_ACCESS_KEY_ID: ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY: SECRET_KEY,
+        AWS_REGION: "us-east-1",
+      }, async (path, res) => {
+        const obj = await gw.waitForObject(BUCKET, keyOf(path));
+        assert.ok(equalBytes(obj.body, res.body));
+        assert.equal(obj.contentType, res.headers.get("content-type"));
+        assert.equal(obj.cacheControl, res.headers.get("cache-control"));
+        // A path-style request sent to the bucket's host would be filed under BUCKET/key.
+        assert.deepEqual(await gw.keys(BUCKET), [keyOf(path)]);
+      });
+    } finally {
+      await gw.close();
+    }
+  });
+}
 
 Deno.test(`permissions: local store, HOME unset, exact flags → stored in CACHE_DIR only, exit 0 [${IMG.label}]`, async () => {
   const dir = await Deno.makeTempDir({ prefix: "e2e-local-" });

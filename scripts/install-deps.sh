@@ -9,6 +9,7 @@
 #   - moto (S3 server with the bucket lifecycle API, which versitygw lacks: e2e/lifecycle_test.ts;
 #     the Python package `moto[server]` into ~/.cache/imgproxy-cache/moto-venv, about 30 s),
 #   - shellcheck (Debian package; lints entrypoint.sh, bin/start and these scripts),
+#   - an /etc/hosts entry for e2e-images.s3.localhost (virtual-hosted S3; root only),
 #   - the npm dependencies in Deno's cache (`deno install`, and the tests' own packages from
 #     tests/deno.lock), so tests need no registry later.
 # Without IMGPROXY_SRC, imgproxy is optional: the end-to-end suite uses it when found
@@ -181,6 +182,20 @@ fi
 
 # The linter (ShellCheck) ------------------------------------------------------------------------------------
 command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
+
+# A name for virtual-hosted S3 -------------------------------------------------------------------
+# The end-to-end suite also runs versitygw with virtual-hosted addressing, where the bucket
+# e2e-images is the host e2e-images.s3.localhost. Names under localhost are loopback (RFC 6761),
+# but glibc's resolver does not resolve them by itself: a hosts entry does.
+e2e_s3_host=e2e-images.s3.localhost
+if ! getent hosts "$e2e_s3_host" >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    printf '127.0.0.1 %s\n' "$e2e_s3_host" >>/etc/hosts
+    log "added $e2e_s3_host to /etc/hosts (virtual-hosted S3 in the end-to-end suite)"
+  else
+    log "the end-to-end suite needs '127.0.0.1 $e2e_s3_host' in /etc/hosts: add it as root"
+  fi
+fi
 
 # npm dependencies into Deno's cache --------------------------------------------------------------
 # deno.lock holds what the proxy runs; the test and bench tasks lock their own packages (s3rver,

@@ -320,9 +320,19 @@ export async function reap(pid: number | undefined): Promise<void> {
 export const ACCESS_KEY = "e2e-access";
 export const SECRET_KEY = "e2e-secret-key-000";
 
+/**
+ * The base domain of versitygw's virtual-hosted addressing (`--virtual-domain`): a bucket B is
+ * addressed as B.s3.localhost. Names under `localhost` are loopback by definition (RFC 6761),
+ * but glibc does not resolve them by itself, so each bucket used that way needs a hosts entry
+ * (scripts/install-deps.sh adds it when run as root). `s3.localhost` itself is not needed.
+ */
+export const VIRTUAL_DOMAIN = "s3.localhost";
+
 /** A running versitygw over a temporary directory, with its S3 access log. */
 export class Versitygw {
   readonly endpoint: string;
+  /** The endpoint for virtual-hosted addressing (only with `virtualHosted`). */
+  readonly virtualEndpoint: string;
   readonly client: S3Client;
   private constructor(
     readonly proc: Proc,
@@ -331,10 +341,15 @@ export class Versitygw {
     readonly accessLog: string,
   ) {
     this.endpoint = `http://127.0.0.1:${port}`;
+    this.virtualEndpoint = `http://${VIRTUAL_DOMAIN}:${port}`;
     this.client = s3Client(this.endpoint, SECRET_KEY);
   }
 
-  static async start(): Promise<Versitygw> {
+  /**
+   * Starts versitygw; with `virtualHosted` it also serves `<bucket>.${VIRTUAL_DOMAIN}` hosts
+   * (path-style requests to 127.0.0.1 keep working, for the tests' own client).
+   */
+  static async start(options: { virtualHosted?: boolean } = {}): Promise<Versitygw> {
     const bin = await findOnPath("versitygw") ??
       await findOnPath(`${Deno.env.get("HOME")}/go/bin/versitygw`);
     if (bin === null) {
@@ -350,6 +365,7 @@ export class Versitygw {
       "--access-log",
       accessLog,
       "--quiet",
+      ...(options.virtualHosted ? ["--virtual-domain", VIRTUAL_DOMAIN] : []),
       "posix",
       `${dir}/root`,
     ], {
@@ -371,6 +387,19 @@ export class Versitygw {
 
   async createBucket(name: string): Promise<void> {
     await this.client.send(new CreateBucketCommand({ Bucket: name }));
+  }
+
+  /** Fails unless `<bucket>.${VIRTUAL_DOMAIN}` resolves to this gateway (a hosts entry). */
+  async requireVirtualHost(bucket: string): Promise<void> {
+    const hostname = `${bucket}.${VIRTUAL_DOMAIN}`;
+    try {
+      (await Deno.connect({ hostname, port: this.port })).close();
+    } catch (err) {
+      throw new Error(
+        `${hostname} does not resolve to 127.0.0.1 (${err}); virtual-hosted S3 tests need ` +
+          `"127.0.0.1 ${hostname}" in /etc/hosts (scripts/install-deps.sh adds it as root)`,
+      );
+    }
   }
 
   /** Parsed S3 access-log lines: operation, key, status. */

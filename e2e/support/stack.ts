@@ -16,6 +16,7 @@ import {
   SECRET_KEY,
   SourceServer,
   Versitygw,
+  VIRTUAL_DOMAIN,
   waitFor,
 } from "./harness.ts";
 
@@ -24,6 +25,14 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Put a relay that delays every S3 answer by this much in front of versitygw. */
   s3DelayMs?: number;
+  /**
+   * How the proxy addresses the bucket: "path" (default) or "virtual" (virtual-hosted, as
+   * Tigris and AWS default to: requests go to `e2e-images.s3.localhost`). With "virtual" the
+   * endpoint's own host, `s3.localhost`, has no hosts entry, and versitygw would file a
+   * path-style request sent to the bucket's host under a doubled key, so an object found under
+   * the expected key was written virtual-hosted.
+   */
+  addressing?: "path" | "virtual";
 }
 
 export const BUCKET = "e2e-images";
@@ -44,12 +53,14 @@ export class Stack {
 
   static async start(options: StackOptions = {}): Promise<Stack> {
     const imgproxy = await chooseImgproxy();
-    const s3 = await Versitygw.start();
+    const virtual = options.addressing === "virtual";
+    const s3 = await Versitygw.start({ virtualHosted: virtual });
     const sources = new SourceServer();
     let relay: DelayRelay | null = null;
     let proc: Proc | null = null;
     try {
       await s3.createBucket(BUCKET);
+      if (virtual) await s3.requireVirtualHost(BUCKET);
       relay = options.s3DelayMs ? new DelayRelay(s3.port, options.s3DelayMs) : null;
       const port = freePort();
       const proxyBind = `127.0.0.1:${port}`;
@@ -61,7 +72,8 @@ export class Stack {
           IMGPROXY_BIND: proxyBind,
           IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES: "true",
           S3_BUCKET: BUCKET,
-          S3_ENDPOINT: `http://127.0.0.1:${relay?.port ?? s3.port}`,
+          S3_ENDPOINT: `http://${virtual ? VIRTUAL_DOMAIN : "127.0.0.1"}:${relay?.port ?? s3.port}`,
+          S3_FORCE_PATH_STYLE: String(!virtual),
           AWS_ACCESS_KEY_ID: ACCESS_KEY,
           AWS_SECRET_ACCESS_KEY: SECRET_KEY,
           AWS_REGION: "us-east-1",
