@@ -8,11 +8,10 @@
  * - a miss, and a store that errors or does not answer within the lookup timeout, fall through
  *   to the normal path (imgproxy, then a background store), so the store never fails a request.
  */
-import type { Buffer } from "node:buffer";
-import { createHash, timingSafeEqual } from "node:crypto";
 import { type CacheRules, ruleFor } from "./cache_rules.ts";
 import { objectKey, pathOf, variantSuffix } from "./key.ts";
 import type { Logger } from "./log.ts";
+import { sameSecret, sha256 } from "./secret.ts";
 import type { ContextHandler, RequestContext } from "./context.ts";
 import { Deadlines } from "./proxy.ts";
 import type { OpenedObject, Store, StoredObject } from "./store/store.ts";
@@ -74,18 +73,6 @@ function withDeadline<T>(
       reject(err);
     });
   });
-}
-
-function sha256(text: string): Buffer {
-  return createHash("sha256").update(text, "utf8").digest();
-}
-
-/**
- * Compares a client's `Authorization` with the expected one in constant time: digests of equal
- * length, compared without an early exit, so response timing tells nothing about the secret.
- */
-function sameSecret(given: string | null, expectedDigest: Buffer): boolean {
-  return given !== null && timingSafeEqual(sha256(given), expectedDigest);
 }
 
 /** Wraps the normal handler with a store lookup for GET requests. */

@@ -381,7 +381,7 @@ export function createProxyMetrics(
   );
   const storeSeconds = registry.histogram(
     "imgproxy_cache_store_duration_seconds",
-    "Duration of store operations (put, get, head), successful or not.",
+    "Duration of store operations (put, get, head, list, delete), successful or not.",
     {
       labelNames: ["operation"],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
@@ -488,7 +488,7 @@ export function instrumentUpstream(upstream: Upstream, metrics: ProxyMetrics): U
   };
 }
 
-/** Wraps a store so put, get and has (as `head`) are timed. */
+/** Wraps a store so each operation is timed (`has` as `head`, `variants` as `list`). */
 export function instrumentStore(store: Store, metrics: ProxyMetrics): Store {
   const timed = async <T>(operation: string, run: () => Promise<T>): Promise<T> => {
     const done = metrics.storeSeconds.startTimer({ operation });
@@ -512,6 +512,8 @@ export function instrumentStore(store: Store, metrics: ProxyMetrics): Store {
     get: (key, signal) => timed("get", () => store.get(key, signal)),
     has: (key, signal) => timed("head", () => store.has(key, signal)),
     open: store.open ? (key, signal) => timed("get", () => store.open!(key, signal)) : undefined,
+    variants: (baseKey, signal) => timed("list", () => store.variants(baseKey, signal)),
+    delete: (key, signal) => timed("delete", () => store.delete(key, signal)),
   };
 }
 
@@ -523,10 +525,18 @@ export interface MetricsServeOptions {
   onListen?: (addr: Deno.NetAddr) => void;
 }
 
-/** The metrics listener's handler: `GET`/`HEAD /metrics`, 404 elsewhere. */
-export function metricsHandler(registry: Registry): (req: Request) => Response {
+/** More paths the metrics listener answers (each handler checks its own method). */
+export type Routes = Readonly<Record<string, (req: Request) => Response | Promise<Response>>>;
+
+/** The metrics listener's handler: `GET`/`HEAD /metrics`, the `routes`, 404 elsewhere. */
+export function metricsHandler(
+  registry: Registry,
+  routes: Routes = {},
+): (req: Request) => Response | Promise<Response> {
   return (req) => {
     const url = new URL(req.url);
+    const route = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
+    if (route !== undefined) return route(req);
     if (url.pathname !== "/metrics") {
       return new Response("Not Found\n", {
         status: 404,
@@ -546,15 +556,16 @@ export function metricsHandler(registry: Registry): (req: Request) => Response {
   };
 }
 
-/** Serves the registry on its own listener (`METRICS_BIND`). */
+/** Serves the registry, and the `routes`, on its own listener (`METRICS_BIND`). */
 export function serveMetrics(
   options: MetricsServeOptions,
   registry: Registry,
+  routes: Routes = {},
 ): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve({
     hostname: options.hostname,
     port: options.port,
     signal: options.signal,
     onListen: options.onListen ?? (() => {}),
-  }, metricsHandler(registry));
+  }, metricsHandler(registry, routes));
 }

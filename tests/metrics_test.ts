@@ -254,6 +254,8 @@ Deno.test("instrumented handler, upstream and store feed requests and latency me
     put: () => Promise.resolve("stored"),
     has: () => Promise.resolve(false),
     get: () => Promise.reject(new Error("down")),
+    variants: () => Promise.resolve([]),
+    delete: () => Promise.resolve(),
   };
   const store = instrumentStore(inner, m);
   assert.equal(store.description, "test");
@@ -265,7 +267,11 @@ Deno.test("instrumented handler, upstream and store feed requests and latency me
   await store.has("k");
   await store.has("k");
   await assert.rejects(store.get("k"), /down/);
+  await store.variants("k");
+  await store.delete("k");
   const text = m.registry.render();
+  assert.match(text, /^imgproxy_cache_store_duration_seconds_count\{operation="list"\} 1$/m);
+  assert.match(text, /^imgproxy_cache_store_duration_seconds_count\{operation="delete"\} 1$/m);
   assert.match(text, /^imgproxy_cache_store_duration_seconds_count\{operation="put"\} 1$/m);
   assert.match(text, /^imgproxy_cache_store_duration_seconds_count\{operation="head"\} 2$/m);
   assert.match(text, /^imgproxy_cache_store_duration_seconds_count\{operation="get"\} 1$/m);

@@ -563,6 +563,12 @@ class CountingStore implements Store {
   get(key: string) {
     return this.inner.get(key);
   }
+  variants(baseKey: string) {
+    return this.inner.variants(baseKey);
+  }
+  delete(key: string) {
+    return this.inner.delete(key);
+  }
 }
 
 for (const coalesce of ["true", "false"]) {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { MemoryLogger } from "../lib/log.ts";
+import { isVariantKey } from "../lib/store/store.ts";
 import type { PutOptions, PutResult, Store, StoredObject } from "../lib/store/store.ts";
 import { StoreError } from "../lib/store/store.ts";
 import { Collector, Uploader, type UploaderOptions } from "../lib/uploader.ts";
@@ -62,6 +63,15 @@ class MemoryStore implements Store {
 
   get(key: string): Promise<StoredObject | null> {
     return Promise.resolve(this.objects.get(key) ?? null);
+  }
+
+  variants(baseKey: string): Promise<string[]> {
+    return Promise.resolve([...this.objects.keys()].filter((k) => isVariantKey(k, baseKey)));
+  }
+
+  delete(key: string): Promise<void> {
+    this.objects.delete(key);
+    return Promise.resolve();
   }
 }
 

@@ -6,7 +6,7 @@
  * renamed (or, for a conditional write, hard-linked, which fails if the name exists) into place,
  * so a reader never sees half an image.
  */
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type {
   ObjectMeta,
   OpenedObject,
@@ -15,7 +15,7 @@ import type {
   Store,
   StoredObject,
 } from "./store.ts";
-import { PERMANENT_ERROR_NAMES, StoreError } from "./store.ts";
+import { isVariantKey, PERMANENT_ERROR_NAMES, StoreError } from "./store.ts";
 
 const META_SUFFIX = ".meta.json";
 
@@ -48,6 +48,57 @@ export class LocalStore implements Store {
 
   private pathOf(key: string): string {
     return join(this.dir, key);
+  }
+
+  /**
+   * The file of a key that is about to be removed, refusing any key that could leave the
+   * directory (absolute, `.` or `..` segments, empty segments, backslashes, NUL): keys are
+   * hashes under a checked folder, so such a key is a bug, and removal must never follow it.
+   */
+  private removablePath(key: string): string {
+    if (
+      key === "" || key.startsWith("/") || /[\\\0]/.test(key) ||
+      key.split("/").some((s) => s === "" || s === "." || s === "..")
+    ) {
+      throw new StoreError(
+        `refusing to remove ${JSON.stringify(key)}: not a key inside ${this.dir}`,
+        false,
+        "InvalidKey",
+      );
+    }
+    return join(this.dir, key);
+  }
+
+  async variants(baseKey: string): Promise<string[]> {
+    const base = this.removablePath(baseKey);
+    const name = basename(base);
+    const prefix = baseKey.slice(0, baseKey.length - name.length);
+    const keys: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(dirname(base))) {
+        // Regular files only: a directory or a symbolic link is never an object (and a link
+        // is never followed out of the directory).
+        if (!entry.isFile || !isVariantKey(entry.name, name)) continue;
+        if (entry.name.endsWith(META_SUFFIX) || entry.name.includes(".tmp-")) continue;
+        keys.push(prefix + entry.name);
+      }
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return [];
+      throw wrap(err, `listing ${dirname(base)}`);
+    }
+    return keys.sort();
+  }
+
+  async delete(key: string): Promise<void> {
+    const final = this.removablePath(key);
+    try {
+      // The object first: a sidecar left alone (a crash in between) is ignored by readers and
+      // replaced by the next write of the key.
+      await removeFile(final);
+      await removeFile(final + META_SUFFIX);
+    } catch (err) {
+      throw wrap(err, `removing ${final}`);
+    }
   }
 
   async put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult> {
@@ -162,6 +213,16 @@ async function readMeta(path: string): Promise<ObjectMeta | null> {
     await new Promise((r) => setTimeout(r, 10));
   }
   return null;
+}
+
+/** Removes a regular file; an absent one (or anything that is not a file) is left alone. */
+async function removeFile(path: string): Promise<void> {
+  try {
+    if (!(await Deno.lstat(path)).isFile) return;
+    await Deno.remove(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
 }
 
 async function exists(path: string): Promise<boolean> {

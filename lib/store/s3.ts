@@ -3,9 +3,10 @@
  * signing and clock-skew correction are the AWS SDK's; requests are sent with `fetch`
  * ({@linkcode S3Requester}), so a hit's body streams natively to the client.
  */
-import { S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import type { S3StoreConfig } from "../config.ts";
 import type { OpenedObject, PutOptions, PutResult, Store, StoredObject } from "./store.ts";
+import { isVariantKey } from "./store.ts";
 import { classifyS3Error, S3Requester } from "./s3_request.ts";
 
 export { classifyS3Error } from "./s3_request.ts";
@@ -104,5 +105,47 @@ export class S3Store implements Store {
     } catch (err) {
       throw classifyS3Error(err, `GetObject ${key}`);
     }
+  }
+
+  /**
+   * Removes one object, as `DeleteObjectCommand` would (signed and sent like {@linkcode put}).
+   * S3 answers 204 whether or not the key existed; a store that answers 404 for an absent key
+   * is no error here either.
+   */
+  async delete(key: string, signal?: AbortSignal): Promise<void> {
+    const res = await this.#s3.send("DeleteObject", key, {}, undefined, signal);
+    if (res.ok || res.status === 404) {
+      await res.body?.cancel();
+      return;
+    }
+    throw await this.#s3.fail(res, "DeleteObject", key);
+  }
+
+  /**
+   * Every key listed under the prefix `baseKey` that is one of its variants, through the SDK's
+   * `ListObjectsV2Command` (rare, so its cost does not matter; pages are followed).
+   */
+  async variants(baseKey: string, signal?: AbortSignal): Promise<string[]> {
+    const keys: string[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const out = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.config.bucket,
+            Prefix: baseKey,
+            ContinuationToken: token,
+          }),
+          { abortSignal: signal },
+        );
+        for (const o of out.Contents ?? []) {
+          if (o.Key !== undefined && isVariantKey(o.Key, baseKey)) keys.push(o.Key);
+        }
+        token = out.IsTruncated ? out.NextContinuationToken : undefined;
+      } while (token !== undefined);
+    } catch (err) {
+      throw classifyS3Error(err, `ListObjectsV2 ${baseKey}`);
+    }
+    return keys.sort();
   }
 }

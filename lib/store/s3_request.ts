@@ -162,10 +162,11 @@ const OPERATIONS: Record<string, { method: string; query: Record<string, string>
   PutObject: { method: "PUT", query: { "x-id": "PutObject" } },
   GetObject: { method: "GET", query: { "x-id": "GetObject" } },
   HeadObject: { method: "HEAD", query: {} },
+  DeleteObject: { method: "DELETE", query: { "x-id": "DeleteObject" } },
 };
 
 /** One S3 operation's name. */
-export type S3Operation = "PutObject" | "GetObject" | "HeadObject";
+export type S3Operation = "PutObject" | "GetObject" | "HeadObject" | "DeleteObject";
 
 /** Signs and sends requests for one bucket. */
 export class S3Requester {

@@ -47,6 +47,18 @@ export interface Store {
    * memory; null when the key is absent. Stores without it are read with `get`.
    */
   open?(key: string, signal?: AbortSignal): Promise<OpenedObject | null>;
+  /**
+   * Keys of every stored variant of `baseKey` (a key without variant suffix): the key itself
+   * and each `<baseKey>-<suffix>`, found by listing whatever suffixes exist.
+   */
+  variants(baseKey: string, signal?: AbortSignal): Promise<string[]>;
+  /** Removes one object and whatever the store keeps beside it; an absent key is no error. */
+  delete(key: string, signal?: AbortSignal): Promise<void>;
+}
+
+/** True when `key` is `baseKey` or one of its variants (`<baseKey>-<suffix>`). */
+export function isVariantKey(key: string, baseKey: string): boolean {
+  return key === baseKey || (key.startsWith(baseKey + "-") && !key.includes("/", baseKey.length));
 }
 
 /**
