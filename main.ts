@@ -54,11 +54,17 @@ export async function main(
         ...config.metricsBind,
         ...config.clients,
         logger,
-      }, metricsHandler(app.registry)));
+      }, metricsHandler(app.registry, app.adminRoutes)));
       logger.log("INFO", "Serving metrics", {
         address: addressOf(servers[1]!.addr),
         path: "/metrics",
       });
+      if (config.adminToken !== null) {
+        logger.log("INFO", "Purge endpoint enabled", {
+          address: addressOf(servers[1]!.addr),
+          path: "/purge",
+        });
+      }
     }
   } catch (err) {
     if (!(err instanceof ListenError)) throw err;

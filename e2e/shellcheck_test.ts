@@ -23,8 +23,14 @@ async function shellcheck(shell: string, scripts: string[]): Promise<void> {
 
 Deno.test("shellcheck -s bash: .ci/run", () => shellcheck("bash", [".ci/run"]));
 
-Deno.test("shellcheck -s sh: entrypoint.sh, bin/start, bin/warm, scripts/*.sh, the imgproxy stand-in", async () => {
-  const scripts = ["entrypoint.sh", "bin/start", "bin/warm", "e2e/support/imgproxy-stand-in"];
+Deno.test("shellcheck -s sh: entrypoint.sh, bin/start, bin/warm, bin/purge, scripts/*.sh, the imgproxy stand-in", async () => {
+  const scripts = [
+    "entrypoint.sh",
+    "bin/start",
+    "bin/warm",
+    "bin/purge",
+    "e2e/support/imgproxy-stand-in",
+  ];
   for await (const e of Deno.readDir(`${ROOT}/scripts`)) {
     if (e.name.endsWith(".sh")) scripts.push(`scripts/${e.name}`);
   }

@@ -12,7 +12,9 @@ import {
   instrumentStore,
   instrumentUpstream,
   Registry,
+  type Routes,
 } from "./metrics.ts";
+import { purgeEndpoint } from "./purge_endpoint.ts";
 import { withLookup } from "./lookup.ts";
 import { type ContextHandler, type Handler, serveContexts } from "./context.ts";
 import { createHandler } from "./proxy.ts";
@@ -33,6 +35,8 @@ export interface App {
   coalesceStats: CoalesceStats;
   /** The Prometheus registry (instruments are attached when METRICS_BIND is set). */
   registry: Registry;
+  /** Paths the METRICS_BIND listener serves besides `/metrics` (`/purge` with ADMIN_TOKEN). */
+  adminRoutes: Routes;
 }
 
 /** Parts a caller may swap (tests, embedding). */
@@ -107,7 +111,18 @@ export async function createApp(
   }
   if (config.accessLog) handle = withAccessLog(handle, logger);
   const handler = serveContexts(handle);
-  return { config, store, uploader, handler, handle, coalesceStats, registry };
+  const adminRoutes: Routes = config.adminToken === null ? {} : {
+    "/purge": purgeEndpoint({
+      token: config.adminToken,
+      target: {
+        store,
+        folder: config.folder,
+        forget: (baseKey) => uploader.forgetVariants(baseKey),
+      },
+      logger,
+    }),
+  };
+  return { config, store, uploader, handler, handle, coalesceStats, registry, adminRoutes };
 }
 
 /** Logs how the proxy is set up (never secrets). */

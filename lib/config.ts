@@ -80,6 +80,8 @@ export interface Config {
   imgproxySecret: string | null;
   /** Where Prometheus metrics are served (null: not served). */
   metricsBind: BindAddress | null;
+  /** ADMIN_TOKEN: enables `POST /purge` on the metrics listener (null: no endpoint); never logged. */
+  adminToken: string | null;
   /** `off`: answers that carry `Vary` are not stored; `accept`: stored per Accept variant. */
   cacheVariants: "off" | "accept";
   /**
@@ -132,6 +134,7 @@ export const VARIABLES = {
   LOG_FORMAT: "$IMGPROXY_LOG_FORMAT, else text",
   LOG_LEVEL: "$IMGPROXY_LOG_LEVEL, else info",
   ACCESS_LOG: "true",
+  ADMIN_TOKEN: "",
   IMGPROXY_BIND: ":8080",
   CLIENT_HEADER_TIMEOUT_IN_SEC: "10",
   CLIENT_IDLE_TIMEOUT_IN_SEC: "75",
@@ -450,6 +453,18 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
       "PUBLIC_BASE_URL: CACHE_MODE=redirect needs the public or CDN URL of the stored objects, got nothing",
     );
   }
+  const adminToken = p.raw("ADMIN_TOKEN") ?? null;
+  if (adminToken !== null && adminToken.length < 16) {
+    // The length only: the value is a secret.
+    p.problems.push(
+      `ADMIN_TOKEN: expected at least 16 characters (a random token), got ${adminToken.length}`,
+    );
+  }
+  if (adminToken !== null && p.raw("METRICS_BIND") === undefined) {
+    p.problems.push(
+      "ADMIN_TOKEN: the purge endpoint is served on the METRICS_BIND listener, which is not set",
+    );
+  }
   const config: Config = {
     bind: p.bind("IMGPROXY_BIND", ":8080"),
     clients: {
@@ -468,6 +483,7 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     coalesce: p.bool("COALESCE_REQUESTS", true),
     imgproxySecret: p.raw("IMGPROXY_SECRET") ?? null,
     metricsBind: p.raw("METRICS_BIND") === undefined ? null : p.bind("METRICS_BIND", ""),
+    adminToken,
     cacheVariants: p.oneOf("CACHE_VARIANTS", ["off", "accept"] as const, "off"),
     fallbackMaxAge: fallbackRule(p),
     cookiePassthrough: p.bool("IMGPROXY_COOKIE_PASSTHROUGH", false),

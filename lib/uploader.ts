@@ -234,6 +234,21 @@ export class Uploader {
   }
 
   /**
+   * Forgets that `baseKey` and its variants (`<baseKey>-<suffix>`) were stored, after a purge
+   * removed them: their next answers are stored again. Returns how many keys were forgotten.
+   */
+  forgetVariants(baseKey: string): number {
+    let n = 0;
+    for (const key of this.#recent.keys()) {
+      if (key === baseKey || key.startsWith(baseKey + "-")) {
+        this.#recent.delete(key);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
    * Starts collecting a body for `key`. Returns a {@linkcode Collector}, or the reason the body
    * will not be stored (counted, and logged when it means a bound was hit).
    */

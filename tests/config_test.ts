@@ -42,6 +42,7 @@ Deno.test("loadConfig() gives every documented default when the environment is e
     lookupTimeoutMs: 1000,
     coalesce: true,
     metricsBind: null,
+    adminToken: null,
     imgproxySecret: null,
     cacheVariants: "off",
     fallbackMaxAge: null,

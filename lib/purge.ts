@@ -1,0 +1,88 @@
+/**
+ * Purge: removes every stored variant of request paths, so the next request for each is a miss
+ * that stores it again. Shared by the `POST /purge` endpoint and `deno task purge`.
+ *
+ * Variants are found by listing the path's key (the MD5 of the raw path, under the folder) as a
+ * prefix, not by guessing suffixes, so whatever variant suffixes were written are all found. The
+ * key is a hash: nothing in a path can name an object outside the folder.
+ */
+import { objectKey, pathOf } from "./key.ts";
+import { isVariantKey, type Store } from "./store/store.ts";
+
+/** Where purges act. */
+export interface PurgeTarget {
+  store: Store;
+  /** Key prefix, already normalised. */
+  folder: string;
+  /** Forgets the variants of a key the proxy remembers as recently stored (the uploader's). */
+  forget?: (baseKey: string) => void;
+}
+
+/** What happened to one path: the keys removed, and the error that stopped it, if any. */
+export interface PurgeOutcome {
+  path: string;
+  keys: string[];
+  error?: string;
+}
+
+/** Removes every stored variant of one raw request path (its query is ignored, like the key's). */
+export async function purgePath(
+  target: PurgeTarget,
+  path: string,
+  signal?: AbortSignal,
+): Promise<PurgeOutcome> {
+  const baseKey = objectKey(pathOf(path), target.folder);
+  const keys: string[] = [];
+  try {
+    for (const key of await target.store.variants(baseKey, signal)) {
+      // The store lists by prefix; only the base key and its "-suffix" variants are this path's.
+      if (!isVariantKey(key, baseKey)) continue;
+      await target.store.delete(key, signal);
+      keys.push(key);
+    }
+    return { path, keys };
+  } catch (err) {
+    return { path, keys, error: (err as Error)?.message ?? String(err) };
+  } finally {
+    // Forgotten even when a delete failed: a remembered key must not stand in for a
+    // removed object.
+    target.forget?.(baseKey);
+  }
+}
+
+/**
+ * Purges `paths` with at most `concurrency` at a time; outcomes in the order of `paths`. A path
+ * with the key of an earlier one (the same path with another query) is not purged twice: its
+ * outcome lists no keys.
+ */
+export async function purgePaths(
+  target: PurgeTarget,
+  paths: readonly string[],
+  options: {
+    concurrency?: number;
+    signal?: AbortSignal;
+    onResult?: (outcome: PurgeOutcome) => void;
+  } = {},
+): Promise<PurgeOutcome[]> {
+  const outcomes: PurgeOutcome[] = new Array(paths.length);
+  const seen = new Set<string>();
+  const first = paths.map((path) => {
+    const key = objectKey(pathOf(path), target.folder);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  let next = 0;
+  const worker = async () => {
+    while (next < paths.length && !options.signal?.aborted) {
+      const i = next++;
+      outcomes[i] = first[i]
+        ? await purgePath(target, paths[i]!, options.signal)
+        : { path: paths[i]!, keys: [] };
+      options.onResult?.(outcomes[i]);
+    }
+  };
+  const n = Math.max(1, Math.min(options.concurrency ?? 4, paths.length));
+  await Promise.all(Array.from({ length: n }, worker));
+  return outcomes.filter((o) => o !== undefined);
+}
