@@ -16,7 +16,6 @@ import {
   imageInfo,
   keyOf,
   ROOT,
-  sleep,
 } from "./support/harness.ts";
 import { sign } from "./support/stand_in_imgproxy.ts";
 import { BUCKET, Stack } from "./support/stack.ts";
@@ -163,7 +162,11 @@ Deno.test(`entrypoint: IMGPROXY_AUTO_WEBP with CACHE_VARIANTS=off → Vary: Acce
     assert.match(res.headers.get("vary") ?? "", /accept/i);
     assert.equal(res.headers.get("x-cache"), "BYPASS; reason=vary");
     if (IMG.real) assert.equal(imageInfo(res.body).format, "webp");
-    await sleep(300);
+    // Nothing may be stored later either: stop the stack, which drains every upload first.
+    stack.proc.signal("SIGTERM");
+    assert.equal((await stack.proc.wait(30_000)).code, 0, stack.proc.output());
+    const drained = stack.proc.lines.find((l) => /Uploads drained/.test(l)) ?? "";
+    assert.match(drained, /stored=0 .*failed=0 lost=0/, stack.proc.output());
     assert.deepEqual(await stack.s3.keys(BUCKET), []);
     assert.equal((await stack.s3.log()).filter((l) => l.op === "s3_PutObject").length, 0);
   } finally {
@@ -291,7 +294,7 @@ Deno.test(`entrypoint: a missing imgproxy binary stops the script at once with 1
   assert.match(new TextDecoder().decode(child.stderr), /imgproxy not found/);
 });
 
-Deno.test(`entrypoint: a zero-padded drain timeout is decimal, and IMGPROXY_URL credentials are never logged`, async () => {
+Deno.test(`entrypoint: a zero-padded drain timeout is decimal, and IMGPROXY_URL credentials are never logged [stand-in imgproxy that only sleeps: the proxy must exit 2 before imgproxy matters]`, async () => {
   // imgproxy here is a stand-in that just waits: the proxy refuses the URL and exits 2 first.
   const dir = await Deno.makeTempDir({ prefix: "e2e-entry-" });
   try {

@@ -164,7 +164,7 @@ Deno.test("moto: the documented lifecycle JSON is accepted and read back unchang
   });
 });
 
-Deno.test("moto: a new S3_FOLDER stores under the new prefix, keeps the old objects, never serves them", async () => {
+Deno.test("moto: a new S3_FOLDER stores under the new prefix, keeps the old objects, never serves them [stand-in upstream: a different body per answer, which real imgproxy never sends]", async () => {
   const rulePrefix = (await readmeLifecycle()).Rules?.[0]?.Filter?.Prefix;
   await withMoto(async (moto) => {
     // An imgproxy stand-in whose every answer differs, so old and new objects can be told apart.

@@ -1,7 +1,7 @@
 /**
  * Conditional writes and error classification against a real S3 server (versitygw), which
  * honours `If-None-Match: *` (s3rver, used by the default suite, ignores it). The proxy runs
- * in-process here (lib/ as is) over real sockets; its upstream is a tiny imgproxy-like server
+ * in-process here (lib/ as is) over real sockets; its upstream is a tiny STAND-IN for imgproxy
  * that answers each request with different bytes, so an overwrite would show.
  */
 import assert from "node:assert/strict";
@@ -90,7 +90,7 @@ Deno.test("versitygw: S3Store.put with ifAbsent → stored, then exists (412); t
   });
 });
 
-Deno.test("versitygw: two proxy instances sharing a bucket, dedup memory off (UPLOAD_DEDUP_KEYS=0) → stored once", async () => {
+Deno.test("versitygw: two proxy instances sharing a bucket, dedup memory off (UPLOAD_DEDUP_KEYS=0) → stored once [stand-in upstream: a different body per answer, which real imgproxy never sends]", async () => {
   await withGateway(async (gw) => {
     const upstream = countingUpstream();
     const env: Record<string, string> = {
@@ -155,7 +155,7 @@ Deno.test("versitygw: two proxy instances sharing a bucket, dedup memory off (UP
   });
 });
 
-Deno.test("versitygw: a full proxy request stores the exact bytes with Content-Type and Cache-Control", async () => {
+Deno.test("versitygw: a full proxy request stores the exact bytes with Content-Type and Cache-Control [stand-in upstream: a different body per answer, which real imgproxy never sends]", async () => {
   await withGateway(async (gw) => {
     const upstream = countingUpstream();
     const env: Record<string, string> = {
@@ -301,7 +301,7 @@ Deno.test("versitygw: has, open and get by signed fetch, for a key that needs es
   });
 });
 
-Deno.test("versitygw: CACHE_MODE=read serves a stored image from versitygw without asking imgproxy", async () => {
+Deno.test("versitygw: CACHE_MODE=read serves a stored image from versitygw without asking imgproxy [stand-in upstream: a different body per answer, which real imgproxy never sends]", async () => {
   await withGateway(async (gw) => {
     const upstream = countingUpstream();
     const env: Record<string, string> = {
