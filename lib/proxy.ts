@@ -8,6 +8,7 @@ import { clientResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import { objectKey, pathOf } from "./key.ts";
 import type { ContextHandler } from "./context.ts";
 import type { Logger } from "./log.ts";
+import { forwardable, unroutedMethod } from "./methods.ts";
 import type { Upstream } from "./upstream.ts";
 import type { Collector, Uploader } from "./uploader.ts";
 import { Deadlines, StallWatch, type Watched } from "./timers.ts";
@@ -117,6 +118,7 @@ export function createHandler(options: ProxyOptions): ContextHandler {
   return async (ctx) => {
     const { req, target } = ctx;
     if (target === null) return plain(400, "Bad Request: invalid Host header");
+    if (!forwardable(req.method)) return unroutedMethod();
     const headers = upstreamRequestHeaders(req.headers, {
       ip: ctx.clientIp,
       host: ctx.host,

@@ -1,0 +1,42 @@
+/**
+ * Hostile requests answered as real imgproxy answers them: what the proxy answers itself must
+ * be what imgproxy would have said.
+ */
+import assert from "node:assert/strict";
+import { createApp } from "../lib/app.ts";
+import { loadConfig } from "../lib/config.ts";
+import { MemoryLogger } from "../lib/log.ts";
+import { banner, startImgproxy, waitForHealth } from "./support/harness.ts";
+import { rawRequest } from "../tests/support/fake_imgproxy.ts";
+
+const IMG = await banner("hostile_test.ts");
+
+Deno.test(`methods the proxy answers itself get real imgproxy's answer [${IMG.label}]`, async () => {
+  const imgproxy = await startImgproxy(IMG.bin);
+  const dir = await Deno.makeTempDir({ prefix: "e2e-hostile-" });
+  try {
+    await waitForHealth(imgproxy.url, imgproxy.proc);
+    const env: Record<string, string> = { IMGPROXY_URL: imgproxy.url, CACHE_DIR: dir };
+    const app = await createApp(loadConfig((n) => env[n]), new MemoryLogger());
+    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
+    const imgproxyPort = Number(new URL(imgproxy.url).port);
+    try {
+      for (const method of ["TRACE", "TRACK", "get", "Get", "post", "G@T"]) {
+        const line = `${method} /insecure/rs:fit:10:10/plain/http://127.0.0.1:1/a.jpg HTTP/1.1`;
+        const direct = await rawRequest(imgproxyPort, line);
+        const proxied = await rawRequest(server.addr.port, line);
+        assert.equal(proxied.status, direct.status, method);
+        if (direct.status === 404) {
+          assert.equal(proxied.headers.get("content-type"), direct.headers.get("content-type"));
+          assert.deepEqual(proxied.body, direct.body, method);
+        }
+      }
+    } finally {
+      await server.shutdown();
+      await app.uploader.drain(1000);
+    }
+  } finally {
+    await imgproxy.proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
