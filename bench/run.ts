@@ -1,5 +1,5 @@
 /**
- * `deno task bench`: the performance benchmark of issue 4, on loopback.
+ * `deno task bench`: the performance benchmark (docs/performance.md), on loopback.
  *
  * Starts everything it needs — a fixed-bytes stand-in for imgproxy, a null store (accepts PUTs,
  * discards them), a stalled store (accepts, never answers), versitygw when installed, nginx
@@ -865,7 +865,7 @@ async function main() {
   lines.push("");
   for (const l of notes) lines.push(`- ${l}`);
   lines.push("");
-  lines.push("Targets (issue 4):");
+  lines.push("Targets:");
   for (const l of verdicts) lines.push(`- ${l}`);
   console.log(lines.join("\n"));
 }

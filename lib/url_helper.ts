@@ -9,8 +9,8 @@
  * {@linkcode escapePlainSource}).
  *
  * Base64 sources use the URL-safe alphabet ("-" and "_") without padding, which is what imgproxy
- * decodes (`RawURLEncoding`, after joining the "/"-split parts and trimming "="). The seed's
- * Elixir helper used standard base64 (`Base.encode64`): a source whose encoding contains "+" or
+ * decodes (`RawURLEncoding`, after joining the "/"-split parts and trimming "="). The Phoenix
+ * (Elixir) component in the Go imgproxy-cache program's README used standard base64 (`Base.encode64`): a source whose encoding contains "+" or
  * "/" breaks there, because imgproxy reads "/" as a segment separator and "+" is not in its
  * alphabet (403). Its padding "=" is accepted by imgproxy but makes a different path, hence a
  * different cache key, than the unpadded form built here.

@@ -596,7 +596,7 @@ for (const coalesce of ["true", "false"]) {
   });
 }
 
-Deno.test("proxy key equals the seed Elixir helper's cached_src for an HMAC-signed path", async () => {
+Deno.test("proxy key equals the Go program's Phoenix component's cached_src for an HMAC-signed path", async () => {
   const keyHex = "943b421c9eb07c830af81030552c86009268de4e532ba2ee2eab8247c6da0881";
   const saltHex = "520f986b998545b4785e0defbc4f3c1203f22de2374a3d53cb7a7fe9fea309c5";
   // The facts file's test vector checks the signer the stand-in uses.
@@ -610,7 +610,7 @@ Deno.test("proxy key equals the seed Elixir helper's cached_src for an HMAC-sign
   );
   const h = await setup({ fake: { key: keyHex, salt: saltHex } });
   try {
-    // As the seed's `image/1`: Base.encode64(src), HMAC over salt <> img_path, url-safe b64.
+    // As the Go program's `image/1`: Base.encode64(src), HMAC over salt <> img_path, url-safe b64.
     const src = "https://example.com/images/cat.jpg";
     const b64 = Buffer.from(src).toString("base64");
     assert.ok(!/[+/]/.test(b64), "pick a source whose standard base64 is URL-safe");

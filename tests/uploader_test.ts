@@ -168,7 +168,7 @@ Deno.test("Uploader stores a complete body once, with its type and Cache-Control
   assert.deepEqual(logger.find("Upload skipped"), []);
 });
 
-Deno.test("Uploader logs a write as the seed does: Uploaded to S3 path=... bucket=... key=...", async () => {
+Deno.test("Uploader logs a write as the Go program does: Uploaded to S3 path=... bucket=... key=...", async () => {
   const { uploader, logger } = setup();
   upload(uploader, "folder/0123abcd");
   await settled(uploader);

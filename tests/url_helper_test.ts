@@ -301,7 +301,7 @@ Deno.test("buildImageUrls() with a base URL that has a path: the key covers the 
   }
 });
 
-/** The seed's Elixir `image/1` component, transcribed: standard base64 and no folder. */
+/** The Go program's Phoenix `image/1` component, transcribed: standard base64 and no folder. */
 function elixirImage(src: string, dimensions: string, cacheUrl: string) {
   const imgPath = `/rs:fit:${dimensions}:1/dpr:2/g:ce/` +
     Buffer.from(src, "utf8").toString("base64") + ".webp";
@@ -324,7 +324,7 @@ function helperImage(src: string, dimensions: string, cacheUrl: string) {
   });
 }
 
-Deno.test("buildImageUrls() matches the seed's Elixir helper when standard base64 is URL-safe", () => {
+Deno.test("buildImageUrls() matches the Go program's Phoenix component when standard base64 is URL-safe", () => {
   const src = "https://example.com/cat.jpg"; // 27 bytes: no "=", and no "+" or "/" either
   const standard = Buffer.from(src, "utf8").toString("base64");
   assert.match(standard, /^[A-Za-z0-9]+$/);

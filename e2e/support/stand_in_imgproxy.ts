@@ -3,8 +3,8 @@
  * available. It is not imgproxy and processes nothing: a processing request answers with the
  * source's bytes unchanged (no resize, no transcoding), marked `X-Imgproxy-Stand-In`.
  *
- * What it does reproduce is imgproxy's HTTP behaviour the proxy depends on (see
- * ../shared/facts/imgproxy.md): it binds `IMGPROXY_BIND`; `/health` answers 200
+ * What it does reproduce is imgproxy's HTTP behaviour the proxy depends on (held to real
+ * imgproxy by e2e/differential_test.ts): it binds `IMGPROXY_BIND`; `/health` answers 200
  * `imgproxy is running`; HEAD and OPTIONS answer 200 `text/plain` " " with a public
  * Cache-Control, checking nothing (what imgproxy 4.0.12 really sends); other methods 404; `IMGPROXY_KEY`/`IMGPROXY_SALT` signatures are checked (403);
  * `Vary: Accept` is sent when `IMGPROXY_AUTO_*`/`IMGPROXY_ENFORCE_*` asks for it; a source that

@@ -1,7 +1,7 @@
 /**
  * A stand-in imgproxy for integration tests, served with `Deno.serve` on 127.0.0.1, port 0.
  *
- * It answers like imgproxy does (see ../shared/facts/imgproxy.md): `/health`, the landing page,
+ * It answers like imgproxy does: `/health`, the landing page,
  * `/favicon.ico`, HEAD/OPTIONS 200 with a one-space text/plain body (as imgproxy 4.0.12 sends), other methods 404, and processing paths
  * `/{signature}/{options...}/plain/{source}[@ext]` or `/{signature}/{options...}/{base64}[.ext]`
  * with deterministic bytes derived from the path. Special words in the source select failures
