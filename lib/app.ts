@@ -21,6 +21,7 @@ import { createHandler } from "./proxy.ts";
 import { LocalStore } from "./store/local.ts";
 import type { Store } from "./store/store.ts";
 import { Uploader, type UploaderOptions } from "./uploader.ts";
+import type { StoreCheckStats } from "./store_check.ts";
 import { createUpstream, type Upstream } from "./upstream.ts";
 
 /** The running parts of the proxy. */
@@ -45,6 +46,8 @@ export interface AppOverrides {
   upstream?: Upstream;
   /** Told how each body's upload ended (the warm command waits on it). */
   onUploadSettled?: UploaderOptions["onSettled"];
+  /** The store check's counters (exported as metrics). */
+  storeChecks?: StoreCheckStats;
 }
 
 /**
@@ -133,10 +136,19 @@ export function logStartup(app: App, logger: Logger): void {
       dir: config.store.dir,
     });
   }
-  logger.log("INFO", "Store", {
-    store: app.store.description,
-    folder: config.folder === "" ? undefined : config.folder,
-  });
+  const folder = config.folder === "" ? undefined : config.folder;
+  if (config.store.kind === "s3") {
+    // Everything needed to see why a store answers as it does, on one line.
+    logger.log("INFO", "Store", {
+      bucket: config.store.bucket,
+      endpoint: config.store.endpoint,
+      region: config.store.region,
+      addressing: config.store.forcePathStyle ? "path-style" : "virtual-hosted",
+      folder,
+    });
+  } else {
+    logger.log("INFO", "Store", { store: app.store.description, folder });
+  }
 }
 
 /**

@@ -96,6 +96,8 @@ export interface Config {
   cookiePassthrough: boolean;
   /** CACHE_ONLY / CACHE_SKIP: which raw paths are looked up and stored at all. */
   cacheRules: CacheRules;
+  /** Check the store before listening (exit 2 when it cannot work as configured). */
+  storeCheck: boolean;
   upload: UploadConfig;
   /** `LOG_FORMAT` and `LOG_LEVEL`. */
   log: LogSettings;
@@ -119,9 +121,10 @@ export const VARIABLES = {
   S3_BUCKET: "",
   S3_FOLDER: "",
   S3_ENDPOINT: "$AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else https://fly.storage.tigris.dev",
-  S3_REGION: "$AWS_REGION, else auto",
+  S3_REGION: "$AWS_REGION, else auto for a Tigris or R2 endpoint, else us-east-1",
   S3_FORCE_PATH_STYLE: "true for an IP or localhost endpoint, else false",
   S3_CONDITIONAL_WRITE: "true",
+  STORE_CHECK: "true",
   CACHE_DIR: "./data/cache",
   CACHE_VARIANTS: "off",
   CACHE_MODE: "write",
@@ -290,6 +293,29 @@ class Parser {
   }
 }
 
+/**
+ * The signing region when neither S3_REGION nor AWS_REGION is set: `auto` where the store
+ * wants it (Tigris, Cloudflare R2), the region an AWS regional endpoint names
+ * (`s3.eu-west-1.amazonaws.com`), elsewhere the AWS default `us-east-1` (AWS itself, MinIO,
+ * versitygw and Ceph reject `auto`; the start-up check follows the region a store says it
+ * expects).
+ */
+export function defaultRegion(endpoint: string): string {
+  let host: string;
+  try {
+    host = new URL(endpoint).hostname.toLowerCase();
+  } catch {
+    return "us-east-1";
+  }
+  const under = (domain: string) => host === domain || host.endsWith(`.${domain}`);
+  const aws = /(?:^|\.)s3[.-](?:dualstack\.)?([a-z]{2}(?:-gov)?-[a-z]+-\d+)\.amazonaws\.com$/
+    .exec(host);
+  if (aws) return aws[1]!;
+  return under("tigris.dev") || under("storage.dev") || under("r2.cloudflarestorage.com")
+    ? "auto"
+    : "us-east-1";
+}
+
 /** True when a URL's host is an IP address or localhost (path-style addressing needed). */
 export function isLocalOrIpHost(url: string): boolean {
   let host: string;
@@ -422,7 +448,7 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
       kind: "s3",
       bucket,
       endpoint,
-      region: p.raw("S3_REGION") ?? p.raw("AWS_REGION") ?? "auto",
+      region: p.raw("S3_REGION") ?? p.raw("AWS_REGION") ?? defaultRegion(endpoint),
       forcePathStyle: p.bool("S3_FORCE_PATH_STYLE", isLocalOrIpHost(endpoint)),
       conditionalWrite: p.bool("S3_CONDITIONAL_WRITE", true),
     };
@@ -488,6 +514,7 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     fallbackMaxAge: fallbackRule(p),
     cookiePassthrough: p.bool("IMGPROXY_COOKIE_PASSTHROUGH", false),
     cacheRules: { only: p.regex("CACHE_ONLY"), skip: p.regex("CACHE_SKIP") },
+    storeCheck: p.bool("STORE_CHECK", true),
     upload,
     log: parseLog(p),
     accessLog: p.bool("ACCESS_LOG", true),

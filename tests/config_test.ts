@@ -48,6 +48,7 @@ Deno.test("loadConfig() gives every documented default when the environment is e
     fallbackMaxAge: null,
     cookiePassthrough: false,
     cacheRules: { only: null, skip: null },
+    storeCheck: true,
     upload: {
       concurrency: 8,
       maxBytesInFlight: 134217728,
@@ -74,6 +75,7 @@ Deno.test("loadConfig() defaults agree with the VARIABLES table", () => {
     ["CACHE_VARIANTS", c.cacheVariants],
     ["CACHE_MODE", c.cacheMode],
     ["COALESCE_REQUESTS", String(c.coalesce)],
+    ["STORE_CHECK", String(c.storeCheck)],
     ["IMGPROXY_URL", c.imgproxyUrl],
     ["STORE_LOOKUP_TIMEOUT_MS", String(c.lookupTimeoutMs)],
     ["HEALTH_CHECK_TIMEOUT_IN_SEC", String(c.healthCheckTimeoutMs / 1000)],
@@ -183,12 +185,23 @@ Deno.test("loadConfig() picks S3_ENDPOINT, then AWS_ENDPOINT_URL_S3, then AWS_EN
   }
 });
 
-Deno.test("loadConfig() takes S3_REGION, else AWS_REGION, else auto", () => {
+Deno.test("loadConfig() takes S3_REGION, else AWS_REGION, else auto for Tigris and R2 only, else us-east-1", () => {
   const rows: [Record<string, string>, string][] = [
-    [{}, "auto"],
+    [{}, "auto"], // the default endpoint is Tigris
     [{ AWS_REGION: "eu-west-1" }, "eu-west-1"],
     [{ AWS_REGION: "eu-west-1", S3_REGION: "us-east-2" }, "us-east-2"],
     [{ AWS_REGION: " ", S3_REGION: "" }, "auto"],
+    [{ S3_ENDPOINT: "https://t3.storage.dev" }, "auto"],
+    [{ S3_ENDPOINT: "https://fly.storage.tigris.dev" }, "auto"],
+    [{ S3_ENDPOINT: "https://0123abcd.r2.cloudflarestorage.com" }, "auto"],
+    [{ S3_ENDPOINT: "https://s3.amazonaws.com" }, "us-east-1"],
+    [{ S3_ENDPOINT: "https://s3.eu-west-1.amazonaws.com" }, "eu-west-1"],
+    [{ S3_ENDPOINT: "https://s3.dualstack.ap-southeast-2.amazonaws.com" }, "ap-southeast-2"],
+    [{ S3_ENDPOINT: "http://127.0.0.1:9000" }, "us-east-1"],
+    [{ S3_ENDPOINT: "https://minio.example.com" }, "us-east-1"],
+    // A look-alike host is not Tigris.
+    [{ S3_ENDPOINT: "https://storage.dev.example.com" }, "us-east-1"],
+    [{ S3_ENDPOINT: "http://127.0.0.1:9000", AWS_REGION: "auto" }, "auto"],
   ];
   for (const [vars, region] of rows) {
     const store = loadConfig(envOf({ S3_BUCKET: "bucket", ...vars })).store;
@@ -331,6 +344,10 @@ Deno.test("loadConfig() reads booleans in their usual spellings and rejects othe
   }
   const err = configError({ COALESCE_REQUESTS: "maybe" });
   assert.deepEqual(err.problems, ['COALESCE_REQUESTS: expected true or false, got "maybe"']);
+  assert.equal(loadConfig(envOf({ STORE_CHECK: "off" })).storeCheck, false);
+  assert.deepEqual(configError({ STORE_CHECK: "skip" }).problems, [
+    'STORE_CHECK: expected true or false, got "skip"',
+  ]);
 });
 
 Deno.test("loadConfig() accepts only the listed CACHE_MODE and CACHE_VARIANTS values", () => {

@@ -41,6 +41,8 @@ export interface SdkError {
   name?: string;
   message?: string;
   code?: string;
+  /** The region a store expects (AuthorizationHeaderMalformed). */
+  Region?: string;
   $metadata?: { httpStatusCode?: number };
 }
 
@@ -143,18 +145,43 @@ async function s3ErrorFrom(res: Response): Promise<Error & SdkError> {
   try {
     text = (await res.text()).slice(0, 65536);
   } catch { /* the body is optional */ }
-  const tag = (name: string) =>
-    new RegExp(`<${name}>([^<]*)</${name}>`).exec(text)?.[1]?.replace(
-      /&(lt|gt|amp|quot|apos);/g,
-      (_, e: string) => ({ lt: "<", gt: ">", amp: "&", quot: '"', apos: "'" })[e]!,
-    );
+  const tag = (name: string) => {
+    const raw = new RegExp(`<${name}>([^<]*)</${name}>`).exec(text)?.[1];
+    return raw === undefined ? undefined : decodeXmlText(raw);
+  };
   const name = tag("Code") ?? (res.status === 404 ? "NotFound" : "UnknownError");
   const err = new Error(tag("Message") ?? (res.statusText || `HTTP ${res.status}`)) as
     & Error
     & SdkError;
   err.name = name;
   err.$metadata = { httpStatusCode: res.status };
+  // AuthorizationHeaderMalformed names the region the store expects, as the SDK reads it.
+  const region = tag("Region");
+  if (region !== undefined) err.Region = region;
   return err;
+}
+
+const NAMED_ENTITIES: Record<string, string> = {
+  lt: "<",
+  gt: ">",
+  amp: "&",
+  quot: '"',
+  apos: "'",
+};
+
+/**
+ * Decodes XML character references in S3 error text: the five named entities and numeric
+ * ones (`&#34;`, `&#x22;`), which Go-based stores (versitygw, MinIO) use for quotes.
+ */
+export function decodeXmlText(text: string): string {
+  return text.replace(
+    /&(?:(lt|gt|amp|quot|apos)|#(\d{1,7})|#x([0-9a-fA-F]{1,6}));/g,
+    (whole, named?: string, dec?: string, hex?: string) => {
+      if (named !== undefined) return NAMED_ENTITIES[named]!;
+      const code = dec !== undefined ? Number(dec) : parseInt(hex!, 16);
+      return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : whole;
+    },
+  );
 }
 
 /** The S3 operations sent here, with the method and query the SDK's commands use. */
