@@ -5,18 +5,26 @@
  * accepting, finishes the responses in flight and drains the upload queue before exiting 0.
  */
 import { createApp, drainUploads, logStartup, waitForImgproxy } from "./lib/app.ts";
-import { ConfigError, denoEnv, type EnvReader, loadConfig, logSettings } from "./lib/config.ts";
+import {
+  type Config,
+  ConfigError,
+  denoEnv,
+  type EnvReader,
+  loadConfig,
+  logSettings,
+} from "./lib/config.ts";
 import { logUnhandledRejections, onShutdownSignal } from "./lib/lifecycle.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { metricsHandler } from "./lib/metrics.ts";
 import { listen, ListenError, type Server } from "./lib/server.ts";
+import { checkStoreAtStartup, newStoreCheckStats, type StoreRecheck } from "./lib/store_check.ts";
 
 /** Runs the proxy until a signal arrives; returns the exit code. */
 export async function main(
   env: EnvReader = denoEnv,
   logger: Logger = createLogger(logSettings(env)),
 ): Promise<number> {
-  let config;
+  let config: Readonly<Config>;
   try {
     config = loadConfig(env);
   } catch (err) {
@@ -27,9 +35,23 @@ export async function main(
     throw err;
   }
   logUnhandledRejections(logger);
-  const app = await createApp(config, logger);
+  const storeChecks = newStoreCheckStats();
+  let recheck: StoreRecheck | null = null;
+  if (config.storeCheck) {
+    const verdict = await checkStoreAtStartup(config, logger, { stats: storeChecks });
+    if (verdict.kind === "stop") {
+      logger.log("ERROR", `The store cannot work as configured: ${verdict.message}`);
+      return 2;
+    }
+    config = verdict.config;
+    recheck = verdict.recheck;
+  }
+  const app = await createApp(config, logger, { storeChecks });
   logStartup(app, logger);
-  if (!await waitForImgproxy(config.imgproxyUrl, config.healthCheckTimeoutMs, logger)) return 1;
+  if (!await waitForImgproxy(config.imgproxyUrl, config.healthCheckTimeoutMs, logger)) {
+    await recheck?.stop();
+    return 1;
+  }
 
   const stop = new AbortController();
   const removeSignalListeners = onShutdownSignal(logger, () => stop.abort());
@@ -70,6 +92,7 @@ export async function main(
     if (!(err instanceof ListenError)) throw err;
     logger.log("ERROR", err.message);
     await Promise.all(servers.map((s) => s.shutdown()));
+    await recheck?.stop();
     removeSignalListeners();
     return 1;
   }
@@ -102,6 +125,7 @@ export async function main(
       timeoutSec: config.upload.drainTimeoutMs / 1000,
     });
   }
+  await recheck?.stop();
   await drainUploads(app, logger, Math.max(0, deadline - Date.now()));
   removeSignalListeners();
   return failure === null ? 0 : 1;

@@ -20,6 +20,7 @@ import { type App, createApp, drainUploads, logStartup } from "./lib/app.ts";
 import { ConfigError, denoEnv, loadConfig, logSettings } from "./lib/config.ts";
 import { logUnhandledRejections, onShutdownSignal } from "./lib/lifecycle.ts";
 import { consoleLogger, createLogger, type Logger } from "./lib/log.ts";
+import { checkStoreAtStartup, newStoreCheckStats } from "./lib/store_check.ts";
 
 let app: Promise<App> | null = null;
 /** The configured logger once the environment is read (LOG_FORMAT, LOG_LEVEL). */
@@ -28,8 +29,17 @@ let logger: Logger = consoleLogger;
 async function build(): Promise<App> {
   logger = createLogger(logSettings(denoEnv));
   logUnhandledRejections(logger);
-  const config = loadConfig(denoEnv);
-  const built = await createApp(config, logger);
+  let config = loadConfig(denoEnv);
+  const storeChecks = newStoreCheckStats();
+  if (config.storeCheck) {
+    // A store that cannot work is reported like bad configuration: every request gets the
+    // 500 below and the log says what to fix. An unreachable one is checked again while
+    // serving (until the process ends).
+    const verdict = await checkStoreAtStartup(config, logger, { stats: storeChecks });
+    if (verdict.kind === "stop") throw new ConfigError([verdict.message]);
+    config = verdict.config;
+  }
+  const built = await createApp(config, logger, { storeChecks });
   logStartup(built, logger);
   logger.log("INFO", "Serving (deno serve)", { imgproxy: config.imgproxyUrl });
   listenForShutdown(built);

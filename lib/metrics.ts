@@ -13,6 +13,7 @@
  * Format reference: https://prometheus.io/docs/instrumenting/exposition_formats/ (text 0.0.4).
  */
 import type { Store } from "./store/store.ts";
+import type { StoreCheckStats } from "./store_check.ts";
 import type { SkipReason, UploaderStats } from "./uploader.ts";
 import type { Upstream } from "./upstream.ts";
 
@@ -316,6 +317,7 @@ export class Registry {
 export interface MetricSources {
   uploader?: { readonly stats: Readonly<UploaderStats> };
   coalesceStats?: { readonly coalesced: number };
+  storeChecks?: Readonly<StoreCheckStats>;
 }
 
 /** The uploader's skip reasons, as the `skipped_<reason>` outcomes show them. */
@@ -354,6 +356,8 @@ export interface ProxyMetrics {
   bytesInFlight: Gauge;
   /** `imgproxy_cache_coalesced_requests_total`. */
   coalesced: Counter;
+  /** `imgproxy_cache_store_checks_total{result}`, mirrored from the store check's counters. */
+  storeChecks: Counter;
   /** Points the collected metrics at a running app (`createApp`'s result fits). */
   attach(sources: MetricSources): void;
 }
@@ -425,8 +429,22 @@ export function createProxyMetrics(
     "Requests answered from another request's answer from imgproxy.",
     { collect: (c) => c.setTotal({}, sources.coalesceStats?.coalesced ?? 0) },
   );
+  const storeChecks = registry.counter(
+    "imgproxy_cache_store_checks_total",
+    "Store checks (at start-up, then while the store does not answer), by result: ok, unreachable, misconfigured.",
+    {
+      labelNames: ["result"],
+      collect: (c) => {
+        const s = sources.storeChecks;
+        for (const result of ["ok", "unreachable", "misconfigured"] as const) {
+          c.setTotal({ result }, s?.[result] ?? 0);
+        }
+      },
+    },
+  );
   return {
     registry,
+    storeChecks,
     requests,
     bypasses,
     upstreamSeconds,
@@ -439,6 +457,7 @@ export function createProxyMetrics(
     attach(s) {
       if (s.uploader !== undefined) sources.uploader = s.uploader;
       if (s.coalesceStats !== undefined) sources.coalesceStats = s.coalesceStats;
+      if (s.storeChecks !== undefined) sources.storeChecks = s.storeChecks;
     },
   };
 }

@@ -346,18 +346,21 @@ export class Versitygw {
   }
 
   /**
-   * Starts versitygw; with `virtualHosted` it also serves `<bucket>.${VIRTUAL_DOMAIN}` hosts
-   * (path-style requests to 127.0.0.1 keep working, for the tests' own client).
+   * Starts versitygw on `port` (default: a free one); with `virtualHosted` it also serves
+   * `<bucket>.${VIRTUAL_DOMAIN}` hosts (path-style requests to 127.0.0.1 keep working, for the
+   * tests' own client).
    */
-  static async start(options: { virtualHosted?: boolean } = {}): Promise<Versitygw> {
+  static async start(
+    options: { virtualHosted?: boolean; port?: number } = {},
+  ): Promise<Versitygw> {
     const bin = await findOnPath("versitygw") ??
       await findOnPath(`${Deno.env.get("HOME")}/go/bin/versitygw`);
     if (bin === null) {
       throw new Error("versitygw not found on PATH or in ~/go/bin: run scripts/install-deps.sh");
     }
+    const port = options.port ?? freePort();
     const dir = await Deno.makeTempDir({ prefix: "e2e-vgw-" });
     await Deno.mkdir(`${dir}/root`);
-    const port = freePort();
     const accessLog = `${dir}/access.log`;
     const proc = new Proc("versitygw", bin, [
       "--port",
