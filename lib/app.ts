@@ -109,7 +109,7 @@ export async function createApp(
     });
   }
   if (metrics) {
-    metrics.attach({ uploader, coalesceStats });
+    metrics.attach({ uploader, coalesceStats, storeChecks: overrides.storeChecks });
     handle = instrumentHandler(handle, metrics);
   }
   if (config.accessLog) handle = withAccessLog(handle, logger);
