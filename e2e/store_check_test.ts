@@ -63,7 +63,7 @@ function assertStopped(run: { code: number; out: Proc }, variable: string, secre
   assert.equal(errors.length, 1, out);
   assert.match(errors[0]!, new RegExp(`: ${variable}[:/]`), out);
   assert.ok(!out.includes(secret), `the secret appears in the output:\n${out}`);
-  assert.ok(!/Listening|Waiting for imgproxy|Uncaught|    at /.test(out), out);
+  assert.ok(!/Listening|Waiting for imgproxy|Uncaught|\s{4}at /.test(out), out);
 }
 
 Deno.test("store check: wrong bucket, wrong secret, unknown key, unusable CACHE_DIR → exit 2 naming the variable; STORE_CHECK=false skips it", async (t) => {
