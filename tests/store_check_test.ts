@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { loadConfig, type S3StoreConfig } from "../lib/config.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { type CheckFs, checkLocalDir } from "../lib/store/local_check.ts";
-import { decodeXmlText } from "../lib/store/s3.ts";
+import { decodeXmlText } from "../lib/store/s3_request.ts";
 import type { S3CheckResult } from "../lib/store/s3_check.ts";
 import { checkStoreAtStartup, newStoreCheckStats, type S3Probe } from "../lib/store_check.ts";
 
