@@ -121,7 +121,7 @@ export const VARIABLES = {
   S3_BUCKET: "",
   S3_FOLDER: "",
   S3_ENDPOINT: "$AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else https://fly.storage.tigris.dev",
-  S3_REGION: "$AWS_REGION, else auto for a Tigris or R2 endpoint, else us-east-1",
+  S3_REGION: "$AWS_REGION, else auto for a Tigris, R2 or GCS endpoint, else us-east-1",
   S3_FORCE_PATH_STYLE: "true for an IP or localhost endpoint, else false",
   S3_CONDITIONAL_WRITE: "true",
   STORE_CHECK: "true",
@@ -295,7 +295,7 @@ class Parser {
 
 /**
  * The signing region when neither S3_REGION nor AWS_REGION is set: `auto` where the store
- * wants it (Tigris, Cloudflare R2), the region an AWS regional endpoint names
+ * wants it (Tigris, Cloudflare R2, Google Cloud Storage's XML API), the region an AWS regional endpoint names
  * (`s3.eu-west-1.amazonaws.com`), elsewhere the AWS default `us-east-1` (AWS itself, MinIO,
  * versitygw and Ceph reject `auto`; the start-up check follows the region a store says it
  * expects).
@@ -311,7 +311,8 @@ export function defaultRegion(endpoint: string): string {
   const aws = /(?:^|\.)s3[.-](?:dualstack\.)?([a-z]{2}(?:-gov)?-[a-z]+-\d+)\.amazonaws\.com$/
     .exec(host);
   if (aws) return aws[1]!;
-  return under("tigris.dev") || under("storage.dev") || under("r2.cloudflarestorage.com")
+  return under("tigris.dev") || under("storage.dev") || under("r2.cloudflarestorage.com") ||
+      under("storage.googleapis.com")
     ? "auto"
     : "us-east-1";
 }

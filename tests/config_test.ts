@@ -185,7 +185,7 @@ Deno.test("loadConfig() picks S3_ENDPOINT, then AWS_ENDPOINT_URL_S3, then AWS_EN
   }
 });
 
-Deno.test("loadConfig() takes S3_REGION, else AWS_REGION, else auto for Tigris and R2 only, else us-east-1", () => {
+Deno.test("loadConfig() takes S3_REGION, else AWS_REGION, else auto for Tigris, R2 and GCS only, else us-east-1", () => {
   const rows: [Record<string, string>, string][] = [
     [{}, "auto"], // the default endpoint is Tigris
     [{ AWS_REGION: "eu-west-1" }, "eu-west-1"],
@@ -194,6 +194,7 @@ Deno.test("loadConfig() takes S3_REGION, else AWS_REGION, else auto for Tigris a
     [{ S3_ENDPOINT: "https://t3.storage.dev" }, "auto"],
     [{ S3_ENDPOINT: "https://fly.storage.tigris.dev" }, "auto"],
     [{ S3_ENDPOINT: "https://0123abcd.r2.cloudflarestorage.com" }, "auto"],
+    [{ S3_ENDPOINT: "https://storage.googleapis.com" }, "auto"],
     [{ S3_ENDPOINT: "https://s3.amazonaws.com" }, "us-east-1"],
     [{ S3_ENDPOINT: "https://s3.eu-west-1.amazonaws.com" }, "eu-west-1"],
     [{ S3_ENDPOINT: "https://s3.dualstack.ap-southeast-2.amazonaws.com" }, "ap-southeast-2"],
