@@ -1,13 +1,13 @@
 /**
  * imgproxy's own behaviour the proxy depends on, through the whole stack (entrypoint.sh, the
- * proxy with its exact permissions, versitygw): `Cache-Control` passed through from the source,
- * `expires:`, source errors, fallback images, and a processed image larger than
- * UPLOAD_MAX_OBJECT_BYTES. They hold the proxy to the real thing, so they run against real
+ * proxy with its exact permissions, versitygw): output formats negotiated from `Accept` and
+ * stored per format, `Cache-Control` passed through from the source, `expires:`, source errors,
+ * fallback images, and a processed image larger than UPLOAD_MAX_OBJECT_BYTES. They hold the proxy to the real thing, so they run against real
  * imgproxy only; CI always has it (E2E_EXPECT_IMGPROXY), elsewhere they are reported as ignored.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { banner, equalBytes, FIXTURES, get, imageInfo, keyOf } from "./support/harness.ts";
+import { banner, equalBytes, FIXTURES, get, imageInfo, keyOf, waitFor } from "./support/harness.ts";
 import { BUCKET, Stack } from "./support/stack.ts";
 
 const IMG = await banner("real_imgproxy_test.ts");
@@ -156,6 +156,58 @@ Deno.test({
       const sentinel = await barrier(stack, 19);
       assert.deepEqual(await stack.s3.keys(BUCKET), [keyOf(good), sentinel].sort());
       assert.deepEqual(await stack.s3.puts(BUCKET, keyOf(missing)), []);
+    } finally {
+      await stack.close();
+    }
+  },
+});
+/** The format the key's variant suffix names ("" for the suffix-less key). */
+function formatOfKey(key: string, hash: string): string {
+  assert.ok(key.startsWith(hash), `${key} is not a variant of ${hash}`);
+  return key.slice(hash.length).replace(/^-/, "");
+}
+
+Deno.test({
+  name:
+    `real imgproxy: IMGPROXY_AUTO_WEBP/AVIF with variants → each stored object holds the format its key names [${IMG.label}]`,
+  ignore: !IMG.real,
+  fn: async () => {
+    const stack = await Stack.start({
+      env: { IMGPROXY_AUTO_WEBP: "true", IMGPROXY_AUTO_AVIF: "true", CACHE_VARIANTS: "accept" },
+    });
+    try {
+      const path = `/insecure/rs:fit:32:24/plain/${stack.source("photo.jpg")}`;
+      const accepts: [string, string][] = [
+        ["image/avif,image/*", "avif"],
+        ["image/webp,image/*", "webp"],
+        ["image/png,image/*", "jpeg"],
+      ];
+      // One at a time: this imgproxy build crashes under concurrent WebP encoding.
+      const answers = [];
+      for (const [accept, format] of accepts) {
+        const res = await get(stack.base + path, { headers: { accept } });
+        assert.equal(res.status, 200, accept);
+        assert.equal(res.headers.get("vary"), "Accept");
+        assert.equal(res.headers.get("content-type"), `image/${format}`, accept);
+        assert.equal(imageInfo(res.body).format, format, accept);
+        answers.push(res);
+      }
+      const hash = keyOf(path);
+      await waitFor(
+        `${accepts.length} objects`,
+        async () => (await stack.s3.keys(BUCKET)).length >= accepts.length || undefined,
+      );
+      const keys = await stack.s3.keys(BUCKET);
+      assert.equal(keys.length, accepts.length, `one object per format: ${keys}`);
+      for (const key of keys) {
+        const obj = (await stack.s3.get(BUCKET, key))!;
+        const format = imageInfo(obj.body).format;
+        const named = formatOfKey(key, hash);
+        // The suffix-less key holds what a client without avif/webp in Accept gets.
+        assert.equal(named === "" ? "jpeg" : named, format, `${key} holds ${format}`);
+        assert.equal(obj.contentType, `image/${format}`, key);
+        assert.ok(answers.some((a) => equalBytes(a.body, obj.body)), `${key}: bytes nobody got`);
+      }
     } finally {
       await stack.close();
     }
