@@ -139,6 +139,14 @@ export function createUpstream(baseUrl: string): Upstream {
   // When the base itself survives the parse, a plain target appended to it does too.
   const plainBase = fetchPreservesTarget(baseUrl + "/x");
   return (req) => {
+    // Identity, on both paths: fetch decodes some codings itself (exactly `gzip` or `br`)
+    // unless the request's Accept-Encoding is exactly `identity`, and says nowhere that it did;
+    // and it asks for `gzip,br` on its own when the client named nothing. Asked for identity,
+    // nothing between imgproxy and the proxy should encode (imgproxy itself never does; its
+    // `raw` streams pass the header on to the source), so what arrives is the image itself;
+    // whatever arrives encoded anyway passes through untouched and labelled, and admission
+    // never stores it. Identity is acceptable to every client.
+    req.headers.set("accept-encoding", "identity");
     const url = baseUrl + req.target;
     if (!(plainBase && plainTarget(req.target)) && !fetchPreservesTarget(url)) {
       return viaNodeHttp(base, req);
@@ -159,12 +167,9 @@ export function createUpstream(baseUrl: string): Upstream {
         res.body?.cancel().catch(() => {});
         throw bad;
       }
-      // fetch decodes compressed bodies itself, so the encoding header no longer holds.
-      if (!res.headers.has("content-encoding")) return res;
-      const headers = new Headers(res.headers);
-      headers.delete("content-encoding");
-      headers.delete("content-length");
-      return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+      // Asked for identity (above), fetch decodes nothing: the body and its Content-Encoding
+      // pass through as imgproxy sent them.
+      return res;
     });
   };
 }
