@@ -1,7 +1,8 @@
 /**
  * Every relative link in README.md and docs/*.md points at a file of the repository, and a
  * `#fragment` at a heading of that file (GitHub's anchor rules), so moving or renaming a page or
- * a heading cannot leave a dead link behind.
+ * a heading cannot leave a dead link behind. Also: the metric names the docs give are the ones the
+ * code defines, and every metric the code defines is in the metrics table.
  */
 import assert from "node:assert/strict";
 
@@ -95,4 +96,22 @@ Deno.test("every relative link in README.md and docs/ resolves to a file and hea
   }
   assert.deepEqual(broken, []);
   assert.ok(checked > 0, "no relative links found: the link pattern no longer matches");
+});
+
+Deno.test("the docs name exactly the metrics lib/metrics.ts defines", async () => {
+  const code = await Deno.readTextFile(new URL("lib/metrics.ts", ROOT));
+  const defined = new Set([...code.matchAll(/"(imgproxy_cache_[a-z_]+)"/g)].map((m) => m[1]!));
+  assert.ok(defined.size > 5, "no metric names found in lib/metrics.ts");
+  const unknown: string[] = [];
+  for (const page of await pages()) {
+    const text = await Deno.readTextFile(new URL(page, ROOT));
+    for (const m of text.matchAll(/\bimgproxy_cache_[a-z_]+/g)) {
+      const base = m[0].replace(/_(bucket|sum|count)$/, "");
+      if (!defined.has(m[0]) && !defined.has(base)) unknown.push(`${page}: ${m[0]}`);
+    }
+  }
+  assert.deepEqual(unknown, []);
+  const page = await Deno.readTextFile(new URL("docs/metrics-and-logs.md", ROOT));
+  const undocumented = [...defined].filter((name) => !page.includes(`\`${name}\``));
+  assert.deepEqual(undocumented, [], "metrics missing from docs/metrics-and-logs.md's table");
 });
