@@ -133,11 +133,11 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
         (late) => late !== null && late.body instanceof ReadableStream && late.body.cancel(),
       );
       if (obj === null) return forward(ctx, "miss");
-      const headers = new Headers({ "content-type": obj.contentType, "x-cache": "HIT" });
+      const headers: [string, string][] = [["content-type", obj.contentType], ["x-cache", "HIT"]];
       const length = "contentLength" in obj ? obj.contentLength : obj.body.byteLength;
-      if (length !== null) headers.set("content-length", String(length));
-      if (obj.cacheControl !== null) headers.set("cache-control", obj.cacheControl);
-      if (negotiates) headers.set("vary", "Accept");
+      if (length !== null) headers.push(["content-length", String(length)]);
+      if (obj.cacheControl !== null) headers.push(["cache-control", obj.cacheControl]);
+      if (negotiates) headers.push(["vary", "Accept"]);
       return new Response(obj.body as BodyInit, { status: 200, headers });
     } catch (err) {
       logger.log("WARN", "Store lookup failed, asking imgproxy", {

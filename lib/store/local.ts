@@ -35,15 +35,63 @@ function wrap(err: unknown, what: string): StoreError {
   });
 }
 
+/** What is known of a complete object, so a hit needs no metadata read and no stat. */
+interface Known {
+  meta: ObjectMeta;
+  size: number;
+  /** When it was last read from the directory or written (performance.now()). */
+  at: number;
+}
+
+/** Limits of what a {@linkcode LocalStore} remembers of its objects. */
+export interface KnownLimits {
+  /**
+   * How long what is known of an object is trusted before a hit reads it again: another process
+   * sharing the directory may delete a key and write it anew (default 1000 ms).
+   */
+  trustMs?: number;
+  /** How many objects are remembered, the oldest forgotten first (default 65536). */
+  maxKnown?: number;
+}
+
 /** Creates a store that writes files under `dir`. */
 export class LocalStore implements Store {
   readonly description: string;
   readonly storedMessage = "Stored in cache directory";
   readonly logFields;
+  /**
+   * Objects this process wrote or read recently: filled on write and on a hit's first read,
+   * dropped when a file is gone. A complete object is never changed in place (the proxy
+   * writes a key only while it is absent or partial), so this is out of date only once another process has
+   * deleted the key (the next open finds no file) or deleted it and written it anew (seen once
+   * the trust window has passed).
+   */
+  readonly #known = new Map<string, Known>();
 
-  constructor(readonly dir: string) {
+  readonly #trustMs: number;
+  readonly #maxKnown: number;
+
+  constructor(readonly dir: string, { trustMs = 1000, maxKnown = 65536 }: KnownLimits = {}) {
     this.description = `directory ${dir}`;
     this.logFields = { dir };
+    this.#trustMs = trustMs;
+    this.#maxKnown = maxKnown;
+  }
+
+  /** Forgets what is known of `key` (for code that removes objects). */
+  forget(key: string): void {
+    this.#known.delete(key);
+  }
+
+  #remember(key: string, meta: ObjectMeta, size: number): void {
+    this.#known.delete(key); // re-inserted last: the oldest entries go first
+    if (this.#known.size >= this.#maxKnown) this.#known.delete(this.#known.keys().next().value!);
+    this.#known.set(key, { meta, size, at: performance.now() });
+  }
+
+  #trusted(key: string): Known | undefined {
+    const known = this.#known.get(key);
+    return known !== undefined && performance.now() - known.at < this.#trustMs ? known : undefined;
   }
 
   private pathOf(key: string): string {
@@ -91,6 +139,7 @@ export class LocalStore implements Store {
 
   async delete(key: string): Promise<void> {
     const final = this.removablePath(key);
+    this.#known.delete(key);
     try {
       // The object first: a sidecar left alone (a crash in between) is ignored by readers and
       // replaced by the next write of the key.
@@ -109,9 +158,9 @@ export class LocalStore implements Store {
       await Deno.mkdir(dirname(final), { recursive: true });
       // An object whose sidecar never arrived (a crash between the two renames) counts as
       // absent, and this write replaces it.
-      const state = options.ifAbsent ? await this.state(final) : "absent";
-      if (state === "complete") return "exists";
-      const replace = state === "partial";
+      const state = options.ifAbsent ? await probe(final) : ABSENT;
+      if (state.kind === "complete") return "exists";
+      const replace = state.kind === "partial";
       const meta: ObjectMeta = {
         contentType: options.contentType,
         cacheControl: options.cacheControl,
@@ -137,6 +186,7 @@ export class LocalStore implements Store {
           await Deno.rename(metaTemp, final + META_SUFFIX);
           await Deno.rename(temp, final);
         }
+        this.#remember(key, meta, body.byteLength);
         return "stored";
       } finally {
         await Deno.remove(temp).catch(() => {});
@@ -147,37 +197,51 @@ export class LocalStore implements Store {
     }
   }
 
-  /** Whether the object and its sidecar are both in place, or the sidecar never came. */
-  private async state(final: string): Promise<"absent" | "partial" | "complete"> {
-    if (!await exists(final)) return "absent";
-    return await readMeta(final + META_SUFFIX) === null ? "partial" : "complete";
-  }
-
   async has(key: string): Promise<boolean> {
+    if (this.#trusted(key) !== undefined) return true;
     try {
-      return await this.state(this.pathOf(key)) === "complete";
+      const state = await probe(this.pathOf(key));
+      if (state.kind !== "complete") {
+        this.#known.delete(key);
+        return false;
+      }
+      this.#remember(key, state.meta, state.size);
+      return true;
     } catch (err) {
       throw wrap(err, `checking ${this.pathOf(key)}`);
     }
   }
 
+  /**
+   * Opens an object for a hit: one `open` when the object is known (written or read within
+   * the last second), else also its size and sidecar, which are then remembered.
+   */
   async open(key: string): Promise<OpenedObject | null> {
     const final = this.pathOf(key);
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(final, { read: true });
+      file = await Deno.open(final);
     } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return null;
+      if (err instanceof Deno.errors.NotFound) {
+        this.#known.delete(key);
+        return null;
+      }
       throw wrap(err, `reading ${final}`);
+    }
+    const known = this.#trusted(key);
+    if (known !== undefined) {
+      return { ...known.meta, body: file.readable, contentLength: known.size };
     }
     try {
       const { size } = await file.stat();
       const meta = await readMeta(final + META_SUFFIX);
       if (meta === null) {
         file.close();
+        this.#known.delete(key);
         return null;
       }
-      return { body: file.readable, contentLength: size, ...meta };
+      this.#remember(key, meta, size);
+      return { ...meta, body: file.readable, contentLength: size };
     } catch (err) {
       file.close();
       throw wrap(err, `reading ${final}`);
@@ -188,7 +252,7 @@ export class LocalStore implements Store {
     const final = this.pathOf(key);
     try {
       const body = await Deno.readFile(final);
-      const meta = await readMeta(final + META_SUFFIX);
+      const meta = this.#trusted(key)?.meta ?? await readMeta(final + META_SUFFIX);
       if (meta === null) return null;
       return { body, contentType: meta.contentType, cacheControl: meta.cacheControl };
     } catch (err) {
@@ -225,12 +289,23 @@ async function removeFile(path: string): Promise<void> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Where an object stands in the directory. */
+type State =
+  | { kind: "absent" }
+  | { kind: "partial" }
+  | { kind: "complete"; size: number; meta: ObjectMeta };
+
+const ABSENT: State = { kind: "absent" };
+
+/** Whether the object and its sidecar are both in place, or the sidecar never came. */
+async function probe(final: string): Promise<State> {
+  let size: number;
   try {
-    await Deno.lstat(path);
-    return true;
+    size = (await Deno.lstat(final)).size;
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
+    if (err instanceof Deno.errors.NotFound) return ABSENT;
     throw err;
   }
+  const meta = await readMeta(final + META_SUFFIX);
+  return meta === null ? { kind: "partial" } : { kind: "complete", size, meta };
 }
