@@ -32,7 +32,7 @@ const RUNS = Number(env("BENCH_RUNS", "3"));
 const CONNS = Number(env("BENCH_CONNECTIONS", "32"));
 const MEM_CONNS = Number(env("BENCH_MEM_CONNECTIONS", "256"));
 const THREADS = Number(env("BENCH_THREADS", "1"));
-const SCENARIOS = new Set(env("BENCH_SCENARIOS", "pass,latency,pass1m,miss,memory").split(","));
+const SCENARIOS = new Set(env("BENCH_SCENARIOS", "pass,latency,pass1m,miss,hit,memory").split(","));
 const NGINX_WORKERS = env("BENCH_NGINX_WORKERS", "1");
 const PROXY_ARGS = env("BENCH_PROXY_ARGS", "").split(" ").filter((s) => s !== "");
 const PROXY_ENV = Object.fromEntries(
@@ -150,18 +150,21 @@ function spawnLogged(name: string, cmd: string, args: string[], extraEnv: Record
 }
 
 async function startHelper(
-  kind: "upstream" | "nullstore" | "stall" | "bare",
-  upstream?: Proc,
+  kind: "upstream" | "nullstore" | "stall" | "bare" | "files",
+  upstream?: Proc | string,
 ): Promise<Proc> {
   const port = await freePort();
   const child = spawnLogged(kind, DENO, [
     "run",
     "--quiet",
     "--allow-net=127.0.0.1",
+    ...(typeof upstream === "string" ? [`--allow-read=${upstream}`] : []),
     `${root}/bench/servers.ts`,
     kind,
     String(port),
-    ...(upstream ? [String(upstream.port)] : []),
+    ...(upstream === undefined
+      ? []
+      : [typeof upstream === "string" ? upstream : String(upstream.port)]),
   ], {});
   await waitForPort(port, child, kind);
   const p = { name: kind, child, pid: child.pid, port, stop: makeStop(child, kind, 3000) };
@@ -211,20 +214,25 @@ async function nullStoreCount(store: Proc): Promise<number> {
 async function startProxy(
   name: string,
   upstream: Proc,
-  storePort: number,
+  store: number | { dir: string },
   extraEnv: Record<string, string> = {},
 ): Promise<Proc> {
   const port = await freePort();
+  const storeEnv: Record<string, string> = typeof store === "number"
+    ? {
+      S3_BUCKET: "bench",
+      S3_ENDPOINT: `http://127.0.0.1:${store}`,
+      S3_REGION: "us-east-1",
+      AWS_ACCESS_KEY_ID: "benchkey",
+      AWS_SECRET_ACCESS_KEY: "benchsecret",
+    }
+    : { CACHE_DIR: store.dir };
   const child = spawnLogged(name, "sh", [`${root}/bin/start`, ...PROXY_ARGS], {
     DENO,
     HOME: tmp,
     IMGPROXY_URL: `http://127.0.0.1:${upstream.port}`,
     IMGPROXY_BIND: `127.0.0.1:${port}`,
-    S3_BUCKET: "bench",
-    S3_ENDPOINT: `http://127.0.0.1:${storePort}`,
-    S3_REGION: "us-east-1",
-    AWS_ACCESS_KEY_ID: "benchkey",
-    AWS_SECRET_ACCESS_KEY: "benchsecret",
+    ...storeEnv,
     UPLOAD_MAX_BYTES_IN_FLIGHT: String(UPLOAD_MAX_BYTES_IN_FLIGHT),
     ...extraEnv,
     ...PROXY_ENV,
@@ -570,6 +578,28 @@ const verdicts: string[] = [];
 const BARE = "bare Deno proxy";
 /** The proxy as configured by default, coalescing concurrent identical requests. */
 const COALESCING = "proxy, coalescing (default)";
+/** The floor for hits (bench/servers.ts `files`). */
+const BARE_FILES = "bare Deno file server";
+
+/** Asks `p` for `path` until it answers from its store. */
+async function warmHit(p: Proc, path: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const res = await fetch(`http://127.0.0.1:${p.port}${path}`);
+    await res.arrayBuffer();
+    if (res.headers.get("x-cache") === "HIT") return;
+    await sleep(100);
+  }
+  throw new Error(`${p.name}: ${path} was not stored within 30 s`);
+}
+
+/** The one object file in a local store directory (not its sidecar). */
+async function storedFile(dir: string): Promise<string> {
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && /^[0-9a-f]{32}$/.test(e.name)) return `${dir}/${e.name}`;
+  }
+  throw new Error(`no stored object in ${dir}`);
+}
 
 const ratio = (
   a: number,
@@ -760,6 +790,41 @@ async function main() {
     await Promise.all([proxyNull.stop(), proxyVgw?.stop(), vgw?.stop(), missStore.stop()]);
   }
 
+  // Hits: read mode, every request answered from the store.
+  if (SCENARIOS.has("hit")) {
+    const dir = `${tmp}/local-store`;
+    const hitPath = "/30k/hit.webp";
+    const local = await startProxy("proxy-hit-local", upstream, { dir }, { CACHE_MODE: "read" });
+    const vgw = VERSITYGW ? await startVersitygw() : null;
+    const s3 = vgw
+      ? await startProxy("proxy-hit-versitygw", upstream, vgw.port, { CACHE_MODE: "read" })
+      : null;
+    for (const p of [local, s3]) if (p) await warmHit(p, hitPath);
+    const file = await storedFile(dir);
+    const files = await startHelper("files", file);
+    const cs: Contender[] = [
+      { name: BARE_FILES, port: files.port, pid: files.pid },
+      { name: "proxy local hit", port: local.port, pid: local.pid },
+    ];
+    if (s3) cs.push({ name: "proxy S3 hit (versitygw)", port: s3.port, pid: s3.pid });
+    const r = await scenario("hit 30 KB", cs, { connections: CONNS, path: hitPath });
+    const floor = r.get(BARE_FILES)!;
+    const lh = r.get("proxy local hit")!;
+    ratios.push(
+      `local hit: req/s ÷ ${BARE_FILES} = ${ratio(lh.rps, floor.rps)} (target ≥ 0.80), ` +
+        `CPU/request ÷ = ${ratio(lh.cpuPer1k, floor.cpuPer1k)} (target ≤ 1.25)`,
+    );
+    if (s3) {
+      const sh = r.get("proxy S3 hit (versitygw)")!;
+      ratios.push(
+        `S3 hit: CPU/request ÷ ${BARE_FILES} = ${
+          ratio(sh.cpuPer1k, floor.cpuPer1k)
+        } (target ≤ 2.5)`,
+      );
+    }
+    await Promise.all([local.stop(), s3?.stop(), vgw?.stop(), files.stop()]);
+  }
+
   // 3. Memory: a stalled store, 256 concurrent 1 MB misses.
   if (SCENARIOS.has("memory")) {
     const stall = await startHelper("stall");
@@ -844,15 +909,15 @@ async function main() {
     `versions: deno ${versions.deno}; nginx ${versions.nginx}; wrk ${versions.wrk}; versitygw ${versions.versitygw}`,
   );
   lines.push("");
-  lines.push("| scenario | contender | req/s | p50 | p99 | CPU s / 1k req | peak RSS MB |");
+  lines.push("| scenario | contender | req/s | p50 | p99 | CPU µs / req | peak RSS MB |");
   lines.push("|---|---|---:|---:|---:|---:|---:|");
   for (const r of rows) {
     lines.push(
       `| ${r.scenario} | ${r.contender}${r.errors ? ` (${r.errors} errors)` : ""} | ${
         r.rps.toFixed(0)
-      } | ${fmtUs(r.p50Us).trim()} | ${fmtUs(r.p99Us).trim()} | ${r.cpuPer1k.toFixed(3)} | ${
-        r.rssMb === null ? "n/a" : r.rssMb.toFixed(0)
-      } |`,
+      } | ${fmtUs(r.p50Us).trim()} | ${fmtUs(r.p99Us).trim()} | ${
+        (r.cpuPer1k * 1000).toFixed(0)
+      } | ${r.rssMb === null ? "n/a" : r.rssMb.toFixed(0)} |`,
     );
   }
   lines.push("");

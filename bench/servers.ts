@@ -12,8 +12,11 @@
  *   UPSTREAM_PORT with no logic at all (no header rules, no timeout, no cache). What the proxy
  *   costs beyond it is ours to remove; what it costs itself is Deno's.
  *
- * Usage: deno run --allow-net=127.0.0.1 bench/servers.ts KIND [PORT] [UPSTREAM_PORT]; prints
- * `ready PORT`.
+ * - `files`: the floor for a hit from the local store: a `Deno.serve` streaming FILE (its
+ *   size and type known up front, as a static file server with an index would) for every path.
+ *
+ * Usage: deno run --allow-net=127.0.0.1 [--allow-read] bench/servers.ts KIND [PORT]
+ * [UPSTREAM_PORT | FILE]; prints `ready PORT`.
  */
 const kind = Deno.args[0];
 const port = Number(Deno.args[1] ?? 0);
@@ -83,7 +86,19 @@ if (kind === "upstream") {
     const url = req.url;
     return fetch(upstream + url.slice(url.indexOf("/", 8)), { headers: req.headers });
   });
+} else if (kind === "files") {
+  const file = Deno.args[2]!;
+  const headers = {
+    "content-type": "image/webp",
+    "content-length": String(Deno.statSync(file).size),
+  };
+  Deno.serve({ hostname: "127.0.0.1", port, onListen: ({ port }) => ready(port) }, async () => {
+    const f = await Deno.open(file);
+    return new Response(f.readable, { headers });
+  });
 } else {
-  console.error("usage: servers.ts upstream|nullstore|stall|bare [PORT] [UPSTREAM_PORT]");
+  console.error(
+    "usage: servers.ts upstream|nullstore|stall|bare|files [PORT] [UPSTREAM_PORT|FILE]",
+  );
   Deno.exit(2);
 }
