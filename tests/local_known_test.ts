@@ -76,6 +76,7 @@ Deno.test("LocalStore: a file removed behind its back is a miss, and is forgotte
     const store = new LocalStore(dir, { trustMs: 60_000 });
     await store.put("k", new Uint8Array([1]), { ...META, ifAbsent: true });
     await Deno.remove(`${dir}/k`);
+    assert.equal(await store.has("k"), false);
     assert.equal(await store.open("k"), null);
     // Written anew by another process: read from disk, not from what was remembered.
     await Deno.writeTextFile(`${dir}/k.meta.json`, JSON.stringify(OTHER));
@@ -96,5 +97,17 @@ Deno.test("LocalStore: forget() and the bound on remembered objects send hits ba
     assert.deepEqual(await opened(store, "c"), { ...META, contentLength: 1, body: [2, 2] });
     store.forget("c");
     assert.deepEqual(await opened(store, "c"), { ...OTHER, contentLength: 2, body: [2, 2] });
+  });
+});
+
+Deno.test("LocalStore: delete() forgets the object, so a new one under the key is read from disk", async () => {
+  await withDir(async (dir) => {
+    const store = new LocalStore(dir, { trustMs: 60_000 });
+    await store.put("k", new Uint8Array([1]), { ...META, ifAbsent: true });
+    await store.delete("k");
+    assert.equal(await store.open("k"), null);
+    await Deno.writeTextFile(`${dir}/k.meta.json`, JSON.stringify(OTHER));
+    await Deno.writeFile(`${dir}/k`, new Uint8Array([3, 3, 3]));
+    assert.deepEqual(await opened(store, "k"), { ...OTHER, contentLength: 3, body: [3, 3, 3] });
   });
 });

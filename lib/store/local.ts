@@ -197,10 +197,10 @@ export class LocalStore implements Store {
     }
   }
 
+  /** Whether the key is stored: always asked of the directory (another process may remove). */
   async has(key: string): Promise<boolean> {
-    if (this.#trusted(key) !== undefined) return true;
     try {
-      const state = await probe(this.pathOf(key));
+      const state = await probe(this.pathOf(key), this.#trusted(key));
       if (state.kind !== "complete") {
         this.#known.delete(key);
         return false;
@@ -297,8 +297,11 @@ type State =
 
 const ABSENT: State = { kind: "absent" };
 
-/** Whether the object and its sidecar are both in place, or the sidecar never came. */
-async function probe(final: string): Promise<State> {
+/**
+ * Whether the object and its sidecar are both in place, or the sidecar never came. The sidecar
+ * is not read again when `known` holds it.
+ */
+async function probe(final: string, known?: Known): Promise<State> {
   let size: number;
   try {
     size = (await Deno.lstat(final)).size;
@@ -306,6 +309,6 @@ async function probe(final: string): Promise<State> {
     if (err instanceof Deno.errors.NotFound) return ABSENT;
     throw err;
   }
-  const meta = await readMeta(final + META_SUFFIX);
+  const meta = known?.meta ?? await readMeta(final + META_SUFFIX);
   return meta === null ? { kind: "partial" } : { kind: "complete", size, meta };
 }
