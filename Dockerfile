@@ -45,19 +45,21 @@ COPY lib ./lib
 # Fetch every dependency now, so the container needs no registry at run time (the entry point
 # passes --cached-only to `deno run`). The S3 store is loaded dynamically: cache it explicitly.
 RUN deno install --frozen \
-  && deno cache --frozen main.ts lib/store/s3.ts lib/permissions.ts \
+  && deno cache --frozen main.ts lib/store/s3.ts lib/permissions.ts lib/healthcheck.ts \
   && useradd --system --uid 10001 --user-group --home-dir /opt/imgproxy-cache \
        --shell /usr/sbin/nologin imgproxy-cache \
   && chown -R imgproxy-cache:imgproxy-cache /opt/imgproxy-cache \
-  && chmod 0755 entrypoint.sh bin/start
+  && chmod 0755 entrypoint.sh bin/start bin/healthcheck
 
 USER 10001:10001
 
 EXPOSE 8080
 
-# `imgproxy health` asks http://IMGPROXY_BIND/health — in this container that is the proxy's
-# address, and the proxy forwards /health to imgproxy, so the check covers both processes.
+# bin/healthcheck: with METRICS_BIND set, GET /readyz on the proxy's operations listener
+# (imgproxy answers and the store is usable); without it, `imgproxy health`, which asks
+# http://IMGPROXY_BIND/health: in this container that is the proxy's address, and the proxy
+# forwards /health to imgproxy, so the check covers both processes.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["imgproxy", "health"]
+  CMD ["/opt/imgproxy-cache/bin/healthcheck"]
 
 ENTRYPOINT ["/opt/imgproxy-cache/entrypoint.sh", "--cached-only"]

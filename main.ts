@@ -4,7 +4,7 @@
  * Reads the environment once, waits for imgproxy, serves, and on SIGTERM/SIGINT stops
  * accepting, finishes the responses in flight and drains the upload queue before exiting 0.
  */
-import { createApp, drainUploads, logStartup, waitForImgproxy } from "./lib/app.ts";
+import { createApp, drainUploads, logStartup, opsRoutes, waitForImgproxy } from "./lib/app.ts";
 import {
   type Config,
   ConfigError,
@@ -15,7 +15,7 @@ import {
 } from "./lib/config.ts";
 import { logUnhandledRejections, onShutdownSignal } from "./lib/lifecycle.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
-import { metricsHandler } from "./lib/metrics.ts";
+import { opsHandler } from "./lib/ops.ts";
 import { listen, ListenError, type Server } from "./lib/server.ts";
 import { checkStoreAtStartup, newStoreCheckStats, type StoreRecheck } from "./lib/store_check.ts";
 
@@ -76,10 +76,10 @@ export async function main(
         ...config.metricsBind,
         ...config.clients,
         logger,
-      }, metricsHandler(app.registry, app.adminRoutes)));
-      logger.log("INFO", "Serving metrics", {
+      }, opsHandler(opsRoutes(app))));
+      logger.log("INFO", "Serving metrics and health", {
         address: addressOf(servers[1]!.addr),
-        path: "/metrics",
+        paths: "/metrics,/livez,/readyz",
       });
       if (config.adminToken !== null) {
         logger.log("INFO", "Purge endpoint enabled", {

@@ -5,14 +5,16 @@
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { withAccessLog } from "./access_log.ts";
+import { livez, readyz } from "./health.ts";
+import type { Routes } from "./ops.ts";
 import { coalesce, type CoalesceStats } from "./coalesce.ts";
 import {
   createProxyMetrics,
   instrumentHandler,
   instrumentStore,
   instrumentUpstream,
+  metricsRoute,
   Registry,
-  type Routes,
 } from "./metrics.ts";
 import { purgeEndpoint } from "./purge_endpoint.ts";
 import { withLookup } from "./lookup.ts";
@@ -127,6 +129,32 @@ export async function createApp(
   };
   return { config, store, uploader, handler, handle, coalesceStats, registry, adminRoutes };
 }
+
+/** How long imgproxy's `/health` may take to answer a readiness check. */
+const READY_IMGPROXY_TIMEOUT_MS = 1000;
+
+/**
+ * The endpoints of the operations listener (`METRICS_BIND`), by path: the one place where
+ * they are listed.
+ */
+export function opsRoutes(app: App): Routes {
+  const { config } = app;
+  return {
+    "/metrics": metricsRoute(app.registry),
+    "/livez": livez,
+    "/readyz": readyz({
+      imgproxyUrl: config.imgproxyUrl,
+      store: app.store,
+      probeKey: config.folder === "" ? READY_PROBE_KEY : `${config.folder}/${READY_PROBE_KEY}`,
+      imgproxyTimeoutMs: READY_IMGPROXY_TIMEOUT_MS,
+      storeTimeoutMs: config.lookupTimeoutMs,
+    }),
+    ...app.adminRoutes,
+  };
+}
+
+/** The key readiness looks up: never written, so a usable store answers "not found". */
+export const READY_PROBE_KEY = "imgproxy-cache-readiness-probe";
 
 /** Logs how the proxy is set up (never secrets). */
 export function logStartup(app: App, logger: Logger): void {

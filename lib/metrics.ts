@@ -12,6 +12,7 @@
  *
  * Format reference: https://prometheus.io/docs/instrumenting/exposition_formats/ (text 0.0.4).
  */
+import { type OpsServeOptions, readOnly, type Route, type Routes, serveOps } from "./ops.ts";
 import type { Store } from "./store/store.ts";
 import type { StoreCheckStats } from "./store_check.ts";
 import type { SkipReason, UploaderStats } from "./uploader.ts";
@@ -536,55 +537,23 @@ export function instrumentStore(store: Store, metrics: ProxyMetrics): Store {
   };
 }
 
-/** Where the metrics listener binds. */
-export interface MetricsServeOptions {
-  hostname: string;
-  port: number;
-  signal?: AbortSignal;
-  onListen?: (addr: Deno.NetAddr) => void;
-}
-
-/** More paths the metrics listener answers (each handler checks its own method). */
-export type Routes = Readonly<Record<string, (req: Request) => Response | Promise<Response>>>;
-
-/** The metrics listener's handler: `GET`/`HEAD /metrics`, the `routes`, 404 elsewhere. */
-export function metricsHandler(
-  registry: Registry,
-  routes: Routes = {},
-): (req: Request) => Response | Promise<Response> {
-  return (req) => {
-    const url = new URL(req.url);
-    const route = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
-    if (route !== undefined) return route(req);
-    if (url.pathname !== "/metrics") {
-      return new Response("Not Found\n", {
-        status: 404,
-        headers: { "content-type": "text/plain; charset=utf-8" },
-      });
-    }
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      return new Response("Method Not Allowed\n", {
-        status: 405,
-        headers: { "content-type": "text/plain; charset=utf-8", allow: "GET, HEAD" },
-      });
-    }
-    const body = registry.render();
-    return new Response(req.method === "HEAD" ? null : body, {
+/** `GET`/`HEAD /metrics`: the registry in the text exposition format. */
+export function metricsRoute(registry: Registry): Route {
+  return readOnly(() =>
+    new Response(registry.render(), {
       headers: { "content-type": CONTENT_TYPE, "cache-control": "no-store" },
-    });
-  };
+    })
+  );
 }
 
-/** Serves the registry, and the `routes`, on its own listener (`METRICS_BIND`). */
+/**
+ * Serves the registry and `routes` on their own listener (main.ts serves the whole table,
+ * `opsRoutes` in lib/app.ts, through lib/server.ts instead).
+ */
 export function serveMetrics(
-  options: MetricsServeOptions,
+  options: OpsServeOptions,
   registry: Registry,
   routes: Routes = {},
 ): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve({
-    hostname: options.hostname,
-    port: options.port,
-    signal: options.signal,
-    onListen: options.onListen ?? (() => {}),
-  }, metricsHandler(registry, routes));
+  return serveOps(options, { "/metrics": metricsRoute(registry), ...routes });
 }

@@ -151,12 +151,15 @@ Deno.test("Dockerfile: dependencies are cached at build time and not fetched at 
   assert.ok(all("ENV").some((e) => /DENO_DIR=\S+/.test(e)), "DENO_DIR must be fixed");
 });
 
-Deno.test("Dockerfile: non-root user, HEALTHCHECK through the proxy", () => {
+Deno.test("Dockerfile: non-root user, HEALTHCHECK by bin/healthcheck", () => {
   const users = all("USER");
   const last = users.at(-1)!.split(":")[0]!;
   assert.ok(!["root", "0"].includes(last), `the final USER is ${last}`);
   const health = one("HEALTHCHECK");
-  assert.match(health, /CMD \["imgproxy", "health"\]$/);
+  assert.match(health, /CMD \["\/opt\/imgproxy-cache\/bin\/healthcheck"\]$/);
+  const cached = all("RUN").find((r) => r.includes("deno cache"))!;
+  assert.match(cached, /lib\/healthcheck\.ts/, "the health check's script must be cached");
+  assert.match(all("RUN").join(" "), /chmod 0755 [^&]*bin\/healthcheck/);
 });
 
 Deno.test("entrypoint.sh: its grace period outlasts the proxy's upload drain", async () => {
