@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import net from "node:net";
 import {
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
@@ -34,6 +35,7 @@ function configOf(env: Record<string, string>): S3StoreConfig {
 function respond(req: Captured): string {
   const method = req.requestLine.split(" ")[0];
   if (method === "PUT") return 'HTTP/1.1 200 OK\r\netag: "0"\r\ncontent-length: 0\r\n\r\n';
+  if (method === "DELETE") return "HTTP/1.1 204 No Content\r\n\r\n";
   const head = "HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncache-control: max-age=60\r\n" +
     "content-length: 3\r\n\r\n";
   return method === "HEAD" ? head : head + "abc";
@@ -188,6 +190,11 @@ for (const c of CASES) {
                 }),
                 "stored",
               ),
+          ],
+          [
+            "DeleteObject",
+            () => sdk.send(new DeleteObjectCommand({ Bucket: config.bucket, Key: key })),
+            () => store.delete(key),
           ],
         ];
         for (const [op, bySdk, byStore] of pairs) {
