@@ -2,8 +2,8 @@
  * The stand-in imgproxy held to the real one: the same requests go to real imgproxy and to the
  * stand-in (e2e/support/stand_in_imgproxy.ts), started with the same settings, and what the
  * proxy depends on must agree: status, Content-Type, Cache-Control, Vary, Content-Length (set,
- * and the body's length), the bodies of HEAD/OPTIONS/health/error answers, and the headers of
- * fallback images. Image bytes differ by design (the stand-in processes nothing), so image
+ * and the body's length), the bodies of HEAD/OPTIONS/health/error answers, the headers of
+ * fallback images, and conditional requests (ETag, Last-Modified, the source's 304). Image bytes differ by design (the stand-in processes nothing), so image
  * requests ask for the source's own format.
  */
 import assert from "node:assert/strict";
@@ -32,6 +32,8 @@ interface Shape {
   contentLength: string | null;
   /** The body, for answers that are not images. */
   text: string | null;
+  etag: string | null;
+  lastModified: string | null;
 }
 
 async function shapeOf(url: string, init: RequestInit = {}): Promise<Shape> {
@@ -45,6 +47,8 @@ async function shapeOf(url: string, init: RequestInit = {}): Promise<Shape> {
     vary: res.headers.get("vary"),
     contentLength: length === String(res.body.byteLength) ? "body length" : length,
     text: type?.startsWith("image/") ? null : new TextDecoder().decode(res.body),
+    etag: res.headers.get("etag"),
+    lastModified: res.headers.get("last-modified"),
   };
 }
 
@@ -121,7 +125,7 @@ const now = () => Math.floor(Date.now() / 1000);
 
 Deno.test({
   name:
-    `differential: signed URLs, negotiation, errors, HEAD/OPTIONS, expires:, Cache-Control passthrough — stand-in matches ${IMG.label}`,
+    `differential: signed URLs, negotiation, errors, HEAD/OPTIONS, expires:, Cache-Control passthrough, conditional requests — stand-in matches ${IMG.label}`,
   ignore: !IMG.real,
   fn: async (t) => {
     const sources = new SourceServer();
@@ -198,6 +202,21 @@ Deno.test({
         path: `/rs:fit:20:20/plain/${src("cache-control/777/logo.png")}`,
         init: png,
       },
+      {
+        name: "source validators",
+        path: `/rs:fit:20:20/plain/${src("validators/logo.png")}`,
+        init: png,
+      },
+      ...[
+        ["If-None-Match matching → 304", "if-none-match", '"v1-logo.png"'],
+        ["If-None-Match not matching → 200", "if-none-match", '"v0"'],
+        ["If-Modified-Since not older → 304", "if-modified-since", "Thu, 22 Oct 2015 07:28:00 GMT"],
+        ["If-Modified-Since older → 200", "if-modified-since", "Tue, 20 Oct 2015 07:28:00 GMT"],
+      ].map(([name, header, value]) => ({
+        name: name!,
+        path: `/rs:fit:20:20/plain/${src("validators/logo.png")}`,
+        init: { headers: { ...png.headers, [header!]: value! } },
+      })),
     ];
     try {
       for (const c of cases) await t.step(c.name, () => pair.compare(c).then(() => {}));

@@ -26,7 +26,7 @@ const maxAge = (cc: string | null | undefined) => Number(/max-age=(\d+)/.exec(cc
 
 Deno.test({
   name:
-    `real imgproxy: Cache-Control passthrough stored as sent, no-store not stored, expires: shortens max-age, expired and source errors not stored, larger than UPLOAD_MAX_OBJECT_BYTES served but not stored [${IMG.label}]`,
+    `real imgproxy: Cache-Control passthrough stored as sent, no-store not stored, a source's 304 not stored, expires: shortens max-age, expired and source errors not stored, larger than UPLOAD_MAX_OBJECT_BYTES served but not stored [${IMG.label}]`,
   ignore: !IMG.real,
   fn: async (t) => {
     const stack = await Stack.start({
@@ -76,6 +76,21 @@ Deno.test({
           const obj = await stack.s3.waitForObject(BUCKET, keyOf(path));
           assert.equal(obj.cacheControl, res.headers.get("cache-control"));
           stored.push(keyOf(path));
+        },
+      );
+
+      await t.step(
+        "a conditional request the source answers with 304 → 304, not stored",
+        async () => {
+          const path = `/insecure/rs:fit:16:16/plain/${stack.source("validators/logo.png")}@png`;
+          const res = await get(stack.base + path, {
+            headers: { "if-none-match": '"v1-logo.png"' },
+          });
+          assert.equal(res.status, 304);
+          assert.equal(res.body.byteLength, 0);
+          assert.equal(res.headers.get("etag"), '"v1-logo.png"');
+          assert.match(res.headers.get("x-cache") ?? "", /^BYPASS; reason=/);
+          notStored.push(keyOf(path));
         },
       );
 

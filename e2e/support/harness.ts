@@ -489,8 +489,12 @@ export function s3Client(endpoint: string, secret: string): S3Client {
 /**
  * Serves e2e/fixtures over HTTP on 127.0.0.1 (the sources imgproxy fetches): `/NAME` is the
  * fixture, `/status/NNN/NAME` answers status NNN, `/cache-control/N/NAME` is the fixture with
- * `Cache-Control: max-age=N, public` (`/cache-control/no-store/NAME`: `no-store`).
+ * `Cache-Control: max-age=N, public` (`/cache-control/no-store/NAME`: `no-store`), and
+ * `/validators/NAME` is the fixture with an ETag and a Last-Modified, answering a matching
+ * `If-None-Match` or a not-older `If-Modified-Since` with 304.
  */
+export const SOURCE_LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT";
+
 export class SourceServer {
   readonly requests: string[] = [];
   readonly server: Deno.HttpServer<Deno.NetAddr>;
@@ -509,7 +513,19 @@ export class SourceServer {
         const extra: Record<string, string> = cc
           ? { "cache-control": cc[1] === "no-store" ? "no-store" : `max-age=${cc[1]}, public` }
           : {};
-        const name = (cc?.[2] ?? path).slice(1);
+        const validated = /^\/validators(\/.*)$/.exec(path);
+        const name = (cc?.[2] ?? validated?.[1] ?? path).slice(1);
+        if (validated) {
+          const v = { etag: `"v1-${name}"`, "last-modified": SOURCE_LAST_MODIFIED };
+          const ims = Date.parse(req.headers.get("if-modified-since") ?? "");
+          if (
+            req.headers.get("if-none-match") === v.etag ||
+            (!req.headers.has("if-none-match") && ims >= Date.parse(SOURCE_LAST_MODIFIED))
+          ) {
+            return new Response(null, { status: 304, headers: v });
+          }
+          Object.assign(extra, v);
+        }
         if (!/^[a-z0-9_-]+\.(jpg|png)$/.test(name)) {
           return new Response("not found", {
             status: 404,

@@ -13,7 +13,9 @@
  * `Cache-Control: max-age=IMGPROXY_TTL, public`, shortened by `exp:` (expired: 404), copied from
  * the source with `IMGPROXY_CACHE_CONTROL_PASSTHROUGH`; `IMGPROXY_FALLBACK_IMAGE_DATA` answers a
  * failed download with that image (`IMGPROXY_FALLBACK_IMAGE_HTTP_CODE`, `..._TTL`); only images
- * carry `Vary`. e2e/differential_test.ts holds all of this to real imgproxy.
+ * carry `Vary`; `If-None-Match`/`If-Modified-Since` go to the source, whose `ETag`,
+ * `Last-Modified` and 304 are passed on. e2e/differential_test.ts holds all of this to real
+ * imgproxy.
  * `version` prints `stand-in` and `health` probes `IMGPROXY_BIND` like `imgproxy health`.
  * SIGTERM/SIGINT stop it gracefully with status 0.
  *
@@ -148,11 +150,22 @@ export function standInHandler(options: StandInOptions): (req: Request) => Promi
     } catch {
       return text(404, "Invalid URL");
     }
-    const answer = await download(url, options);
+    const answer = await download(url, req.headers, options);
     let maxAge = -1;
     let status = 200;
     let image: { body: Uint8Array<ArrayBuffer>; type: string; headers: Headers };
     if (answer instanceof Response) {
+      if (answer.status === 304) {
+        // The source's 304, with imgproxy's Cache-Control, Vary and the source's validators.
+        const left = expires !== null && expires > 0
+          ? Math.min(options.ttl, Math.max(0, Math.floor(expires - Date.now() / 1000)))
+          : -1;
+        const cc = cacheControlOf(left, 304, answer.headers, options);
+        const headers = new Headers({ server: "imgproxy-stand-in", ...vary });
+        if (cc !== null) headers.set("cache-control", cc);
+        copyValidators(answer.headers, headers);
+        return new Response(null, { status: 304, headers });
+      }
       if (options.fallback === null) return answer;
       // As imgproxy does: the fallback image, its status, and at most the fallback TTL.
       image = { body: options.fallback, type: sniff(options.fallback), headers: new Headers() };
@@ -173,7 +186,9 @@ export function standInHandler(options: StandInOptions): (req: Request) => Promi
     };
     const cacheControl = cacheControlOf(maxAge, status, image.headers, options);
     if (cacheControl !== null) headers["cache-control"] = cacheControl;
-    return new Response(image.body, { status, headers });
+    const out = new Headers(headers);
+    copyValidators(image.headers, out);
+    return new Response(image.body, { status, headers: out });
   };
 }
 
@@ -191,18 +206,36 @@ function cacheControlOf(
   return options.ttl > 0 ? `max-age=${options.ttl}, public` : "no-cache";
 }
 
-/** The source image, or the error answer imgproxy 4 gives when it cannot be downloaded. */
+/** imgproxy 4 passes the source's validators on (IMGPROXY_ETAG_ENABLED, ..._LAST_MODIFIED_...). */
+function copyValidators(from: Headers, to: Headers): void {
+  for (const name of ["etag", "last-modified"]) {
+    const v = from.get(name);
+    if (v !== null) to.set(name, v);
+  }
+}
+
+/**
+ * The source image, or the answer imgproxy 4 gives when it cannot be downloaded; the client's
+ * conditional headers are sent to the source, whose 304 is returned as it is.
+ */
 async function download(
   url: URL,
+  request: Headers,
   options: StandInOptions,
 ): Promise<{ body: Uint8Array<ArrayBuffer>; type: string; headers: Headers } | Response> {
   if (!options.allowLoopback && isLoopback(url)) return text(404, "Source is unreachable");
+  const conditional = new Headers();
+  for (const name of ["if-none-match", "if-modified-since"]) {
+    const v = request.get(name);
+    if (v !== null) conditional.set(name, v);
+  }
   let src: Response;
   try {
-    src = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    src = await fetch(url, { headers: conditional, signal: AbortSignal.timeout(5000) });
   } catch {
     return text(404, "Source is unreachable");
   }
+  if (src.status === 304) return src;
   if (!src.ok) {
     await src.body?.cancel();
     // imgproxy 4 passes a source's 4xx on and answers a 5xx with 502.
