@@ -2,7 +2,7 @@
  * Admission: is an answer from imgproxy safe to store, and if not, why not. Pure and
  * table-tested; the proxy asks it once the response headers are in.
  */
-import { variantSuffix } from "./key.ts";
+import { answerVariant } from "./negotiation.ts";
 import { maxAgeOf } from "./config.ts";
 
 /** Why an answer is not stored (also the `X-Cache: BYPASS` reason and a metrics label). */
@@ -98,7 +98,9 @@ export function admit(
     if (rules.cacheVariants !== "accept" || vary.some((v) => v !== "accept")) {
       return { store: false, reason: "vary" };
     }
-    variant = variantSuffix(requestHeaders.get("accept"));
+    // Named by the format imgproxy decided on, which its Content-Type says: clients that get
+    // the same format share one object, and no format is ever stored under another's key.
+    variant = answerVariant(requestHeaders.get("accept"), responseHeaders.get("content-type"));
   }
   if (rules.fallbackMaxAge !== null) {
     // The placeholder carries the fallback TTL, or less when an `expires:` option shortens it;

@@ -18,6 +18,7 @@ import {
 } from "./metrics.ts";
 import { purgeEndpoint } from "./purge_endpoint.ts";
 import { withLookup } from "./lookup.ts";
+import { FormatNegotiation } from "./negotiation.ts";
 import { type ContextHandler, type Handler, serveContexts } from "./context.ts";
 import { createHandler } from "./proxy.ts";
 import { LocalStore } from "./store/local.ts";
@@ -104,6 +105,7 @@ export async function createApp(
       logger,
       folder: config.folder,
       cacheVariants: config.cacheVariants,
+      negotiation: new FormatNegotiation(config.negotiatedFormats),
       publicBaseUrl: config.publicBaseUrl ?? "",
       timeoutMs: config.lookupTimeoutMs,
       imgproxySecret: config.imgproxySecret,

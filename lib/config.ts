@@ -7,6 +7,7 @@
  */
 import type { CacheRules } from "./cache_rules.ts";
 import { normalizeFolder } from "./key.ts";
+import { type NegotiatedFormat, PREFERENCE } from "./negotiation.ts";
 import type { Level, LogFormat, LogSettings } from "./log.ts";
 
 /** Where the proxy listens. */
@@ -85,6 +86,11 @@ export interface Config {
   /** `off`: answers that carry `Vary` are not stored; `accept`: stored per Accept variant. */
   cacheVariants: "off" | "accept";
   /**
+   * The formats imgproxy negotiates from `Accept` (IMGPROXY_AUTO_* / IMGPROXY_ENFORCE_*), when
+   * those settings are in the proxy's environment; null when none is (learnt from its answers).
+   */
+  negotiatedFormats: readonly NegotiatedFormat[] | null;
+  /**
    * imgproxy's fallback image answers with this `max-age` (or less, with `expires:`); answers
    * with a `max-age` up to it are never stored.
    */
@@ -126,7 +132,7 @@ export const VARIABLES = {
   S3_CONDITIONAL_WRITE: "true",
   STORE_CHECK: "true",
   CACHE_DIR: "./data/cache",
-  CACHE_VARIANTS: "off",
+  CACHE_VARIANTS: "accept",
   CACHE_MODE: "write",
   CACHE_ONLY: "",
   CACHE_SKIP: "",
@@ -159,6 +165,13 @@ export const VARIABLES = {
   IMGPROXY_TTL: "31536000",
   IMGPROXY_SECRET: "",
   IMGPROXY_COOKIE_PASSTHROUGH: "false",
+  IMGPROXY_AUTO_WEBP: "false",
+  IMGPROXY_AUTO_AVIF: "false",
+  IMGPROXY_AUTO_JXL: "false",
+  IMGPROXY_ENFORCE_WEBP: "false",
+  IMGPROXY_ENFORCE_AVIF: "false",
+  IMGPROXY_ENFORCE_JXL: "false",
+  IMGPROXY_ENABLE_WEBP_DETECTION: "false",
   IMGPROXY_FALLBACK_IMAGE_DATA: "",
   IMGPROXY_FALLBACK_IMAGE_PATH: "",
   IMGPROXY_FALLBACK_IMAGE_URL: "",
@@ -419,6 +432,32 @@ export function logSettings(read: EnvReader): LogSettings {
   return parseLog(new Parser(read));
 }
 
+/**
+ * The formats imgproxy's own settings make it negotiate, when the proxy sees them (one
+ * environment in the Docker image): a format is on with `IMGPROXY_AUTO_<F>` or
+ * `IMGPROXY_ENFORCE_<F>` (v3's `IMGPROXY_ENABLE_WEBP_DETECTION` is its older AUTO_WEBP).
+ * Null when none of them is set: imgproxy may run elsewhere, its answers tell.
+ */
+function negotiatedFormats(p: Parser): NegotiatedFormat[] | null {
+  const names = {
+    webp: ["IMGPROXY_AUTO_WEBP", "IMGPROXY_ENFORCE_WEBP", "IMGPROXY_ENABLE_WEBP_DETECTION"],
+    avif: ["IMGPROXY_AUTO_AVIF", "IMGPROXY_ENFORCE_AVIF"],
+    jxl: ["IMGPROXY_AUTO_JXL", "IMGPROXY_ENFORCE_JXL"],
+  } as const satisfies Record<NegotiatedFormat, readonly VariableName[]>;
+  let seen = false;
+  const formats: NegotiatedFormat[] = [];
+  for (const format of PREFERENCE) {
+    let on = false;
+    for (const name of names[format]) {
+      if (p.raw(name) === undefined) continue;
+      seen = true;
+      if (p.bool(name, false)) on = true;
+    }
+    if (on) formats.push(format);
+  }
+  return seen ? formats : null;
+}
+
 /** Builds the configuration from an environment reader; throws {@linkcode ConfigError}. */
 export function loadConfig(read: EnvReader): Readonly<Config> {
   const p = new Parser(read);
@@ -511,7 +550,8 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     imgproxySecret: p.raw("IMGPROXY_SECRET") ?? null,
     metricsBind: p.raw("METRICS_BIND") === undefined ? null : p.bind("METRICS_BIND", ""),
     adminToken,
-    cacheVariants: p.oneOf("CACHE_VARIANTS", ["off", "accept"] as const, "off"),
+    cacheVariants: p.oneOf("CACHE_VARIANTS", ["off", "accept"] as const, "accept"),
+    negotiatedFormats: negotiatedFormats(p),
     fallbackMaxAge: fallbackRule(p),
     cookiePassthrough: p.bool("IMGPROXY_COOKIE_PASSTHROUGH", false),
     cacheRules: { only: p.regex("CACHE_ONLY"), skip: p.regex("CACHE_SKIP") },

@@ -9,7 +9,8 @@
  *   to the normal path (imgproxy, then a background store), so the store never fails a request.
  */
 import { type CacheRules, ruleFor } from "./cache_rules.ts";
-import { objectKey, pathOf, variantSuffix } from "./key.ts";
+import { objectKey, pathOf } from "./key.ts";
+import type { FormatNegotiation } from "./negotiation.ts";
 import type { Logger } from "./log.ts";
 import { sameSecret, sha256 } from "./secret.ts";
 import type { ContextHandler, RequestContext } from "./context.ts";
@@ -25,6 +26,8 @@ export interface LookupOptions {
   logger: Logger;
   folder: string;
   cacheVariants: "off" | "accept";
+  /** What is known of imgproxy's format negotiation (shared with nothing else; learns here). */
+  negotiation: FormatNegotiation;
   /** Base URL objects are public at (redirect mode), without trailing slash. */
   publicBaseUrl: string;
   /** How long a store lookup may take before the request goes to imgproxy. */
@@ -33,21 +36,6 @@ export interface LookupOptions {
   imgproxySecret?: string | null;
   /** CACHE_ONLY / CACHE_SKIP: a path they leave out is never looked up. */
   cacheRules?: CacheRules;
-}
-
-/**
- * Remembers whether imgproxy negotiates formats (its `Vary` is fixed at start-up), learnt from
- * the image answers that pass through.
- */
-export class VaryTracker {
-  variesOnAccept: boolean | null = null;
-  /** Records an answer: only 200 images tell us about imgproxy's `Vary`. */
-  observe(res: Response): void {
-    if (res.status !== 200) return;
-    if (!(res.headers.get("content-type") ?? "").startsWith("image/")) return;
-    const vary = (res.headers.get("vary") ?? "").toLowerCase();
-    this.variesOnAccept = vary.split(",").some((t) => t.trim() === "accept");
-  }
 }
 
 /**
@@ -78,13 +66,13 @@ function withDeadline<T>(
 /** Wraps the normal handler with a store lookup for GET requests. */
 export function withLookup(inner: ContextHandler, options: LookupOptions): ContextHandler {
   const { mode, store, uploader, logger, folder, timeoutMs } = options;
-  const vary = new VaryTracker();
+  const negotiation = options.negotiation;
   const secretHeader = options.imgproxySecret ? sha256(`Bearer ${options.imgproxySecret}`) : null;
   // One timer per slot for every lookup in flight, not one per request.
   const deadlines = new Deadlines(timeoutMs);
   const forward = async (ctx: RequestContext, outcome?: string) => {
     const res = await inner(ctx);
-    vary.observe(res);
+    negotiation.observe(ctx.req.headers.get("accept"), res);
     if (outcome !== undefined) res.headers.set("x-cache-lookup", outcome);
     return res;
   };
@@ -100,12 +88,13 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
     if (secretHeader !== null && !sameSecret(req.headers.get("authorization"), secretHeader)) {
       return forward(ctx);
     }
-    // Variant keys apply only once imgproxy has shown it negotiates formats; until then the
-    // suffix-less object (valid for every client) is the one to look for.
+    // The key of the format imgproxy will decide on: the first of jxl, avif, webp that the
+    // client accepts and imgproxy is known to produce. Until imgproxy is known to negotiate,
+    // the suffix-less object (valid for every client) is the one to look for.
     // Once imgproxy negotiates, every answer depends on Accept, the suffix-less (plain)
     // variant's included: hits say so, or a CDN in front would give one format to everyone.
-    const negotiates = options.cacheVariants === "accept" && vary.variesOnAccept === true;
-    const variant = negotiates ? variantSuffix(req.headers.get("accept")) : "";
+    const negotiates = options.cacheVariants === "accept" && negotiation.variesOnAccept === true;
+    const variant = negotiates ? negotiation.predict(req.headers.get("accept")) : "";
     const key = objectKey(pathOf(target), folder, variant);
     // The timeout covers the lookup only, not the streaming of a hit's body afterwards.
     const lookup = new AbortController();

@@ -19,7 +19,8 @@
  */
 import { createHmac } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { normalizeFolder, objectKey, variantSuffix } from "./key.ts";
+import { normalizeFolder, objectKey } from "./key.ts";
+import { type NegotiatedFormat, predictVariant, PREFERENCE } from "./negotiation.ts";
 
 /** One hex string, several comma-separated ones, or a list, as imgproxy's env vars allow. */
 export type HexList = string | readonly string[];
@@ -71,6 +72,13 @@ export interface ImageUrlParams extends PathParams {
   folder?: string;
   /** `Accept` header the image will be requested with, when imgproxy negotiates formats. */
   accept?: string | null;
+  /**
+   * The formats imgproxy negotiates (`IMGPROXY_AUTO_*` / `IMGPROXY_ENFORCE_*`); default all
+   * three. The key names the first of jxl, avif, webp that is here and in `accept`, as the
+   * proxy does. (A URL with an extension gets that format unless an `ENFORCE_*` applies: pass
+   * `accept: null` for those.)
+   */
+  formats?: readonly NegotiatedFormat[];
 }
 
 /** The path and the three URLs derived from it. */
@@ -266,8 +274,13 @@ export function buildPath(params: PathParams): string {
 }
 
 /** Returns the bucket key the proxy stores a path's answer under (same code as the proxy). */
-export function cacheKeyFor(path: string, folder = "", accept: string | null = null): string {
-  return objectKey(path, normalizeFolder(folder), variantSuffix(accept));
+export function cacheKeyFor(
+  path: string,
+  folder = "",
+  accept: string | null = null,
+  formats: readonly NegotiatedFormat[] = PREFERENCE,
+): string {
+  return objectKey(path, normalizeFolder(folder), predictVariant(accept, new Set(formats)));
 }
 
 /** Builds the signed path, the proxy URL and the matching cached-object key and URL. */
@@ -276,7 +289,12 @@ export function buildImageUrls(params: ImageUrlParams): ImageUrls {
   const base = trimTrailingSlashes(params.imgproxyBaseUrl);
   // The base URL's own path, as a browser sends it (the URL parser's form).
   const prefix = new URL(base + "/").pathname.replace(/\/+$/, "");
-  const cacheKey = cacheKeyFor(prefix + path, params.folder ?? "", params.accept ?? null);
+  const cacheKey = cacheKeyFor(
+    prefix + path,
+    params.folder ?? "",
+    params.accept ?? null,
+    params.formats,
+  );
   return {
     path,
     proxyUrl: base + path,

@@ -44,7 +44,8 @@ Deno.test("loadConfig() gives every documented default when the environment is e
     metricsBind: null,
     adminToken: null,
     imgproxySecret: null,
-    cacheVariants: "off",
+    cacheVariants: "accept",
+    negotiatedFormats: null,
     fallbackMaxAge: null,
     cookiePassthrough: false,
     cacheRules: { only: null, skip: null },
@@ -351,8 +352,27 @@ Deno.test("loadConfig() reads booleans in their usual spellings and rejects othe
   ]);
 });
 
+Deno.test("loadConfig() reads the formats imgproxy negotiates from its settings, null when none is set", () => {
+  const rows: [Record<string, string>, string[] | null][] = [
+    [{}, null],
+    [{ IMGPROXY_AUTO_WEBP: "true" }, ["webp"]],
+    [{ IMGPROXY_AUTO_WEBP: "false" }, []],
+    [{ IMGPROXY_AUTO_AVIF: "1", IMGPROXY_ENFORCE_WEBP: "true" }, ["avif", "webp"]],
+    [{ IMGPROXY_ENFORCE_JXL: "true", IMGPROXY_AUTO_AVIF: "true" }, ["jxl", "avif"]],
+    [{ IMGPROXY_ENABLE_WEBP_DETECTION: "true" }, ["webp"]],
+    [{ IMGPROXY_AUTO_WEBP: " " }, null],
+  ];
+  for (const [vars, formats] of rows) {
+    assert.deepEqual(loadConfig(envOf(vars)).negotiatedFormats, formats, JSON.stringify(vars));
+  }
+  assert.deepEqual(configError({ IMGPROXY_AUTO_AVIF: "avif" }).problems, [
+    'IMGPROXY_AUTO_AVIF: expected true or false, got "avif"',
+  ]);
+});
+
 Deno.test("loadConfig() accepts only the listed CACHE_MODE and CACHE_VARIANTS values", () => {
   assert.equal(loadConfig(envOf({ CACHE_VARIANTS: "accept" })).cacheVariants, "accept");
+  assert.equal(loadConfig(envOf({ CACHE_VARIANTS: "off" })).cacheVariants, "off");
   assert.equal(loadConfig(envOf({ CACHE_MODE: "read" })).cacheMode, "read");
   const c = loadConfig(envOf({ CACHE_MODE: "redirect", PUBLIC_BASE_URL: "https://cdn.example/" }));
   assert.equal(c.cacheMode, "redirect");

@@ -249,22 +249,33 @@ Deno.test("joinOptions() accepts arrays and pre-joined strings alike", () => {
 });
 
 Deno.test("buildImageUrls() keys the object by md5 of the exact path, folder and variant", () => {
-  const cases: { folder?: string; accept?: string | null; prefix: string; suffix: string }[] = [
+  type Case = {
+    folder?: string;
+    accept?: string | null;
+    formats?: ("webp" | "avif" | "jxl")[];
+    prefix: string;
+    suffix: string;
+  };
+  const cases: Case[] = [
     { prefix: "", suffix: "" },
     { folder: "", prefix: "", suffix: "" },
     { folder: "/a/b/", prefix: "a/b/", suffix: "" },
     { folder: "images", prefix: "images/", suffix: "" },
     { accept: null, prefix: "", suffix: "" },
-    { accept: "image/avif,image/webp", prefix: "", suffix: "-avif-webp" },
+    // The format imgproxy decides on: avif before webp, and only formats it negotiates.
+    { accept: "image/avif,image/webp", prefix: "", suffix: "-avif" },
+    { accept: "image/avif,image/webp", formats: ["webp"], prefix: "", suffix: "-webp" },
+    { accept: "image/avif,image/webp", formats: [], prefix: "", suffix: "" },
     { accept: "image/webp,*/*", folder: "/a/b/", prefix: "a/b/", suffix: "-webp" },
     { accept: "text/html,*/*", prefix: "", suffix: "" },
   ];
-  for (const { folder, accept, prefix, suffix } of cases) {
+  for (const { folder, accept, formats, prefix, suffix } of cases) {
     const urls = buildImageUrls({
       imgproxyBaseUrl: "https://img.example.com/",
       cacheBaseUrl: "https://bucket.example.com//",
       folder,
       accept,
+      formats,
       options: "rs:fill:300:300:1",
       source: "https://example.com/cat.jpg",
       extension: "png",
@@ -278,7 +289,7 @@ Deno.test("buildImageUrls() keys the object by md5 of the exact path, folder and
     assert.equal(urls.proxyUrl, `https://img.example.com${urls.path}`);
     assert.equal(urls.cacheKey, `${prefix}${md5(urls.path)}${suffix}`);
     assert.equal(urls.cacheUrl, `https://bucket.example.com/${urls.cacheKey}`);
-    assert.equal(cacheKeyFor(urls.path, folder, accept), urls.cacheKey);
+    assert.equal(cacheKeyFor(urls.path, folder, accept, formats), urls.cacheKey);
   }
 });
 
