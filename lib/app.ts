@@ -18,6 +18,8 @@ import {
 } from "./metrics.ts";
 import { purgeEndpoint } from "./purge_endpoint.ts";
 import { withLookup } from "./lookup.ts";
+import type { AdmissionRules } from "./admission.ts";
+import { BypassNotices } from "./bypass_notice.ts";
 import { FormatNegotiation } from "./negotiation.ts";
 import { type ContextHandler, type Handler, serveContexts } from "./context.ts";
 import { createHandler } from "./proxy.ts";
@@ -81,16 +83,18 @@ export async function createApp(
     conditionalWrite: config.store.kind === "s3" ? config.store.conditionalWrite : true,
     onSettled: overrides.onUploadSettled,
   }, logger);
+  const rules: AdmissionRules = {
+    cacheVariants: config.cacheVariants,
+    fallbackMaxAge: config.fallbackMaxAge,
+    cookiePassthrough: config.cookiePassthrough,
+    maxObjectBytes: config.upload.maxObjectBytes,
+  };
   const proxy = createHandler({
     upstream,
     uploader,
     logger,
-    rules: {
-      cacheVariants: config.cacheVariants,
-      fallbackMaxAge: config.fallbackMaxAge,
-      cookiePassthrough: config.cookiePassthrough,
-      maxObjectBytes: config.upload.maxObjectBytes,
-    },
+    rules,
+    notices: new BypassNotices(logger, rules),
     folder: config.folder,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     cacheRules: config.cacheRules,

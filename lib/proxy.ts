@@ -3,6 +3,7 @@
  * answer back as it arrives, and hands a copy of each storable body to the uploader.
  */
 import { type Admission, type AdmissionRules, admit } from "./admission.ts";
+import type { BypassNotices } from "./bypass_notice.ts";
 import { type CacheRules, hasRules, ruleFor } from "./cache_rules.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import { objectKey, pathOf } from "./key.ts";
@@ -22,6 +23,8 @@ export interface ProxyOptions {
   uploader: Uploader;
   logger: Logger;
   rules: AdmissionRules;
+  /** Says once when a bypass reason comes from the configuration. */
+  notices?: BypassNotices;
   /** Key prefix, already normalised. */
   folder: string;
   /** How long to wait for imgproxy's response headers. */
@@ -171,6 +174,7 @@ export function createHandler(options: ProxyOptions): ContextHandler {
     let body: ReadableStream<Uint8Array> | null = res.body;
     if (!verdict.store) {
       outHeaders.set("x-cache", `BYPASS; reason=${verdict.reason}`);
+      options.notices?.note(verdict.reason, res.headers);
     } else {
       outHeaders.set("x-cache", "MISS");
       if (body !== null) {
