@@ -111,6 +111,7 @@ export async function createApp(
       cacheVariants: config.cacheVariants,
       negotiation: new FormatNegotiation(config.negotiatedFormats),
       publicBaseUrl: config.publicBaseUrl ?? "",
+      redirectCacheControl: config.redirectCacheControl,
       timeoutMs: config.lookupTimeoutMs,
       imgproxySecret: config.imgproxySecret,
       cacheRules: config.cacheRules,

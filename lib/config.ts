@@ -73,6 +73,8 @@ export interface Config {
   cacheMode: "write" | "read" | "redirect";
   /** Where stored objects are public (redirect mode), without trailing slash. */
   publicBaseUrl: string | null;
+  /** `Cache-Control` of redirect mode's 302 to a stored object. */
+  redirectCacheControl: string;
   /** How long a store lookup may take before the request goes to imgproxy instead. */
   lookupTimeoutMs: number;
   /** Concurrent identical requests share one request to imgproxy. */
@@ -137,6 +139,7 @@ export const VARIABLES = {
   CACHE_ONLY: "",
   CACHE_SKIP: "",
   PUBLIC_BASE_URL: "",
+  REDIRECT_CACHE_CONTROL: "public, max-age=60 (private, max-age=60 with IMGPROXY_SECRET)",
   STORE_LOOKUP_TIMEOUT_MS: "1000",
   COALESCE_REQUESTS: "true",
   METRICS_BIND: "",
@@ -458,6 +461,25 @@ function negotiatedFormats(p: Parser): NegotiatedFormat[] | null {
   return seen ? formats : null;
 }
 
+/**
+ * The `Cache-Control` of a redirect to a stored object. Short by default: a purged or expired
+ * object must not stay the target of cached redirects for long. With `IMGPROXY_SECRET` the
+ * redirect answers an authorised request, so shared caches must not keep it for others.
+ */
+function redirectCacheControl(p: Parser): string {
+  const value = p.raw("REDIRECT_CACHE_CONTROL");
+  if (value === undefined) {
+    return p.raw("IMGPROXY_SECRET") === undefined ? "public, max-age=60" : "private, max-age=60";
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(value)) {
+    p.problems.push(
+      `REDIRECT_CACHE_CONTROL: expected a Cache-Control value such as "public, max-age=60", got one with control characters`,
+    );
+  }
+  return value;
+}
+
 /** Builds the configuration from an environment reader; throws {@linkcode ConfigError}. */
 export function loadConfig(read: EnvReader): Readonly<Config> {
   const p = new Parser(read);
@@ -545,6 +567,7 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     folder,
     cacheMode,
     publicBaseUrl: publicBase === undefined ? null : p.url("PUBLIC_BASE_URL", publicBase),
+    redirectCacheControl: redirectCacheControl(p),
     lookupTimeoutMs: p.int("STORE_LOOKUP_TIMEOUT_MS", 1000, 1, 600_000),
     coalesce: p.bool("COALESCE_REQUESTS", true),
     imgproxySecret: p.raw("IMGPROXY_SECRET") ?? null,

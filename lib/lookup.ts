@@ -30,6 +30,8 @@ export interface LookupOptions {
   negotiation: FormatNegotiation;
   /** Base URL objects are public at (redirect mode), without trailing slash. */
   publicBaseUrl: string;
+  /** `Cache-Control` of the redirect to a stored object (redirect mode). */
+  redirectCacheControl?: string;
   /** How long a store lookup may take before the request goes to imgproxy. */
   timeoutMs: number;
   /** imgproxy's IMGPROXY_SECRET, when it demands `Authorization: Bearer <secret>`. */
@@ -111,6 +113,10 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
           headers: {
             location: `${options.publicBaseUrl}/${key}`,
             "x-cache": "HIT",
+            // Without it a CDN or browser asks again every time.
+            ...(options.redirectCacheControl
+              ? { "cache-control": options.redirectCacheControl }
+              : {}),
             ...(negotiates ? { vary: "Accept" } : {}),
           },
         });

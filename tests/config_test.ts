@@ -39,6 +39,7 @@ Deno.test("loadConfig() gives every documented default when the environment is e
     folder: "",
     cacheMode: "write",
     publicBaseUrl: null,
+    redirectCacheControl: "public, max-age=60",
     lookupTimeoutMs: 1000,
     coalesce: true,
     metricsBind: null,
@@ -627,4 +628,19 @@ Deno.test("loadConfig() refuses unknown log formats and levels, naming the varia
     format: "json",
     level: "INFO",
   });
+});
+
+Deno.test("loadConfig() gives redirects a short Cache-Control, private with IMGPROXY_SECRET", () => {
+  assert.equal(loadConfig(envOf()).redirectCacheControl, "public, max-age=60");
+  assert.equal(
+    loadConfig(envOf({ IMGPROXY_SECRET: "s3cr3t" })).redirectCacheControl,
+    "private, max-age=60",
+  );
+  assert.equal(
+    loadConfig(envOf({ REDIRECT_CACHE_CONTROL: "public, max-age=3600, immutable" }))
+      .redirectCacheControl,
+    "public, max-age=3600, immutable",
+  );
+  const err = configError({ REDIRECT_CACHE_CONTROL: "max-age=1\u0007" });
+  assert.ok(err.problems.some((p) => p.startsWith("REDIRECT_CACHE_CONTROL: expected")));
 });

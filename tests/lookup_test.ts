@@ -128,7 +128,21 @@ Deno.test("CACHE_MODE=redirect answers a stored image with a 302 to PUBLIC_BASE_
         `https://cdn.example.com/images/${objectKey(PATH, "processed")}`,
       );
       assert.equal(res.headers.get("x-cache"), "HIT");
+      // Short and shareable by default, so a CDN or browser need not ask on every view.
+      assert.equal(res.headers.get("cache-control"), "public, max-age=60");
+      assert.equal(res.headers.get("vary"), null, "the key does not depend on Accept");
     });
+    await withProxy(
+      { ...env, REDIRECT_CACHE_CONTROL: "public, max-age=600, stale-while-revalidate=60" },
+      async (url) => {
+        await (await fetch(url + PATH)).bytes();
+        const res = await redirectOnceStored(url + PATH);
+        assert.equal(
+          res.headers.get("cache-control"),
+          "public, max-age=600, stale-while-revalidate=60",
+        );
+      },
+    );
   } finally {
     await up.server.shutdown();
   }
@@ -210,6 +224,7 @@ Deno.test("redirect mode: once imgproxy negotiates, the plain variant's 302 carr
       const res = await redirectOnceStored(url + PATH, plain);
       assert.equal(res.headers.get("location"), `https://cdn.example/${objectKey(PATH)}`);
       assert.equal(res.headers.get("vary"), "Accept");
+      assert.equal(res.headers.get("cache-control"), "public, max-age=60");
     });
   } finally {
     await up.server.shutdown();
