@@ -209,6 +209,36 @@ Deno.test("read mode serves each Accept variant from its own key once imgproxy n
   }
 });
 
+Deno.test("read mode learns which formats imgproxy produces: a client that also takes AVIF hits the stored WebP", async () => {
+  // This upstream negotiates WebP only (like IMGPROXY_AUTO_WEBP alone), and the proxy is not
+  // told so: it learns it from the first answer.
+  const up = upstream(true);
+  try {
+    const env = { IMGPROXY_URL: up.url, CACHE_MODE: "read" };
+    await withProxy(env, async (url) => {
+      const older = { accept: "image/webp,*/*" };
+      const chrome = { accept: "image/avif,image/webp,image/*,*/*;q=0.8" };
+      const first = await fetch(url + PATH, { headers: older });
+      assert.equal(await first.text(), "webp-bytes");
+      assert.equal(first.headers.get("x-cache"), "MISS");
+      for (let i = 0; i < 100; i++) {
+        const before = up.state.requests;
+        const res = await fetch(url + PATH, { headers: chrome });
+        assert.equal(await res.text(), "webp-bytes");
+        if (res.headers.get("x-cache") === "HIT") {
+          assert.equal(up.state.requests, before);
+          assert.equal(res.headers.get("content-type"), "image/webp");
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.fail("the WebP stored for one Accept was never a hit for another");
+    });
+  } finally {
+    await up.server.shutdown();
+  }
+});
+
 Deno.test("redirect mode: once imgproxy negotiates, the plain variant's 302 carries Vary: Accept too", async () => {
   const up = upstream(true);
   try {
