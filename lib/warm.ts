@@ -15,7 +15,8 @@ import { parseArgs } from "node:util";
 import { createApp, createStore, drainUploads, waitForImgproxy } from "./app.ts";
 import type { App } from "./app.ts";
 import { type CacheRules, ruleFor, type RuleVerdict } from "./cache_rules.ts";
-import { ConfigError, type EnvReader, loadConfig } from "./config.ts";
+import { type Config, ConfigError, type EnvReader, loadConfig } from "./config.ts";
+import { checkStoreAtStartup } from "./store_check.ts";
 import { objectKey, pathOf } from "./key.ts";
 import { formatLine, type Logger } from "./log.ts";
 import { type ListEntry, parseList } from "./path_list.ts";
@@ -560,13 +561,26 @@ export async function runWarm(args: string[], io: WarmIO): Promise<number> {
     io.stderr(`warm: cannot read ${opts.file}: ${message(err)}${hint}\n`);
     return 2;
   }
-  let config;
+  let config: Readonly<Config>;
   try {
     config = loadConfig(io.env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     io.stderr(`warm: ${err.message}\n`);
     return 2;
+  }
+  if (config.storeCheck) {
+    // As the proxy does: a store that cannot work stops the run before any request.
+    const verdict = await checkStoreAtStartup(config, {
+      log: (level, msg, fields) => io.stderr(`warm: ${formatLine(level, msg, fields)}\n`),
+    });
+    if (verdict.kind === "stop") {
+      io.stderr(`warm: the store cannot work as configured: ${verdict.message}\n`);
+      return 2;
+    }
+    // An unreachable store fails each upload, reported per path: no checking in the background.
+    await verdict.recheck?.stop();
+    config = verdict.config;
   }
   const started = performance.now();
   const { targets, duplicates, invalid, excluded } = plan(

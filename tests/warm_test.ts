@@ -465,6 +465,16 @@ Deno.test("usage and configuration errors exit 2 before any request", async () =
   const conf = await warm(["list.txt"], "/a.png", { IMGPROXY_URL: "not a url" });
   assert.equal(conf.code, 2);
   assert.match(conf.stderr, /IMGPROXY_URL/);
+  // A store the run could not write to stops it before any request, naming the variable.
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/file`, "not a directory");
+    const store = await warm(["list.txt"], "/a.png", { CACHE_DIR: `${dir}/file/cache` });
+    assert.equal(store.code, 2);
+    assert.match(store.stderr, /the store cannot work as configured: CACHE_DIR: cannot create/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
   const help = await warm(["--help"], "", {});
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: deno task warm/);
