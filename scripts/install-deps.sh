@@ -9,6 +9,7 @@
 #   - moto (S3 server with the bucket lifecycle API, which versitygw lacks: e2e/lifecycle_test.ts;
 #     the Python package `moto[server]` into ~/.cache/imgproxy-cache/moto-venv, about 30 s),
 #   - shellcheck (Debian package; lints entrypoint.sh, bin/start and these scripts),
+#   - nginx (Debian package; the end-to-end suite runs the documented nginx recipe),
 #   - an /etc/hosts entry for e2e-images.s3.localhost (virtual-hosted S3; root only),
 #   - the npm dependencies in Deno's cache (`deno install`, and the tests' own packages from
 #     tests/deno.lock), so tests need no registry later.
@@ -182,6 +183,9 @@ fi
 
 # The linter (ShellCheck) ------------------------------------------------------------------------------------
 command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
+
+# nginx (Debian package; e2e/nginx_recipe_test.ts runs the documented nginx recipe) -------------
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_install nginx
 
 # A name for virtual-hosted S3 -------------------------------------------------------------------
 # The end-to-end suite also runs versitygw with virtual-hosted addressing, where the bucket
