@@ -85,6 +85,9 @@ Deno.test(`nginx recipe: nginx caches the proxy's answers, one entry per negotia
         CACHE_MODE: "read",
         CACHE_VARIANTS: "accept",
         ACCESS_LOG: "true",
+        // imgproxy's setting, as the Docker image shares it: the proxy then knows a WebP-capable
+        // client gets WebP, instead of answering it with the stored JPEG once that upload ends.
+        IMGPROXY_AUTO_WEBP: "true",
       },
     });
     await proxy.waitForLine(/INFO Listening address=/, 60_000);
