@@ -4,6 +4,7 @@
  */
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
+import { AggregatingLogger } from "./warnings.ts";
 import { withAccessLog } from "./access_log.ts";
 import { livez, readyz } from "./health.ts";
 import type { Routes } from "./ops.ts";
@@ -43,6 +44,8 @@ export interface App {
   registry: Registry;
   /** Paths the METRICS_BIND listener serves besides `/metrics` (`/purge` with ADMIN_TOKEN). */
   adminRoutes: Routes;
+  /** The logger the parts write to: repeated warnings aggregated (flushed by drainUploads). */
+  warnings: AggregatingLogger;
 }
 
 /** Parts a caller may swap (tests, embedding). */
@@ -71,6 +74,9 @@ export async function createApp(
   logger: Logger,
   overrides: AppOverrides = {},
 ): Promise<App> {
+  // Warnings that can repeat per request are aggregated; drainUploads() writes the last counts.
+  const warnings = new AggregatingLogger(logger);
+  logger = warnings;
   // Metrics cost a little on every request, so instruments are only put in when served.
   const registry = new Registry();
   const metrics = config.metricsBind === null ? null : createProxyMetrics(registry);
@@ -134,7 +140,17 @@ export async function createApp(
       logger,
     }),
   };
-  return { config, store, uploader, handler, handle, coalesceStats, registry, adminRoutes };
+  return {
+    config,
+    store,
+    uploader,
+    handler,
+    handle,
+    coalesceStats,
+    registry,
+    adminRoutes,
+    warnings,
+  };
 }
 
 /** How long imgproxy's `/health` may take to answer a readiness check. */
@@ -247,6 +263,8 @@ export async function drainUploads(
     logger.log("INFO", "Draining uploads", { pending, timeoutSec: timeoutMs / 1000 });
   }
   const { lost } = await app.uploader.drain(timeoutMs);
+  // The last interval's counts of repeated warnings, before the summary.
+  app.warnings.flush();
   const s = app.uploader.stats;
   if (lost.length > 0) {
     logger.log("ERROR", "Shutdown: uploads not stored", {

@@ -502,8 +502,11 @@ Deno.test("an upload the store refuses is a failure with the store's reason", as
     assert.equal(counts.failed, 2);
     assert.deepEqual([...counts.reasons], [["upload failed: Access Denied", 2]]);
     assert.equal(standIn.targets.length, 2);
-    // The app's logger is an ordinary one: the uploader's own lines still reach it.
+    // The app's logger is an ordinary one: the uploader's own lines still reach it (the
+    // second failure as a count: repeated errors are aggregated).
+    app.warnings.flush();
     assert.equal(logger.find("Upload failed").length, 2);
+    assert.match(logger.find("Upload failed")[1]!, /repeated=1 /);
   });
 });
 
