@@ -64,7 +64,7 @@ export async function main(
       variable: "IMGPROXY_BIND",
       ...config.bind,
       ...config.clients,
-      logger,
+      logger: app.warnings,
     }, app.handler));
     logger.log("INFO", "Listening", {
       address: addressOf(servers[0]!.addr),

@@ -18,7 +18,7 @@ import {
   Registry,
 } from "./metrics.ts";
 import { purgeEndpoint } from "./purge_endpoint.ts";
-import { withLookup } from "./lookup.ts";
+import { type HitStats, newHitStats, withLookup } from "./lookup.ts";
 import type { AdmissionRules } from "./admission.ts";
 import { BypassNotices } from "./bypass_notice.ts";
 import { FormatNegotiation } from "./negotiation.ts";
@@ -46,6 +46,8 @@ export interface App {
   adminRoutes: Routes;
   /** The logger the parts write to: repeated warnings aggregated (flushed by drainUploads). */
   warnings: AggregatingLogger;
+  /** Hits found but not served whole (expired, length mismatch, cut). */
+  hitStats: HitStats;
 }
 
 /** Parts a caller may swap (tests, embedding). */
@@ -106,6 +108,7 @@ export async function createApp(
     cacheRules: config.cacheRules,
   });
   const coalesceStats: CoalesceStats = { coalesced: 0 };
+  const hitStats = newHitStats();
   let handle = config.coalesce ? coalesce(proxy, { stats: coalesceStats }) : proxy;
   if (config.cacheMode !== "write") {
     handle = withLookup(handle, {
@@ -119,6 +122,8 @@ export async function createApp(
       publicBaseUrl: config.publicBaseUrl ?? "",
       redirectCacheControl: config.redirectCacheControl,
       timeoutMs: config.lookupTimeoutMs,
+      bodyTimeoutMs: config.storeBodyTimeoutMs,
+      stats: hitStats,
       imgproxySecret: config.imgproxySecret,
       cacheRules: config.cacheRules,
     });
@@ -150,6 +155,7 @@ export async function createApp(
     registry,
     adminRoutes,
     warnings,
+    hitStats,
   };
 }
 

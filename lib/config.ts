@@ -77,6 +77,8 @@ export interface Config {
   redirectCacheControl: string;
   /** How long a store lookup may take before the request goes to imgproxy instead. */
   lookupTimeoutMs: number;
+  /** The longest silence of the store while it streams a large hit's body. */
+  storeBodyTimeoutMs: number;
   /** Concurrent identical requests share one request to imgproxy. */
   coalesce: boolean;
   /** imgproxy's IMGPROXY_SECRET (read-mode hits demand the same Authorization); never logged. */
@@ -141,6 +143,7 @@ export const VARIABLES = {
   PUBLIC_BASE_URL: "",
   REDIRECT_CACHE_CONTROL: "public, max-age=60 (private, max-age=60 with IMGPROXY_SECRET)",
   STORE_LOOKUP_TIMEOUT_MS: "1000",
+  STORE_BODY_TIMEOUT_IN_SEC: "10",
   COALESCE_REQUESTS: "true",
   METRICS_BIND: "",
   LOG_FORMAT: "$IMGPROXY_LOG_FORMAT, else text",
@@ -569,6 +572,7 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     publicBaseUrl: publicBase === undefined ? null : p.url("PUBLIC_BASE_URL", publicBase),
     redirectCacheControl: redirectCacheControl(p),
     lookupTimeoutMs: p.int("STORE_LOOKUP_TIMEOUT_MS", 1000, 1, 600_000),
+    storeBodyTimeoutMs: p.int("STORE_BODY_TIMEOUT_IN_SEC", 10, 1, 3600) * 1000,
     coalesce: p.bool("COALESCE_REQUESTS", true),
     imgproxySecret: p.raw("IMGPROXY_SECRET") ?? null,
     metricsBind: p.raw("METRICS_BIND") === undefined ? null : p.bind("METRICS_BIND", ""),

@@ -14,7 +14,8 @@ import type { FormatNegotiation } from "./negotiation.ts";
 import type { Logger } from "./log.ts";
 import { sameSecret, sha256 } from "./secret.ts";
 import type { ContextHandler, RequestContext } from "./context.ts";
-import { Deadlines } from "./proxy.ts";
+import { expired, lengthMismatch, watchHitBody, WHOLE_HIT_BYTES } from "./hit.ts";
+import { Deadlines, StallWatch } from "./timers.ts";
 import type { OpenedObject, Store, StoredObject } from "./store/store.ts";
 import type { Uploader } from "./uploader.ts";
 
@@ -38,6 +39,25 @@ export interface LookupOptions {
   imgproxySecret?: string | null;
   /** CACHE_ONLY / CACHE_SKIP: a path they leave out is never looked up. */
   cacheRules?: CacheRules;
+  /** The longest silence of the store while it streams a large hit's body (default 10 s). */
+  bodyTimeoutMs?: number;
+  /** Counters of hits not answered from the store, or cut (also exported as metrics). */
+  stats?: HitStats;
+}
+
+/** Hits the store had but that were not served whole. */
+export interface HitStats {
+  /** `exp:` past: left to imgproxy, the store not asked. */
+  expired: number;
+  /** The object's length differs from the one recorded at write: a miss. */
+  mismatched: number;
+  /** A large hit's body stalled or ended short: the client's transfer was cut. */
+  cut: number;
+}
+
+/** New, zeroed hit counters. */
+export function newHitStats(): HitStats {
+  return { expired: 0, mismatched: 0, cut: 0 };
 }
 
 /**
@@ -72,6 +92,8 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
   const secretHeader = options.imgproxySecret ? sha256(`Bearer ${options.imgproxySecret}`) : null;
   // One timer per slot for every lookup in flight, not one per request.
   const deadlines = new Deadlines(timeoutMs);
+  const bodyWatch = new StallWatch(options.bodyTimeoutMs ?? 10_000);
+  const stats = options.stats ?? newHitStats();
   const forward = async (ctx: RequestContext, outcome?: string) => {
     const res = await inner(ctx);
     negotiation.observe(ctx.req.headers.get("accept"), res);
@@ -95,10 +117,16 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
     // the suffix-less object (valid for every client) is the one to look for.
     // Once imgproxy negotiates, every answer depends on Accept, the suffix-less (plain)
     // variant's included: hits say so, or a CDN in front would give one format to everyone.
+    // Past its exp: imgproxy refuses the URL (404): leave the answer to it, whatever is stored.
+    if (expired(target)) {
+      stats.expired++;
+      return forward(ctx, "expired");
+    }
     const negotiates = options.cacheVariants === "accept" && negotiation.variesOnAccept === true;
     const variant = negotiates ? negotiation.predict(req.headers.get("accept")) : "";
     const key = objectKey(pathOf(target), folder, variant);
-    // The timeout covers the lookup only, not the streaming of a hit's body afterwards.
+    // The timeout covers the lookup and the reading of a small hit, not the streaming of a
+    // large hit's body afterwards (an idle watch covers that).
     const lookup = new AbortController();
     const cancelTimeout = deadlines.add(() =>
       lookup.abort(new DOMException("Store lookup timed out", "TimeoutError"))
@@ -128,12 +156,47 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
         (late) => late !== null && late.body instanceof ReadableStream && late.body.cancel(),
       );
       if (obj === null) return forward(ctx, "miss");
-      const headers: [string, string][] = [["content-type", obj.contentType], ["x-cache", "HIT"]];
       const length = "contentLength" in obj ? obj.contentLength : obj.body.byteLength;
+      let body: BodyInit = obj.body as BodyInit;
+      let mismatch = lengthMismatch(obj.length, length);
+      if (mismatch === null && obj.body instanceof ReadableStream) {
+        if (length !== null && length <= WHOLE_HIT_BYTES) {
+          // Read whole, still under the lookup deadline: a store that stalls mid-body sends
+          // the request to imgproxy instead of hanging the client.
+          const bytes = await withDeadline(new Response(obj.body).bytes(), signal);
+          if (bytes.byteLength !== length) {
+            mismatch = `the store sent ${bytes.byteLength} of ${length} bytes`;
+          }
+          body = bytes;
+        } else {
+          body = watchHitBody(obj.body, bodyWatch, obj.length ?? length, (why) => {
+            stats.cut++;
+            logger.log("WARN", "Hit cut: the store stopped sending", {
+              path: pathOf(target),
+              key,
+              reason: "store-stalled",
+              detail: why,
+            });
+          });
+        }
+      } else if (mismatch !== null && obj.body instanceof ReadableStream) {
+        await obj.body.cancel().catch(() => {});
+      }
+      if (mismatch !== null) {
+        stats.mismatched++;
+        logger.log("WARN", "Stored object is not what was written: asking imgproxy", {
+          path: pathOf(target),
+          key,
+          reason: "length-mismatch",
+          detail: mismatch,
+        });
+        return forward(ctx, "mismatch");
+      }
+      const headers: [string, string][] = [["content-type", obj.contentType], ["x-cache", "HIT"]];
       if (length !== null) headers.push(["content-length", String(length)]);
       if (obj.cacheControl !== null) headers.push(["cache-control", obj.cacheControl]);
       if (negotiates) headers.push(["vary", "Accept"]);
-      return new Response(obj.body as BodyInit, { status: 200, headers });
+      return new Response(body, { status: 200, headers });
     } catch (err) {
       logger.log("WARN", "Store lookup failed, asking imgproxy", {
         path: pathOf(target),

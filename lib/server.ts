@@ -202,10 +202,10 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
     }
   };
 
+  // Also told of a response body that failed mid-way (whoever failed it has logged why): one
+  // line, no stack.
   const onError = (err: unknown): Response => {
-    logger.log("ERROR", "Request handler failed", {
-      reason: String((err as Error)?.stack ?? err),
-    });
+    logger.log("ERROR", "Request failed", { reason: String(err) });
     return new Response("Internal Server Error\n", {
       status: 500,
       headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },

@@ -179,6 +179,7 @@ for (const c of CASES) {
                   ContentType: "image/webp",
                   CacheControl: "max-age=31536000, public",
                   IfNoneMatch: "*",
+                  Metadata: { length: String(body.byteLength) },
                 }),
               ),
             async () =>

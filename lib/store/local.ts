@@ -164,6 +164,7 @@ export class LocalStore implements Store {
       const meta: ObjectMeta = {
         contentType: options.contentType,
         cacheControl: options.cacheControl,
+        length: body.byteLength,
       };
       // Both temporary files are removed whatever happens from here on, a failed write (full
       // disk) included: nothing is left behind in the directory.

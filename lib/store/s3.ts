@@ -26,6 +26,11 @@ export function s3ClientConfig(config: S3StoreConfig): S3ClientConfig {
   };
 }
 
+/** The length recorded at write (`x-amz-meta-length`); undefined when absent or not a count. */
+function recordedLength(value: string | null): number | undefined {
+  return value !== null && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
+}
+
 /** Stores objects in an S3-compatible bucket. */
 export class S3Store implements Store {
   readonly description: string;
@@ -53,7 +58,11 @@ export class S3Store implements Store {
    * (bench/s3-put.ts).
    */
   async put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult> {
-    const headers: Record<string, string> = { "content-type": options.contentType };
+    const headers: Record<string, string> = {
+      "content-type": options.contentType,
+      // Recorded beside the object, so a hit can be checked against it (lib/hit.ts).
+      "x-amz-meta-length": String(body.byteLength),
+    };
     if (options.cacheControl !== null) headers["cache-control"] = options.cacheControl;
     if (options.ifAbsent) headers["if-none-match"] = "*";
     const res = await this.#s3.send("PutObject", key, headers, body, options.signal);
@@ -92,6 +101,7 @@ export class S3Store implements Store {
       contentLength: length === null ? null : Number(length),
       contentType: h.get("content-type") ?? "application/octet-stream",
       cacheControl: h.get("cache-control"),
+      length: recordedLength(h.get("x-amz-meta-length")),
     };
   }
 

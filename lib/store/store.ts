@@ -7,6 +7,12 @@ import type { Fields } from "../log.ts";
 export interface ObjectMeta {
   contentType: string;
   cacheControl: string | null;
+  /**
+   * The body's length when it was written, recorded beside it so a hit can be checked before it
+   * is answered; absent for objects written before lengths were recorded (and on writes, where
+   * the body gives it).
+   */
+  length?: number;
 }
 
 /** Options of one write. */

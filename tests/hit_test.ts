@@ -1,0 +1,292 @@
+/**
+ * Read-mode hits over real sockets: an expired `exp:` URL is left to imgproxy without asking
+ * the store; an object whose length is not the one recorded at write is a miss; a store that
+ * stalls mid-body never hangs the client (a small hit goes to imgproxy instead, a large one is
+ * cut so the client cannot take it for complete).
+ */
+import assert from "node:assert/strict";
+import { S3Client } from "@aws-sdk/client-s3";
+import { createApp } from "../lib/app.ts";
+import { loadConfig } from "../lib/config.ts";
+import { expired } from "../lib/hit.ts";
+import { objectKey } from "../lib/key.ts";
+import { MemoryLogger } from "../lib/log.ts";
+import { LocalStore } from "../lib/store/local.ts";
+import { s3ClientConfig, S3Store } from "../lib/store/s3.ts";
+import type { Store } from "../lib/store/store.ts";
+import { imageBytes, rawRequest, startFakeImgproxy } from "./support/fake_imgproxy.ts";
+import { S3RVER_CREDENTIALS, startS3 } from "./support/s3.ts";
+
+const NOW = Date.UTC(2026, 10, 29) / 1000;
+
+Deno.test("expired(): exp: and expires: options read as imgproxy reads them", () => {
+  const rows: [string, boolean][] = [
+    [`/sig/exp:${NOW - 1}/plain/http://x/a.jpg`, true],
+    [`/sig/rs:fit:10:10/expires:${NOW - 100}/plain/http://x/a.jpg`, true],
+    [`/sig/exp:${NOW + 100}/plain/http://x/a.jpg`, false],
+    [`/sig/exp:${NOW}/plain/http://x/a.jpg`, false], // not before now
+    ["/sig/exp:0/plain/http://x/a.jpg", false], // 0: no expiry
+    ["/sig/exp:-5/plain/http://x/a.jpg", false],
+    [`/sig/exp:+${NOW - 1}/plain/http://x/a.jpg`, true],
+    ["/sig/exp:abc/plain/http://x/a.jpg", false], // imgproxy refuses it anyway
+    [`/sig/exp:${NOW - 1}:2/plain/http://x/a.jpg`, false], // too many arguments: ditto
+    [`/sig/rs:fit:1:1/plain/http://x/exp:${NOW - 1}/a.jpg`, false], // in the source
+    [`/sig/plain/exp:${NOW - 1}`, false],
+    [`/exp:${NOW - 1}/rs:fit:1:1/plain/http://x/a.jpg`, false], // that is the signature
+    [`/sig/EXP:${NOW - 1}/plain/http://x/a.jpg`, false], // option names are case-sensitive
+    [`/sig/exp:${NOW - 1}/aHR0cDovL3gvYS5qcGc.png?x=1`, true],
+    [`/sig/rs:fit:1:1/aHR0cDovL3gvYS5qcGc.png?exp:${NOW - 1}`, false], // query ignored
+  ];
+  for (const [target, want] of rows) assert.equal(expired(target, NOW * 1000), want, target);
+});
+
+/** A read-mode proxy over `store`, with the stand-in imgproxy behind it. */
+async function readMode(store: Store, env: Record<string, string> = {}) {
+  const fake = startFakeImgproxy();
+  const logger = new MemoryLogger();
+  const all: Record<string, string> = {
+    IMGPROXY_URL: fake.url,
+    CACHE_MODE: "read",
+    CACHE_DIR: "/nonexistent",
+    ...env,
+  };
+  const app = await createApp(loadConfig((n) => all[n]), logger, { store });
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
+  return {
+    fake,
+    logger,
+    app,
+    port: server.addr.port,
+    async close() {
+      await server.shutdown();
+      await app.uploader.drain(1000);
+      await fake.close();
+    },
+  };
+}
+
+const META = { contentType: "image/jpeg", cacheControl: "max-age=60", ifAbsent: true };
+
+Deno.test("a hit past its exp: goes to imgproxy, the store is not asked", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hit-exp-" });
+  let opened = 0;
+  class CountingStore extends LocalStore {
+    override open(key: string) {
+      opened++;
+      return super.open(key);
+    }
+  }
+  const store = new CountingStore(dir);
+  const h = await readMode(store);
+  try {
+    const past = Math.floor(Date.now() / 1000) - 60;
+    const path = `/_/exp:${past}/rs:fit:10:10/plain/http://example.com/a.jpg`;
+    await store.put(objectKey(path, "", ""), new Uint8Array([1, 2, 3]), META);
+    const res = await rawRequest(h.port, `GET ${path} HTTP/1.1`);
+    assert.notEqual(res.headers.get("x-cache"), "HIT");
+    assert.equal(res.headers.get("x-cache-lookup"), "expired");
+    assert.equal(opened, 0, "the store was asked");
+    assert.deepEqual(h.fake.requests.map((r) => r.target), [path]);
+    assert.equal(h.app.hitStats.expired, 1);
+    // The same path with a future expiry is a hit.
+    const future = path.replace(`exp:${past}`, `exp:${past + 3600}`);
+    await store.put(objectKey(future, "", ""), new Uint8Array([1, 2, 3]), META);
+    const hit = await rawRequest(h.port, `GET ${future} HTTP/1.1`);
+    assert.equal(hit.headers.get("x-cache"), "HIT");
+    assert.deepEqual(hit.body, new Uint8Array([1, 2, 3]));
+  } finally {
+    await h.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a truncated local object is a miss, logged and counted, never a 200 HIT", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hit-trunc-" });
+  const store = new LocalStore(dir);
+  const h = await readMode(store);
+  try {
+    const path = "/_/rs:fit:10:10/plain/http://example.com/t.jpg";
+    const key = objectKey(path, "", "");
+    await store.put(key, imageBytes("whole", 5000), META);
+    await Deno.truncate(`${dir}/${key}`, 1000);
+    const res = await rawRequest(h.port, `GET ${path} HTTP/1.1`);
+    assert.equal(res.status, 200);
+    assert.notEqual(res.headers.get("x-cache"), "HIT");
+    assert.equal(res.headers.get("x-cache-lookup"), "mismatch");
+    assert.deepEqual(res.body, imageBytes(`${path}|jpeg`)); // imgproxy's answer
+    assert.equal(h.app.hitStats.mismatched, 1);
+    assert.equal(h.logger.find("Stored object is not what was written").length, 1);
+    // Read again later (nothing remembered): still a miss.
+    const fresh = new LocalStore(dir);
+    const h2 = await readMode(fresh);
+    try {
+      const again = await rawRequest(h2.port, `GET ${path} HTTP/1.1`);
+      assert.equal(again.headers.get("x-cache-lookup"), "mismatch");
+    } finally {
+      await h2.close();
+    }
+  } finally {
+    await h.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a foreign S3 object (length not the recorded one) is a miss", async () => {
+  const s3 = await startS3();
+  try {
+    const config = {
+      kind: "s3" as const,
+      bucket: s3.bucket,
+      endpoint: s3.endpoint,
+      region: "us-east-1",
+      forcePathStyle: true,
+      conditionalWrite: false,
+    };
+    const client = new S3Client({ ...s3ClientConfig(config), credentials: S3RVER_CREDENTIALS });
+    const store = new S3Store(config, client);
+    const h = await readMode(store);
+    try {
+      const good = "/_/rs:fit:10:10/plain/http://example.com/good.jpg";
+      await store.put(objectKey(good, "", ""), imageBytes("good", 3000), META);
+      const hit = await rawRequest(h.port, `GET ${good} HTTP/1.1`);
+      assert.equal(hit.headers.get("x-cache"), "HIT");
+      assert.deepEqual(hit.body, imageBytes("good", 3000));
+      // Another writer put other bytes under the key, keeping our recorded length.
+      const bad = "/_/rs:fit:10:10/plain/http://example.com/bad.jpg";
+      await store.put(objectKey(bad, "", ""), imageBytes("bad", 3000), META);
+      const { PutObjectCommand } = await import("@aws-sdk/client-s3");
+      await client.send(
+        new PutObjectCommand({
+          Bucket: s3.bucket,
+          Key: objectKey(bad, "", ""),
+          Body: new Uint8Array(10),
+          ContentType: "image/jpeg",
+          Metadata: { length: "3000" },
+        }),
+      );
+      const res = await rawRequest(h.port, `GET ${bad} HTTP/1.1`);
+      assert.equal(res.headers.get("x-cache-lookup"), "mismatch");
+      assert.deepEqual(res.body, imageBytes(`${bad}|jpeg`));
+      assert.equal(h.app.hitStats.mismatched, 1);
+    } finally {
+      await h.close();
+    }
+  } finally {
+    await s3.stop();
+  }
+});
+
+/**
+ * An S3 endpoint that answers every GetObject with `size` bytes announced and `sent` of them
+ * sent, then stalls until closed.
+ */
+function stallingS3(size: number, sent: number) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const loop = (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      (async () => {
+        const buf = new Uint8Array(65536);
+        let head = "";
+        while (!head.includes("\r\n\r\n")) {
+          const n = await conn.read(buf).catch(() => null);
+          if (n === null) return;
+          head += new TextDecoder().decode(buf.subarray(0, n));
+        }
+        const headers = "HTTP/1.1 200 OK\r\ncontent-type: image/jpeg\r\n" +
+          `content-length: ${size}\r\nx-amz-meta-length: ${size}\r\n\r\n`;
+        await conn.write(new TextEncoder().encode(headers)).catch(() => {});
+        await conn.write(new Uint8Array(sent).fill(7)).catch(() => {});
+      })();
+    }
+  })();
+  return {
+    endpoint: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    async close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // closed
+        }
+      }
+      await loop.catch(() => {});
+    },
+  };
+}
+
+function stalledStore(endpoint: string): S3Store {
+  const config = {
+    kind: "s3" as const,
+    bucket: "b",
+    endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    conditionalWrite: false,
+  };
+  return new S3Store(
+    config,
+    new S3Client({ ...s3ClientConfig(config), credentials: S3RVER_CREDENTIALS }),
+  );
+}
+
+Deno.test("a small hit whose store stalls mid-body is answered by imgproxy instead", async () => {
+  const s3 = stallingS3(10_000, 4_000);
+  const h = await readMode(stalledStore(s3.endpoint), { STORE_LOOKUP_TIMEOUT_MS: "300" });
+  try {
+    const path = "/_/rs:fit:10:10/plain/http://example.com/small.jpg";
+    const res = await rawRequest(h.port, `GET ${path} HTTP/1.1`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-cache-lookup"), "error");
+    assert.deepEqual(res.body, imageBytes(`${path}|jpeg`));
+  } finally {
+    await h.close();
+    await s3.close();
+  }
+});
+
+Deno.test("a large hit whose store stalls mid-body is cut after the body timeout, and logged", async () => {
+  const s3 = stallingS3(600_000, 100_000);
+  const h = await readMode(stalledStore(s3.endpoint), { STORE_BODY_TIMEOUT_IN_SEC: "1" });
+  try {
+    const path = "/_/rs:fit:10:10/plain/http://example.com/large.jpg";
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: h.port });
+    await conn.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    let received = 0;
+    let text = "";
+    const buf = new Uint8Array(65536);
+    const guard = setTimeout(() => conn.close(), 20_000);
+    let closedByServer = false;
+    try {
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) {
+          closedByServer = true;
+          break;
+        }
+        received += n;
+        if (text.length < 400) text += new TextDecoder().decode(buf.subarray(0, n)).slice(0, 400);
+      }
+    } catch (err) {
+      closedByServer = !(err instanceof Deno.errors.BadResource);
+    } finally {
+      clearTimeout(guard);
+      try {
+        conn.close();
+      } catch {
+        // closed
+      }
+    }
+    assert.ok(closedByServer, "the client was left hanging");
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(text, /content-length: 600000\r\n/i);
+    assert.ok(received < 600_000, `received ${received}: the cut answer looked complete`);
+    assert.equal(h.app.hitStats.cut, 1);
+    assert.equal(h.logger.find("Hit cut: the store stopped sending").length, 1);
+  } finally {
+    await h.close();
+    await s3.close();
+  }
+});
