@@ -1,13 +1,14 @@
 /**
  * A small closed-loop HTTP load generator, used by the benchmark when wrk is not installed.
  *
- * Usage: deno run --allow-net=127.0.0.1 bench/load.ts URL CONNECTIONS SECONDS [UNIQUE_PREFIX RUN]
- * With UNIQUE_PREFIX, each request goes to `URL-origin + PREFIX/RUN/conn/n.webp` (a unique path).
+ * Usage: deno run --allow-net=127.0.0.1 bench/load.ts URL CONNECTIONS SECONDS [TEMPLATE RUN]
+ * With TEMPLATE (a path with `{}`), each request goes to `URL-origin + TEMPLATE` with `{}`
+ * replaced by `RUN-conn-n` (a unique path).
  * Prints one JSON line: { requests, errors, non2xx, seconds, rps, p50Us, p99Us }.
  */
-const [url, connArg, secArg, prefix, run] = Deno.args;
+const [url, connArg, secArg, template, run] = Deno.args;
 if (url === undefined) {
-  console.error("usage: load.ts URL CONNECTIONS SECONDS [UNIQUE_PREFIX RUN]");
+  console.error("usage: load.ts URL CONNECTIONS SECONDS [TEMPLATE RUN]");
   Deno.exit(2);
 }
 const connections = Number(connArg ?? 32);
@@ -25,7 +26,9 @@ async function loop(id: number): Promise<void> {
   try {
     while (performance.now() < end) {
       n++;
-      const target = prefix === undefined ? url! : `${origin}${prefix}/${run}/${id}/${n}.webp`;
+      const target = template === undefined
+        ? url!
+        : origin + template.replace("{}", `${run}-${id}-${n}`);
       const t0 = performance.now();
       try {
         const res = await fetch(target, { client, signal: AbortSignal.timeout(30_000) });

@@ -4,7 +4,8 @@
  *
  * - `upstream`: a fast fixed-bytes stand-in for imgproxy. `/health` → 200; a path starting with
  *   `/1m/` → a 1 MiB body, anything else → a 30 KiB body; always `image/webp` with
- *   Content-Length and `Cache-Control: max-age=31536000, public`. Counts requests.
+ *   Content-Length and `Cache-Control: max-age=31536000, public` (`no-store` for a path
+ *   starting with `/nostore/`, which the proxy passes through without storing). Counts requests.
  * - `nullstore`: accepts any PUT, reads and discards the body, answers 200 with an ETag (what
  *   the S3 SDK expects). `GET /__count` → the number of PUTs seen.
  * - `stall`: accepts TCP connections, reads and discards whatever arrives, never answers.
@@ -42,6 +43,7 @@ if (kind === "upstream") {
     "cache-control": "max-age=31536000, public",
   });
   const smallHeaders = headers(small.byteLength);
+  const noStoreHeaders = { ...smallHeaders, "cache-control": "no-store" };
   const largeHeaders = headers(large.byteLength);
   let count = 0;
   Deno.serve({ hostname: "127.0.0.1", port, onListen: ({ port }) => ready(port) }, (req) => {
@@ -52,6 +54,7 @@ if (kind === "upstream") {
     if (path === "/__count") return new Response(String(count));
     count++;
     if (path.startsWith("/1m/")) return new Response(large, { headers: largeHeaders });
+    if (path.startsWith("/nostore/")) return new Response(small, { headers: noStoreHeaders });
     return new Response(small, { headers: smallHeaders });
   });
 } else if (kind === "nullstore") {

@@ -1,8 +1,7 @@
 -- wrk script: a unique path per request, so every response is a cache miss.
--- Arguments (after --): PREFIX (e.g. /30k or /1m) and RUN (a unique run id).
--- Each thread gets its own id so paths stay unique across threads.
+-- Arguments (after --): TEMPLATE (a path with {} where the unique part goes, e.g. /30k/{}.webp)
+-- and RUN (a unique run id). Each thread gets its own id so paths stay unique across threads.
 local counter = 1
-local threads = {}
 
 function setup(thread)
   thread:set("tid", counter)
@@ -10,12 +9,13 @@ function setup(thread)
 end
 
 function init(args)
-  prefix = args[1] or "/30k"
+  template = args[1] or "/30k/{}.webp"
   run = args[2] or tostring(os.time())
   n = 0
 end
 
 function request()
   n = n + 1
-  return wrk.format("GET", prefix .. "/" .. run .. "/" .. tid .. "/" .. n .. ".webp")
+  local unique = run .. "-" .. tid .. "-" .. n
+  return wrk.format("GET", (template:gsub("{}", unique)))
 end
