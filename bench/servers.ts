@@ -5,7 +5,8 @@
  * - `upstream`: a fast fixed-bytes stand-in for imgproxy. `/health` → 200; a path starting with
  *   `/1m/` → a 1 MiB body, anything else → a 30 KiB body; always `image/webp` with
  *   Content-Length and `Cache-Control: max-age=31536000, public` (`no-store` for a path
- *   starting with `/nostore/`, which the proxy passes through without storing). Counts requests.
+ *   starting with `/nostore/`, which the proxy passes through without storing); a path starting
+ *   with `/close/` ends its connection (`Connection: close`, as versitygw does). Counts requests.
  * - `nullstore`: accepts any PUT, reads and discards the body, answers 200 with an ETag (what
  *   the S3 SDK expects). `GET /__count` → the number of PUTs seen.
  * - `stall`: accepts TCP connections, reads and discards whatever arrives, never answers.
@@ -44,6 +45,8 @@ if (kind === "upstream") {
   });
   const smallHeaders = headers(small.byteLength);
   const noStoreHeaders = { ...smallHeaders, "cache-control": "no-store" };
+  // As versitygw answers every request: the client must open a new connection for the next.
+  const closeHeaders = { ...smallHeaders, connection: "close" };
   const largeHeaders = headers(large.byteLength);
   let count = 0;
   Deno.serve({ hostname: "127.0.0.1", port, onListen: ({ port }) => ready(port) }, (req) => {
@@ -55,6 +58,7 @@ if (kind === "upstream") {
     count++;
     if (path.startsWith("/1m/")) return new Response(large, { headers: largeHeaders });
     if (path.startsWith("/nostore/")) return new Response(small, { headers: noStoreHeaders });
+    if (path.startsWith("/close/")) return new Response(small, { headers: closeHeaders });
     return new Response(small, { headers: smallHeaders });
   });
 } else if (kind === "nullstore") {
@@ -85,9 +89,15 @@ if (kind === "upstream") {
   }
 } else if (kind === "bare") {
   const upstream = `http://127.0.0.1:${Deno.args[2]}`;
-  Deno.serve({ hostname: "127.0.0.1", port, onListen: ({ port }) => ready(port) }, (req) => {
+  Deno.serve({ hostname: "127.0.0.1", port, onListen: ({ port }) => ready(port) }, async (req) => {
     const url = req.url;
-    return fetch(upstream + url.slice(url.indexOf("/", 8)), { headers: req.headers });
+    const path = url.slice(url.indexOf("/", 8));
+    const res = await fetch(upstream + path, { headers: req.headers });
+    if (!path.startsWith("/close/")) return res;
+    // The upstream's Connection: close is about its own connection, not the client's.
+    const headers = new Headers(res.headers);
+    headers.delete("connection");
+    return new Response(res.body, { status: res.status, headers });
   });
 } else if (kind === "files") {
   const file = Deno.args[2]!;
