@@ -6,6 +6,7 @@ import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { AggregatingLogger } from "./warnings.ts";
 import { withAccessLog } from "./access_log.ts";
+import { Breaker } from "./breaker.ts";
 import { livez, readyz } from "./health.ts";
 import type { Routes } from "./ops.ts";
 import { coalesce, type CoalesceStats } from "./coalesce.ts";
@@ -35,6 +36,8 @@ export interface App {
   config: Readonly<Config>;
   store: Store;
   uploader: Uploader;
+  /** The store breakers of lookups and uploads. */
+  breakers: Breakers;
   /** The `Deno.serve` handler: computes each request's context once, then {@linkcode handle}. */
   handler: Handler;
   /** Handles a request whose context is already known (in-process requests: warm). */
@@ -48,6 +51,12 @@ export interface App {
   warnings: AggregatingLogger;
   /** Hits found but not served whole (expired, length mismatch, cut). */
   hitStats: HitStats;
+}
+
+/** The store breakers, by the calls they guard. */
+export interface Breakers {
+  lookup: Breaker;
+  upload: Breaker;
 }
 
 /** Parts a caller may swap (tests, embedding). */
@@ -86,10 +95,17 @@ export async function createApp(
   if (metrics) store = instrumentStore(store, metrics);
   let upstream = overrides.upstream ?? createUpstream(config.imgproxyUrl);
   if (metrics) upstream = instrumentUpstream(upstream, metrics);
+  // Lookups and uploads fail differently (a read timeout is short, a write's long), so each has
+  // its own breaker.
+  const breakers: Breakers = {
+    lookup: new Breaker({ name: "lookups", ...config.breaker }, logger),
+    upload: new Breaker({ name: "uploads", ...config.breaker }, logger),
+  };
   const uploader = new Uploader(store, {
     ...config.upload,
     conditionalWrite: config.store.kind === "s3" ? config.store.conditionalWrite : true,
     onSettled: overrides.onUploadSettled,
+    breaker: breakers.upload,
   }, logger);
   const rules: AdmissionRules = {
     cacheVariants: config.cacheVariants,
@@ -121,6 +137,7 @@ export async function createApp(
       negotiation: new FormatNegotiation(config.negotiatedFormats),
       publicBaseUrl: config.publicBaseUrl ?? "",
       redirectCacheControl: config.redirectCacheControl,
+      breaker: breakers.lookup,
       timeoutMs: config.lookupTimeoutMs,
       bodyTimeoutMs: config.storeBodyTimeoutMs,
       stats: hitStats,
@@ -149,6 +166,7 @@ export async function createApp(
     config,
     store,
     uploader,
+    breakers,
     handler,
     handle,
     coalesceStats,
@@ -177,6 +195,10 @@ export function opsRoutes(app: App): Routes {
       probeKey: config.folder === "" ? READY_PROBE_KEY : `${config.folder}/${READY_PROBE_KEY}`,
       imgproxyTimeoutMs: READY_IMGPROXY_TIMEOUT_MS,
       storeTimeoutMs: config.lookupTimeoutMs,
+      storeSkipped: () =>
+        app.breakers.lookup.isOpen()
+          ? "lookups paused after repeated failures (breaker open)"
+          : null,
     }),
     ...app.adminRoutes,
   };

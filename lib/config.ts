@@ -79,6 +79,8 @@ export interface Config {
   lookupTimeoutMs: number;
   /** The longest silence of the store while it streams a large hit's body. */
   storeBodyTimeoutMs: number;
+  /** Store failures in a row that pause lookups (or uploads), and for how long (ms). */
+  breaker: { failures: number; coolDownMs: number };
   /** Concurrent identical requests share one request to imgproxy. */
   coalesce: boolean;
   /** imgproxy's IMGPROXY_SECRET (read-mode hits demand the same Authorization); never logged. */
@@ -144,6 +146,8 @@ export const VARIABLES = {
   REDIRECT_CACHE_CONTROL: "public, max-age=60 (private, max-age=60 with IMGPROXY_SECRET)",
   STORE_LOOKUP_TIMEOUT_MS: "1000",
   STORE_BODY_TIMEOUT_IN_SEC: "10",
+  STORE_BREAKER_FAILURES: "5",
+  STORE_BREAKER_COOL_DOWN_IN_SEC: "10",
   COALESCE_REQUESTS: "true",
   METRICS_BIND: "",
   LOG_FORMAT: "$IMGPROXY_LOG_FORMAT, else text",
@@ -573,6 +577,10 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
     redirectCacheControl: redirectCacheControl(p),
     lookupTimeoutMs: p.int("STORE_LOOKUP_TIMEOUT_MS", 1000, 1, 600_000),
     storeBodyTimeoutMs: p.int("STORE_BODY_TIMEOUT_IN_SEC", 10, 1, 3600) * 1000,
+    breaker: {
+      failures: p.int("STORE_BREAKER_FAILURES", 5, 0, 1_000_000),
+      coolDownMs: p.int("STORE_BREAKER_COOL_DOWN_IN_SEC", 10, 1, 86400) * 1000,
+    },
     coalesce: p.bool("COALESCE_REQUESTS", true),
     imgproxySecret: p.raw("IMGPROXY_SECRET") ?? null,
     metricsBind: p.raw("METRICS_BIND") === undefined ? null : p.bind("METRICS_BIND", ""),

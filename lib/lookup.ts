@@ -8,6 +8,7 @@
  * - a miss, and a store that errors or does not answer within the lookup timeout, fall through
  *   to the normal path (imgproxy, then a background store), so the store never fails a request.
  */
+import { type Breaker, isOutage } from "./breaker.ts";
 import { type CacheRules, ruleFor } from "./cache_rules.ts";
 import { objectKey, pathOf } from "./key.ts";
 import type { FormatNegotiation } from "./negotiation.ts";
@@ -31,6 +32,8 @@ export interface LookupOptions {
   negotiation: FormatNegotiation;
   /** Base URL objects are public at (redirect mode), without trailing slash. */
   publicBaseUrl: string;
+  /** Pauses lookups while the store keeps failing (they are answered as misses). */
+  breaker?: Breaker;
   /** `Cache-Control` of the redirect to a stored object (redirect mode). */
   redirectCacheControl?: string;
   /** How long a store lookup may take before the request goes to imgproxy. */
@@ -125,6 +128,12 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
     const negotiates = options.cacheVariants === "accept" && negotiation.variesOnAccept === true;
     const variant = negotiates ? negotiation.predict(req.headers.get("accept")) : "";
     const key = objectKey(pathOf(target), folder, variant);
+    // A store that keeps failing is not asked for a while: the request goes straight to
+    // imgproxy instead of waiting for the lookup timeout each time.
+    // (A redirect to a key stored moments ago needs no store at all.)
+    const breaker = options.breaker;
+    const recent = mode === "redirect" && uploader.isRecent(key);
+    if (breaker !== undefined && !recent && !breaker.allow()) return forward(ctx, "skipped");
     // The timeout covers the lookup and the reading of a small hit, not the streaming of a
     // large hit's body afterwards (an idle watch covers that).
     const lookup = new AbortController();
@@ -134,7 +143,8 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
     const signal = lookup.signal;
     try {
       if (mode === "redirect") {
-        const hit = uploader.isRecent(key) || await withDeadline(store.has(key, signal), signal);
+        const hit = recent || await withDeadline(store.has(key, signal), signal);
+        if (!recent) breaker?.success();
         if (!hit) return forward(ctx, "miss");
         return new Response(null, {
           status: 302,
@@ -155,6 +165,7 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
         // A hit that arrives after the deadline is not used: let its stream go.
         (late) => late !== null && late.body instanceof ReadableStream && late.body.cancel(),
       );
+      breaker?.success();
       if (obj === null) return forward(ctx, "miss");
       const length = "contentLength" in obj ? obj.contentLength : obj.body.byteLength;
       let body: BodyInit = obj.body as BodyInit;
@@ -198,12 +209,17 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
       if (negotiates) headers.push(["vary", "Accept"]);
       return new Response(body, { status: 200, headers });
     } catch (err) {
+      const reason = signal.aborted
+        ? `no answer within ${timeoutMs} ms`
+        : (err as Error)?.message ?? String(err);
+      if (breaker !== undefined) {
+        if (isOutage(err, signal.aborted)) breaker.failure(reason);
+        else breaker.success();
+      }
       logger.log("WARN", "Store lookup failed, asking imgproxy", {
         path: pathOf(target),
         key,
-        reason: signal.aborted
-          ? `no answer within ${timeoutMs} ms`
-          : (err as Error)?.message ?? String(err),
+        reason,
       });
       return forward(ctx, "error");
     } finally {

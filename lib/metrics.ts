@@ -329,6 +329,7 @@ export const SKIP_REASONS: readonly SkipReason[] = [
   "too-large",
   "incomplete",
   "closed",
+  "store-down",
 ];
 
 /** The `outcome` label value for a skip reason: `skipped_` + reason with `-` → `_`. */

@@ -13,6 +13,7 @@
  * - shutdown: `drain()` stops intake, lets the queue finish up to a deadline, then aborts and
  *   reports what was lost.
  */
+import { type Breaker, isOutage } from "./breaker.ts";
 import type { Logger } from "./log.ts";
 import type { Store } from "./store/store.ts";
 import { StoreError } from "./store/store.ts";
@@ -24,7 +25,8 @@ export type SkipReason =
   | "no-room" // the bytes-in-flight budget is used up
   | "too-large" // above the largest object size
   | "incomplete" // the body ended early or errored
-  | "closed"; // the uploader is draining
+  | "closed" // the uploader is draining
+  | "store-down"; // the store kept failing: uploads paused (the breaker is open)
 
 /** Counters kept by the uploader (also exported as metrics). */
 export interface UploaderStats {
@@ -72,6 +74,11 @@ export interface UploaderOptions {
   onSettled?: (key: string, outcome: UploadOutcome) => void;
   /** Injected for tests: the jitter source (0 ≤ x < 1). */
   random?: () => number;
+  /**
+   * Pauses uploads while the store keeps failing: new bodies are skipped (`store-down`) instead
+   * of filling the bytes-in-flight budget with writes bound to fail.
+   */
+  breaker?: Breaker;
 }
 
 /** Metadata of one body to store. */
@@ -196,6 +203,7 @@ export class Uploader {
       "too-large": 0,
       incomplete: 0,
       closed: 0,
+      "store-down": 0,
     },
     queueDepth: 0,
     bytesInFlight: 0,
@@ -261,6 +269,7 @@ export class Uploader {
     if (this.#closed) reason = "closed";
     else if (this.isRecent(key)) reason = "recently-stored";
     else if (this.#busy.has(key)) reason = "in-progress";
+    else if (this.options.breaker?.isOpen()) reason = "store-down";
     else if (contentLength !== null && contentLength > this.options.maxObjectBytes) {
       reason = "too-large";
     } else if (
@@ -340,6 +349,13 @@ export class Uploader {
         this.#fail(job, attempt, SHUTDOWN_REASON);
         return;
       }
+      // Queued before the store started failing: not written while the breaker is open (one
+      // write goes through as the probe once the cool-down is over).
+      const breaker = this.options.breaker;
+      if (breaker !== undefined && !breaker.allow()) {
+        this.#skip("store-down", key, path);
+        return;
+      }
       // This attempt ends at shutdown's deadline or at its own, whichever comes first.
       const timeoutMs = this.options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS;
       const attemptAbort = new AbortController();
@@ -361,6 +377,7 @@ export class Uploader {
           ifAbsent: this.options.conditionalWrite,
           signal: attemptAbort.signal,
         }).finally(settled);
+        breaker?.success();
         this.#remember(key);
         this.options.onSettled?.(key, { kind: result });
         if (result === "stored") {
@@ -383,6 +400,10 @@ export class Uploader {
           : err instanceof StoreError
           ? err
           : new StoreError(String((err as Error)?.message ?? err), true, "Error", { cause: err });
+        if (breaker !== undefined && !aborted) {
+          if (isOutage(e, timedOut)) breaker.failure(e.message);
+          else breaker.success();
+        }
         if (!e.retryable || aborted || attempt >= this.options.retries) {
           this.#fail(job, attempt + 1, aborted ? SHUTDOWN_REASON : e.message);
           return;

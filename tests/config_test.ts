@@ -42,6 +42,7 @@ Deno.test("loadConfig() gives every documented default when the environment is e
     redirectCacheControl: "public, max-age=60",
     lookupTimeoutMs: 1000,
     storeBodyTimeoutMs: 10_000,
+    breaker: { failures: 5, coolDownMs: 10_000 },
     coalesce: true,
     metricsBind: null,
     adminToken: null,
