@@ -4,7 +4,14 @@
  * Reads the environment once, waits for imgproxy, serves, and on SIGTERM/SIGINT stops
  * accepting, finishes the responses in flight and drains the upload queue before exiting 0.
  */
-import { createApp, drainUploads, logStartup, opsRoutes, waitForImgproxy } from "./lib/app.ts";
+import {
+  cleanStoreInBackground,
+  createApp,
+  drainUploads,
+  logStartup,
+  opsRoutes,
+  waitForImgproxy,
+} from "./lib/app.ts";
 import {
   type Config,
   ConfigError,
@@ -55,6 +62,7 @@ export async function main(
 
   const stop = new AbortController();
   const removeSignalListeners = onShutdownSignal(logger, () => stop.abort());
+  const stopCleanup = cleanStoreInBackground(app, logger);
 
   // Both listeners or neither: an address that cannot be listened on stops the program with
   // one line naming the variable, before anything is served.
@@ -93,6 +101,7 @@ export async function main(
     logger.log("ERROR", err.message);
     await Promise.all(servers.map((s) => s.shutdown()));
     await recheck?.stop();
+    await stopCleanup();
     removeSignalListeners();
     return 1;
   }
@@ -126,6 +135,7 @@ export async function main(
     });
   }
   await recheck?.stop();
+  await stopCleanup();
   await drainUploads(app, logger, Math.max(0, deadline - Date.now()));
   removeSignalListeners();
   return failure === null ? 0 : 1;

@@ -26,6 +26,7 @@ import { FormatNegotiation } from "./negotiation.ts";
 import { type ContextHandler, type Handler, serveContexts } from "./context.ts";
 import { createHandler } from "./proxy.ts";
 import { LocalStore } from "./store/local.ts";
+import { cleanLocalStore } from "./store/local_cleanup.ts";
 import type { Store } from "./store/store.ts";
 import { Uploader, type UploaderOptions } from "./uploader.ts";
 import type { StoreCheckStats } from "./store_check.ts";
@@ -278,6 +279,33 @@ export async function waitForImgproxy(
     last,
   });
   return false;
+}
+
+/**
+ * Starts the local store's crash cleanup in the background (nothing for a bucket): a crashed
+ * run's temporary files and half-written objects, older than this start less the longest a write
+ * may take, are removed without delaying the start. Returns the function that stops it and
+ * waits (shutdown).
+ */
+export function cleanStoreInBackground(app: App, logger: Logger): () => Promise<void> {
+  const { config } = app;
+  if (config.store.kind !== "local") return () => Promise.resolve();
+  const dir = config.store.dir;
+  const stop = new AbortController();
+  const done = cleanLocalStore(dir, Date.now() - config.upload.attemptTimeoutMs, stop.signal)
+    .then((removed) => {
+      if (removed.tempFiles + removed.orphans === 0) return;
+      logger.log("INFO", "Removed a crashed run's leftovers from the cache directory", {
+        dir,
+        tempFiles: removed.tempFiles,
+        orphans: removed.orphans,
+        bytes: removed.bytes,
+      });
+    });
+  return () => {
+    stop.abort();
+    return done;
+  };
 }
 
 /** Drains the uploader, logging what could not be stored. */

@@ -1,0 +1,103 @@
+/**
+ * The local store's start-up cleanup: a crashed run's temporary files, objects without a sidecar
+ * and sidecars without an object are removed (older ones only); nothing else is touched.
+ */
+import assert from "node:assert/strict";
+import { cleanLocalStore } from "../lib/store/local_cleanup.ts";
+import { exists, freePort } from "./support/net_fs.ts";
+import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
+import { start, stop } from "./support/process.ts";
+
+const K1 = "0123456789abcdef0123456789abcdef";
+const K2 = "fedcba9876543210fedcba9876543210";
+const K3 = "00112233445566778899aabbccddeeff";
+const UUID = "3f2b8c1e-9a4d-4e6f-8b7a-1c2d3e4f5a6b";
+
+/** Files a crashed run leaves, and files that must survive, in `dir` (and a folder in it). */
+async function crashLeftovers(dir: string, old: Date) {
+  const write = async (name: string, mtime = old) => {
+    await Deno.mkdir(`${dir}/${name}`.replace(/\/[^/]*$/, ""), { recursive: true });
+    await Deno.writeFile(`${dir}/${name}`, new Uint8Array(100));
+    await Deno.utime(`${dir}/${name}`, mtime, mtime);
+  };
+  const leftovers = [
+    `${K1}.tmp-${UUID}`,
+    `${K1}.meta.json.tmp-${UUID}`,
+    `${K2}`, // an object whose sidecar never came
+    `${K3}-webp.meta.json`, // a sidecar whose object never came
+    `folder/sub/${K1}-avif-webp.tmp-${UUID}`,
+  ];
+  const kept = [
+    `${K3}`, // a complete object...
+    `${K3}.meta.json`, // ...and its sidecar
+    "notes.txt",
+    `${K1}.tmp-not-a-uuid`,
+    `${K1.toUpperCase()}`,
+    `folder/${K2}.meta.json.bak`,
+  ];
+  for (const name of [...leftovers, ...kept]) await write(name);
+  // A write still under way: too recent to touch.
+  await write(`${K2}.tmp-${UUID}`, new Date());
+  kept.push(`${K2}.tmp-${UUID}`);
+  // A link to a file outside the directory is not followed or removed.
+  const outside = await Deno.makeTempFile();
+  await Deno.symlink(outside, `${dir}/${K1}-webp`);
+  kept.push(`${K1}-webp`);
+  return { leftovers, kept, outside };
+}
+
+Deno.test("cleanLocalStore(): removes a crashed run's leftovers and nothing else", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cleanup-" });
+  try {
+    const { leftovers, kept, outside } = await crashLeftovers(dir, new Date(Date.now() - 3600e3));
+    const stats = await cleanLocalStore(dir, Date.now() - 60_000);
+    for (const name of leftovers) assert.equal(await exists(`${dir}/${name}`), false, name);
+    for (const name of kept) assert.equal(await exists(`${dir}/${name}`), true, name);
+    assert.equal(await exists(outside), true);
+    assert.deepEqual(stats, { tempFiles: 3, orphans: 2, bytes: 500 });
+    await Deno.remove(outside);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cleanLocalStore(): stops at once when its signal is aborted", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cleanup-stop-" });
+  try {
+    await crashLeftovers(dir, new Date(Date.now() - 3600e3)).then((r) => Deno.remove(r.outside));
+    const stop = new AbortController();
+    stop.abort();
+    const stats = await cleanLocalStore(dir, Date.now(), stop.signal);
+    assert.deepEqual(stats, { tempFiles: 0, orphans: 0, bytes: 0 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("process: a crashed run's leftovers are removed at start-up, in the background", async () => {
+  const fake = startFakeImgproxy();
+  const dir = await Deno.makeTempDir({ prefix: "cleanup-process-" });
+  const port = freePort();
+  const { leftovers, kept, outside } = await crashLeftovers(dir, new Date(Date.now() - 3600e3));
+  const proxy = start({
+    IMGPROXY_URL: fake.url,
+    CACHE_DIR: dir,
+    IMGPROXY_BIND: `127.0.0.1:${port}`,
+    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+  });
+  try {
+    const line = await proxy.waitFor("Removed a crashed run's leftovers");
+    assert.match(line, /tempFiles=3 orphans=2 bytes=500/);
+    for (const name of leftovers) assert.equal(await exists(`${dir}/${name}`), false, name);
+    for (const name of kept) assert.equal(await exists(`${dir}/${name}`), true, name);
+    stop(proxy);
+    const { code, output } = await proxy.done;
+    assert.equal(code, 0, output);
+  } finally {
+    stop(proxy);
+    await proxy.done;
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(outside);
+  }
+});
