@@ -197,3 +197,34 @@ Deno.test(`store check: a store down at start → WARN, serving; checked again, 
     await gw?.close();
   }
 });
+
+Deno.test(`without the check (STORE_CHECK=false), a wrong region is corrected by the first write's answer and the retry stores [${IMG.label}]`, async () => {
+  const gw = await Versitygw.start();
+  const sources = new SourceServer();
+  const imgproxy = await startImgproxy(IMG.bin);
+  try {
+    await gw.createBucket(BUCKET);
+    const { proc, base } = await startProxy({
+      ...s3Env(gw, { S3_REGION: "eu-west-1", STORE_CHECK: "false" }),
+      IMGPROXY_URL: imgproxy.url,
+    });
+    try {
+      await proc.waitForLine(/INFO Listening address=/, 30_000);
+      assert.match((await proc.waitForLine(/INFO Store (.*)/))[1]!, /region=eu-west-1/);
+      const img = await oneImage(base, sources, 12);
+      const obj = await gw.waitForObject(BUCKET, img.key);
+      assert.ok(equalBytes(obj.body, img.body));
+      // Said, with the value to set; the entity-encoded quotes of versitygw's message decoded.
+      await proc.waitForLine(/set S3_REGION=us-east-1/);
+      const said = proc.lines.find((l) => l.includes("set S3_REGION=us-east-1"))!;
+      assert.match(said, /region \\?"eu-west-1\\?" is wrong/);
+      assert.ok(!said.includes("&#34;"), said);
+    } finally {
+      await proc.stop();
+    }
+  } finally {
+    await imgproxy.proc.stop();
+    await sources.close();
+    await gw.close();
+  }
+});

@@ -133,28 +133,38 @@ Deno.test("StoreRecheck: stop() ends the checking at once, a pending wait includ
   assert.equal(calls.length, 1);
 });
 
-Deno.test("StoreRecheck: a store that answers but is misconfigured, or wants another region, is an ERROR and no longer checked", async () => {
+Deno.test("StoreRecheck: a store that answers but is misconfigured is an ERROR and no longer checked", async () => {
+  const config = loadConfig((name) => S3_ENV[name]);
+  const logger = new MemoryLogger();
+  const answer: S3CheckResult = {
+    kind: "misconfigured",
+    message: 'S3_BUCKET: bucket "b" does not exist',
+  };
+  const { probe, calls } = scripted(down, answer);
+  const verdict = await checkStoreAtStartup(config, logger, { probe, intervalMs: 1 });
+  if (verdict.kind !== "serve" || verdict.recheck === null) throw new Error("no recheck");
+  await verdict.recheck.done;
+  assert.equal(calls.length, 2);
+  const errors = logger.find(" ERROR ");
+  assert.equal(errors.length, 1, logger.lines.join("\n"));
+  assert.match(errors[0]!, /S3_BUCKET/);
+});
+
+Deno.test("StoreRecheck: a store that answers and names another region → WARN with the region to set, storing resumes", async () => {
   const config = loadConfig((name) => S3_ENV[name]);
   const s3 = config.store as S3StoreConfig;
-  for (
-    const [answer, text] of [
-      [{ kind: "misconfigured", message: 'S3_BUCKET: bucket "b" does not exist' }, /S3_BUCKET/],
-      [
-        { kind: "ok", config: { ...s3, region: "eu-west-1" }, notes: ["S3_REGION: ..."] },
-        /restart with S3_REGION=eu-west-1/,
-      ],
-    ] as [S3CheckResult, RegExp][]
-  ) {
-    const logger = new MemoryLogger();
-    const { probe, calls } = scripted(down, answer);
-    const verdict = await checkStoreAtStartup(config, logger, { probe, intervalMs: 1 });
-    if (verdict.kind !== "serve" || verdict.recheck === null) throw new Error("no recheck");
-    await verdict.recheck.done;
-    assert.equal(calls.length, 2);
-    const errors = logger.find(" ERROR ");
-    assert.equal(errors.length, 1, logger.lines.join("\n"));
-    assert.match(errors[0]!, text);
-  }
+  const logger = new MemoryLogger();
+  const { probe } = scripted(down, {
+    kind: "ok",
+    config: { ...s3, region: "eu-west-1" },
+    notes: ["S3_REGION: the store expects region eu-west-1"],
+  });
+  const verdict = await checkStoreAtStartup(config, logger, { probe, intervalMs: 1 });
+  if (verdict.kind !== "serve" || verdict.recheck === null) throw new Error("no recheck");
+  await verdict.recheck.done;
+  assert.equal(logger.find(" ERROR ").length, 0);
+  assert.equal(logger.find("WARN S3_REGION: the store expects region eu-west-1").length, 1);
+  assert.equal(logger.find("INFO The store answers now").length, 1);
 });
 
 Deno.test("checkStoreAtStartup(): misconfigured → stop with the message; a named region → the store uses it, WARN says so", async () => {

@@ -202,7 +202,7 @@ const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b78
 export class S3Requester {
   readonly address: S3Address;
   readonly #client: S3Client;
-  readonly #region: string;
+  #region: string;
   readonly #fetch: typeof fetch;
   #signer: Promise<RequestSigner> | undefined;
 
@@ -285,6 +285,22 @@ export class S3Requester {
         (this.#client.config as unknown as { systemClockOffset: number }).systemClockOffset =
           serverTime - Date.now();
       }
+    }
+    // A store that names the region it expects (AWS in x-amz-bucket-region, MinIO and
+    // versitygw in AuthorizationHeaderMalformed) gets it from now on, as the SDK's region
+    // redirects do: the retry is signed for it.
+    const hinted = res.headers.get("x-amz-bucket-region") ??
+      (err.name === "AuthorizationHeaderMalformed" ? err.Region : undefined);
+    if (hinted && hinted !== this.#region && /^[a-z0-9-]{1,40}$/.test(hinted)) {
+      const moved = this.#region;
+      this.#region = hinted;
+      const classified = classifyS3Error(err, `${operation} ${key}`);
+      return new StoreError(
+        `${classified.message} (signing for region ${hinted} instead of ${moved} from now on: set S3_REGION=${hinted})`,
+        true,
+        classified.code,
+        { cause: err },
+      );
     }
     return classifyS3Error(err, `${operation} ${key}`);
   }
