@@ -147,7 +147,7 @@ export async function createApp(
     });
   }
   if (metrics) {
-    metrics.attach({ uploader, coalesceStats, storeChecks: overrides.storeChecks });
+    metrics.attach({ uploader, coalesceStats, storeChecks: overrides.storeChecks, breakers });
     handle = instrumentHandler(handle, metrics);
   }
   if (config.accessLog) handle = withAccessLog(handle, logger);

@@ -98,9 +98,12 @@ Deno.test("every relative link in README.md and docs/ resolves to a file and hea
   assert.ok(checked > 0, "no relative links found: the link pattern no longer matches");
 });
 
-Deno.test("the docs name exactly the metrics lib/metrics.ts defines", async () => {
-  const code = await Deno.readTextFile(new URL("lib/metrics.ts", ROOT));
-  const defined = new Set([...code.matchAll(/"(imgproxy_cache_[a-z_]+)"/g)].map((m) => m[1]!));
+Deno.test("the docs name exactly the metrics lib/metrics.ts and lib/process_metrics.ts define", async () => {
+  const code = await Deno.readTextFile(new URL("lib/metrics.ts", ROOT)) +
+    await Deno.readTextFile(new URL("lib/process_metrics.ts", ROOT));
+  const defined = new Set(
+    [...code.matchAll(/"((?:imgproxy_cache|process)_[a-z_]+)"/g)].map((m) => m[1]!),
+  );
   assert.ok(defined.size > 5, "no metric names found in lib/metrics.ts");
   const unknown: string[] = [];
   for (const page of await pages()) {

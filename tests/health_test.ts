@@ -140,6 +140,11 @@ Deno.test("the real process serves /livez and /readyz, and bin/healthcheck follo
       try {
         await proxy.waitFor("Serving metrics and health");
         assert.equal((await get(`http://${ops}/livez`)).status, 200);
+        // The process metrics are read under the program's own (narrow) permissions.
+        const metrics = await get(`http://${ops}/metrics`);
+        assert.match(metrics.text, /^process_cpu_seconds_total \d/m);
+        assert.match(metrics.text, /^process_resident_memory_bytes \d/m);
+        assert.match(metrics.text, /^imgproxy_cache_build_info\{version=/m);
         const ready = await get(`http://${ops}/readyz`);
         assert.equal(ready.status, run.ok ? 200 : 503, ready.text);
         const check = await healthcheck({ METRICS_BIND: ops });

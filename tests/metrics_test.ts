@@ -299,7 +299,10 @@ Deno.test("serveMetrics: a real scrape over a socket; 404 elsewhere, 405 for oth
     assert.equal(res.headers.get("content-type"), CONTENT_TYPE);
     assert.equal(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
     const body = await res.text();
-    assert.equal(body, registry.render());
+    // The same exposition, but for the process's memory and CPU, which move between scrapes.
+    const steady = (text: string) =>
+      text.split("\n").filter((l) => !/^process_(resident|cpu)/.test(l));
+    assert.deepEqual(steady(body), steady(registry.render()));
     assert.match(body, /^imgproxy_cache_requests_total\{status="200",cache="miss"\} 1$/m);
     assert.match(body, /^imgproxy_cache_upload_queue_depth 11$/m);
     // Every non-comment line is `name{labels} value`.
@@ -318,4 +321,51 @@ Deno.test("serveMetrics: a real scrape over a socket; 404 elsewhere, 405 for oth
     stop.abort();
     await server.finished;
   }
+});
+
+Deno.test("createProxyMetrics: lookups by outcome, breaker states, process and build metrics", async () => {
+  const r = new Registry();
+  const breakers = {
+    lookup: { state: "open" as const },
+    upload: { state: "half-open" as const },
+  };
+  const m = createProxyMetrics(r);
+  m.attach({ breakers });
+  const answers = [
+    new Response("x", { headers: { "x-cache": "HIT" } }),
+    new Response(null, { status: 302, headers: { "x-cache": "HIT" } }),
+    new Response("x", { headers: { "x-cache": "MISS", "x-cache-lookup": "miss" } }),
+    new Response("x", { headers: { "x-cache": "MISS", "x-cache-lookup": "skipped" } }),
+    new Response("x", { headers: { "x-cache": "MISS", "x-cache-lookup": "error" } }),
+    new Response("x", { headers: { "x-cache": "MISS" } }), // write mode: no lookup
+  ];
+  let i = 0;
+  const handler = instrumentHandler(() => Promise.resolve(answers[i++]!), m);
+  for (const _ of answers) await handler(new Request("http://x/"));
+  const text = r.render();
+  for (
+    const line of [
+      'imgproxy_cache_lookups_total{outcome="hit"} 2',
+      'imgproxy_cache_lookups_total{outcome="miss"} 1',
+      'imgproxy_cache_lookups_total{outcome="error"} 1',
+      'imgproxy_cache_lookups_total{outcome="skipped"} 1',
+      'imgproxy_cache_store_breaker_state{calls="lookups"} 1',
+      'imgproxy_cache_store_breaker_state{calls="uploads"} 2',
+      "# TYPE process_cpu_seconds_total counter",
+      "# TYPE process_resident_memory_bytes gauge",
+    ]
+  ) assert.ok(text.split("\n").includes(line), `${line} missing in:\n${text}`);
+  const value = (name: string) =>
+    Number(text.split("\n").find((l) => l.startsWith(name + " "))!.slice(name.length + 1));
+  assert.ok(value("process_resident_memory_bytes") > 1_000_000);
+  assert.ok(value("process_cpu_seconds_total") > 0);
+  const start = value("process_start_time_seconds");
+  assert.ok(start <= Date.now() / 1000 && start > Date.now() / 1000 - 3600, String(start));
+  assert.match(
+    text,
+    new RegExp(
+      `^imgproxy_cache_build_info\\{version="\\d+\\.\\d+\\.\\d+",deno="${Deno.version.deno}",v8="[^"]+",typescript="[^"]+"\\} 1$`,
+      "m",
+    ),
+  );
 });
