@@ -24,6 +24,7 @@ import { logUnhandledRejections, onShutdownSignal } from "./lib/lifecycle.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { opsHandler } from "./lib/ops.ts";
 import { listen, ListenError, type Server } from "./lib/server.ts";
+import { registerListenerMetrics } from "./lib/defense_metrics.ts";
 import { checkStoreAtStartup, newStoreCheckStats, type StoreRecheck } from "./lib/store_check.ts";
 
 /** Runs the proxy until a signal arrives; returns the exit code. */
@@ -104,6 +105,12 @@ export async function main(
     await stopCleanup();
     removeSignalListeners();
     return 1;
+  }
+  if (config.metricsBind !== null) {
+    registerListenerMetrics(app.registry, {
+      proxy: servers[0]!.stats,
+      metrics: servers[1]!.stats,
+    });
   }
   const stopping = new Promise<void>((resolve) =>
     stop.signal.addEventListener("abort", () => resolve(), { once: true })

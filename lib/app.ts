@@ -27,6 +27,7 @@ import { type ContextHandler, type Handler, serveContexts } from "./context.ts";
 import { createHandler } from "./proxy.ts";
 import { LocalStore } from "./store/local.ts";
 import { cleanLocalStore } from "./store/local_cleanup.ts";
+import { registerHitMetrics } from "./defense_metrics.ts";
 import type { Store } from "./store/store.ts";
 import { Uploader, type UploaderOptions } from "./uploader.ts";
 import type { StoreCheckStats } from "./store_check.ts";
@@ -148,6 +149,7 @@ export async function createApp(
   }
   if (metrics) {
     metrics.attach({ uploader, coalesceStats, storeChecks: overrides.storeChecks, breakers });
+    registerHitMetrics(registry, hitStats);
     handle = instrumentHandler(handle, metrics);
   }
   if (config.accessLog) handle = withAccessLog(handle, logger);

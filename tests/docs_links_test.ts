@@ -98,9 +98,10 @@ Deno.test("every relative link in README.md and docs/ resolves to a file and hea
   assert.ok(checked > 0, "no relative links found: the link pattern no longer matches");
 });
 
-Deno.test("the docs name exactly the metrics lib/metrics.ts and lib/process_metrics.ts define", async () => {
+Deno.test("the docs name exactly the metrics lib/metrics.ts, lib/process_metrics.ts and lib/defense_metrics.ts define", async () => {
   const code = await Deno.readTextFile(new URL("lib/metrics.ts", ROOT)) +
-    await Deno.readTextFile(new URL("lib/process_metrics.ts", ROOT));
+    await Deno.readTextFile(new URL("lib/process_metrics.ts", ROOT)) +
+    await Deno.readTextFile(new URL("lib/defense_metrics.ts", ROOT));
   const defined = new Set(
     [...code.matchAll(/"((?:imgproxy_cache|process)_[a-z_]+)"/g)].map((m) => m[1]!),
   );

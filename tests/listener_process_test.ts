@@ -96,3 +96,46 @@ Deno.test("process under a small descriptor limit: idle sockets never end the li
     }
   });
 });
+
+Deno.test("process: connections closed for want of a request head are counted in the metrics", async () => {
+  await withFake(async (imgproxyUrl, dir) => {
+    const port = freePort();
+    const metricsPort = freePort();
+    const proxy = start({
+      IMGPROXY_URL: imgproxyUrl,
+      CACHE_DIR: dir,
+      CACHE_MODE: "read",
+      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      METRICS_BIND: `127.0.0.1:${metricsPort}`,
+      CLIENT_HEADER_TIMEOUT_IN_SEC: "1",
+    });
+    try {
+      await proxy.waitFor("Serving metrics");
+      const idle = await Deno.connect({ hostname: "127.0.0.1", port });
+      // The server closes it: the read ends (a guard fails the test instead of hanging).
+      const guard = setTimeout(() => idle.close(), 20_000);
+      const n = await idle.read(new Uint8Array(16)).catch(() => "reset");
+      clearTimeout(guard);
+      try {
+        idle.close();
+      } catch {
+        // closed by the guard
+      }
+      assert.ok(n === null || n === "reset", "the idle connection was not closed");
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      assert.match(
+        text,
+        /^imgproxy_cache_connections_closed_total\{listener="proxy",reason="header_timeout"\} 1$/m,
+      );
+      assert.match(text, /^imgproxy_cache_connections_open\{listener="metrics"\} 1$/m);
+      assert.match(text, /^imgproxy_cache_hits_not_served_total\{reason="length_mismatch"\} 0$/m);
+      stop(proxy);
+      const { code, output } = await proxy.done;
+      assert.equal(code, 0, output);
+    } finally {
+      stop(proxy);
+      await proxy.done;
+    }
+  });
+});
