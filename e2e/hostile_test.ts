@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { createApp } from "../lib/app.ts";
 import { loadConfig } from "../lib/config.ts";
+import { objectKey } from "../lib/key.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { banner, startImgproxy, waitForHealth } from "./support/harness.ts";
 import { rawRequest } from "../tests/support/fake_imgproxy.ts";
@@ -31,6 +32,44 @@ Deno.test(`methods the proxy answers itself get real imgproxy's answer [${IMG.la
           assert.deepEqual(proxied.body, direct.body, method);
         }
       }
+    } finally {
+      await server.shutdown();
+      await app.uploader.drain(1000);
+    }
+  } finally {
+    await imgproxy.proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test(`a stored image past its exp: gets real imgproxy's answer, not the stored one [${IMG.label}]`, async () => {
+  const imgproxy = await startImgproxy(IMG.bin);
+  const dir = await Deno.makeTempDir({ prefix: "e2e-hostile-exp-" });
+  try {
+    await waitForHealth(imgproxy.url, imgproxy.proc);
+    const env: Record<string, string> = {
+      IMGPROXY_URL: imgproxy.url,
+      CACHE_DIR: dir,
+      CACHE_MODE: "read",
+    };
+    const app = await createApp(loadConfig((n) => env[n]), new MemoryLogger());
+    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
+    const imgproxyPort = Number(new URL(imgproxy.url).port);
+    try {
+      const past = Math.floor(Date.now() / 1000) - 60;
+      const path = `/insecure/exp:${past}/rs:fit:10:10/plain/http://127.0.0.1:1/a.jpg`;
+      await app.store.put(objectKey(path, "", ""), new Uint8Array([0xff, 0xd8, 0xff]), {
+        contentType: "image/jpeg",
+        cacheControl: "max-age=3600, public",
+        ifAbsent: false,
+      });
+      const direct = await rawRequest(imgproxyPort, `GET ${path} HTTP/1.1`);
+      const proxied = await rawRequest(server.addr.port, `GET ${path} HTTP/1.1`);
+      assert.equal(direct.status, 404);
+      assert.equal(proxied.status, direct.status);
+      assert.equal(proxied.headers.get("content-type"), direct.headers.get("content-type"));
+      assert.deepEqual(proxied.body, direct.body);
+      assert.equal(proxied.headers.get("x-cache-lookup"), "expired");
     } finally {
       await server.shutdown();
       await app.uploader.drain(1000);
