@@ -8,6 +8,7 @@
  * - a miss, and a store that errors or does not answer within the lookup timeout, fall through
  *   to the normal path (imgproxy, then a background store), so the store never fails a request.
  */
+import { notModified } from "./conditional.ts";
 import { type Breaker, isOutage } from "./breaker.ts";
 import { type CacheRules, ruleFor } from "./cache_rules.ts";
 import { objectKey, pathOf } from "./key.ts";
@@ -170,6 +171,16 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
       const length = "contentLength" in obj ? obj.contentLength : obj.body.byteLength;
       let body: BodyInit = obj.body as BodyInit;
       let mismatch = lengthMismatch(obj.length, length);
+      const validators: [string, string][] = [];
+      if (obj.etag !== undefined) validators.push(["etag", obj.etag]);
+      if (obj.lastModified !== undefined) validators.push(["last-modified", obj.lastModified]);
+      if (obj.cacheControl !== null) validators.push(["cache-control", obj.cacheControl]);
+      if (negotiates) validators.push(["vary", "Accept"]);
+      // The client's copy is current: 304 with no body, and imgproxy is not asked.
+      if (mismatch === null && notModified(req.headers, obj.etag, obj.lastModified)) {
+        if (obj.body instanceof ReadableStream) await obj.body.cancel().catch(() => {});
+        return new Response(null, { status: 304, headers: [["x-cache", "HIT"], ...validators] });
+      }
       if (mismatch === null && obj.body instanceof ReadableStream) {
         if (length !== null && length <= WHOLE_HIT_BYTES) {
           // Read whole, still under the lookup deadline: a store that stalls mid-body sends
@@ -203,10 +214,12 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
         });
         return forward(ctx, "mismatch");
       }
-      const headers: [string, string][] = [["content-type", obj.contentType], ["x-cache", "HIT"]];
+      const headers: [string, string][] = [
+        ["content-type", obj.contentType],
+        ["x-cache", "HIT"],
+        ...validators,
+      ];
       if (length !== null) headers.push(["content-length", String(length)]);
-      if (obj.cacheControl !== null) headers.push(["cache-control", obj.cacheControl]);
-      if (negotiates) headers.push(["vary", "Accept"]);
       return new Response(body, { status: 200, headers });
     } catch (err) {
       const reason = signal.aborted

@@ -6,6 +6,7 @@
  * renamed (or, for a conditional write, hard-linked, which fails if the name exists) into place,
  * so a reader never sees half an image.
  */
+import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import type {
   ObjectMeta,
@@ -165,6 +166,9 @@ export class LocalStore implements Store {
         contentType: options.contentType,
         cacheControl: options.cacheControl,
         length: body.byteLength,
+        // Validators for conditional hits: derived from the bytes, and the time of writing.
+        etag: `"${createHash("md5").update(body).digest("hex")}"`,
+        lastModified: new Date().toUTCString(),
       };
       // Both temporary files are removed whatever happens from here on, a failed write (full
       // disk) included: nothing is left behind in the directory.

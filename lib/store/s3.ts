@@ -26,6 +26,11 @@ export function s3ClientConfig(config: S3StoreConfig): S3ClientConfig {
   };
 }
 
+/** An entity tag usable as a strong validator (`"..."`), else undefined. */
+function strongEtag(value: string | null): string | undefined {
+  return value !== null && /^"[^"]*"$/.test(value) ? value : undefined;
+}
+
 /** The length recorded at write (`x-amz-meta-length`); undefined when absent or not a count. */
 function recordedLength(value: string | null): number | undefined {
   return value !== null && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
@@ -102,6 +107,9 @@ export class S3Store implements Store {
       contentType: h.get("content-type") ?? "application/octet-stream",
       cacheControl: h.get("cache-control"),
       length: recordedLength(h.get("x-amz-meta-length")),
+      // S3's ETag is strong (a weak one, from some gateways, is not used for conditional hits).
+      etag: strongEtag(h.get("etag")),
+      lastModified: h.get("last-modified") ?? undefined,
     };
   }
 

@@ -13,6 +13,13 @@ export interface ObjectMeta {
    * the body gives it).
    */
   length?: number;
+  /**
+   * A strong validator of the bytes (an `ETag` value, quotes included): the S3 object's ETag,
+   * or the MD5 of the bytes the local store recorded at write. Absent when not known.
+   */
+  etag?: string;
+  /** When the object was written, as an HTTP date (`Last-Modified`); absent when not known. */
+  lastModified?: string;
 }
 
 /** Options of one write. */
