@@ -139,3 +139,58 @@ Deno.test("process: connections closed for want of a request head are counted in
     }
   });
 });
+
+Deno.test("process: an answer given during SIGTERM's drain says Connection: close, then the connection closes", async () => {
+  const fake = startFakeImgproxy({ slowHeadersMs: 1500 });
+  const dir = await Deno.makeTempDir({ prefix: "listener-drain-" });
+  const port = freePort();
+  const proxy = start({
+    IMGPROXY_URL: fake.url,
+    CACHE_DIR: dir,
+    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+    IMGPROXY_BIND: `127.0.0.1:${port}`,
+  });
+  try {
+    await proxy.waitFor("Listening");
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    // A kept-alive request whose answer imgproxy gives only after SIGTERM has come.
+    const target = "/_/plain/http://example.com/slowhead.jpg";
+    await conn.write(new TextEncoder().encode(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    while (!fake.requests.some((r) => r.target === target)) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    stop(proxy);
+    await proxy.waitFor("Shutting down");
+    const buf = new Uint8Array(65536);
+    let text = "";
+    const guard = setTimeout(() => conn.close(), 20_000);
+    let closed = false;
+    try {
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) {
+          closed = true;
+          break;
+        }
+        text += new TextDecoder("latin1").decode(buf.subarray(0, n));
+      }
+    } finally {
+      clearTimeout(guard);
+      try {
+        conn.close();
+      } catch {
+        // closed by the guard
+      }
+    }
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(text, /\r\nconnection: close\r\n/i, text.slice(0, 400));
+    assert.ok(closed, "the connection stayed open after the answer");
+    const { code, output } = await proxy.done;
+    assert.equal(code, 0, output);
+  } finally {
+    stop(proxy);
+    await proxy.done;
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
