@@ -218,6 +218,7 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
         ["content-type", obj.contentType],
         ["x-cache", "HIT"],
         ...validators,
+        ...Object.entries(obj.headers ?? {}),
       ];
       if (length !== null) headers.push(["content-length", String(length)]);
       return new Response(body, { status: 200, headers });

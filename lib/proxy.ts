@@ -2,6 +2,7 @@
  * The request handler: forwards every request to imgproxy with the raw target kept, streams the
  * answer back as it arrives, and hands a copy of each storable body to the uploader.
  */
+import { imageHeaders } from "./image_headers.ts";
 import { type Admission, type AdmissionRules, admit } from "./admission.ts";
 import type { BypassNotices } from "./bypass_notice.ts";
 import { type CacheRules, hasRules, ruleFor } from "./cache_rules.ts";
@@ -184,6 +185,7 @@ export function createHandler(options: ProxyOptions): ContextHandler {
           path,
           contentType: res.headers.get("content-type")!,
           cacheControl: res.headers.get("cache-control"),
+          headers: imageHeaders(res.headers),
         }, verdict.contentLength);
         if (typeof collector !== "string") {
           body = teeToCollector(body, collector, {

@@ -87,6 +87,8 @@ export interface UploadMeta {
   path: string;
   contentType: string;
   cacheControl: string | null;
+  /** imgproxy's headers that describe the image, stored beside it. */
+  headers?: Record<string, string>;
 }
 
 interface Job extends UploadMeta {
@@ -374,6 +376,7 @@ export class Uploader {
         const result = await this.store.put(key, job.body, {
           contentType: job.contentType,
           cacheControl: job.cacheControl,
+          headers: job.headers,
           ifAbsent: this.options.conditionalWrite,
           signal: attemptAbort.signal,
         }).finally(settled);

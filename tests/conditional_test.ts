@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { createApp } from "../lib/app.ts";
 import { notModified } from "../lib/conditional.ts";
+import { decodeImageHeaders, encodeImageHeaders, imageHeaders } from "../lib/image_headers.ts";
 import { loadConfig } from "../lib/config.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
@@ -81,6 +82,12 @@ async function conditionalHits(
       "HIT",
       `${hit.headers.get("x-cache-lookup")} ${logger.lines.join("\n")}`,
     );
+    // The headers imgproxy sent that describe the image come back with the hit.
+    for (const name of ["content-disposition", "content-security-policy"]) {
+      assert.ok(miss.headers.get(name) !== null, `the stand-in sends ${name}`);
+      assert.equal(hit.headers.get(name), miss.headers.get(name), name);
+    }
+    assert.equal(hit.headers.get("x-request-id"), null, "not about the image: not stored");
     const etag = hit.headers.get("etag");
     const lastModified = hit.headers.get("last-modified");
     assert.equal(etag, expectEtag(bytes));
@@ -123,11 +130,11 @@ async function conditionalHits(
 
 const md5Tag = (b: Uint8Array) => `"${createHash("md5").update(b).digest("hex")}"`;
 
-Deno.test("read-mode hits from the local store: ETag from the bytes, Last-Modified, 304 on a match", async () => {
+Deno.test("read-mode hits from the local store: imgproxy's image headers, ETag from the bytes, Last-Modified, 304 on a match", async () => {
   await conditionalHits({}, md5Tag);
 });
 
-Deno.test("read-mode hits from an S3 store: the object's ETag and Last-Modified, 304 on a match", async () => {
+Deno.test("read-mode hits from an S3 store: imgproxy's image headers, the object's ETag and Last-Modified, 304 on a match", async () => {
   const s3 = await startS3();
   try {
     // A single-part upload's S3 ETag is the MD5 of its bytes.
@@ -135,4 +142,28 @@ Deno.test("read-mode hits from an S3 store: the object's ETag and Last-Modified,
   } finally {
     await s3.stop();
   }
+});
+
+Deno.test("image headers: only the listed ones are kept, and survive S3's ASCII-only metadata", () => {
+  const kept = imageHeaders(
+    new Headers({
+      "content-disposition": 'inline; filename="caf\u00e9 1.jpg"',
+      "content-security-policy": "script-src 'none'",
+      "x-request-id": "abc",
+      server: "imgproxy",
+      "content-type": "image/jpeg",
+    }),
+  )!;
+  assert.deepEqual(Object.keys(kept).sort(), ["content-disposition", "content-security-policy"]);
+  assert.equal(imageHeaders(new Headers({ "content-type": "image/png" })), undefined);
+  const encoded = encodeImageHeaders(kept);
+  assert.match(encoded, /^[\x21-\x7e]+$/, "US-ASCII, no spaces");
+  assert.deepEqual(decodeImageHeaders(encoded), kept);
+  // Metadata naming other headers, or not JSON, adds nothing.
+  assert.deepEqual(
+    decodeImageHeaders(encodeURIComponent(JSON.stringify({ "set-cookie": "a=b", link: "<x>" }))),
+    { link: "<x>" },
+  );
+  assert.equal(decodeImageHeaders("%E0%A4%A"), undefined);
+  assert.equal(decodeImageHeaders(null), undefined);
 });

@@ -169,6 +169,7 @@ export class LocalStore implements Store {
         // Validators for conditional hits: derived from the bytes, and the time of writing.
         etag: `"${createHash("md5").update(body).digest("hex")}"`,
         lastModified: new Date().toUTCString(),
+        headers: options.headers,
       };
       // Both temporary files are removed whatever happens from here on, a failed write (full
       // disk) included: nothing is left behind in the directory.

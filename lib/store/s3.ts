@@ -3,6 +3,7 @@
  * signing and clock-skew correction are the AWS SDK's; requests are sent with `fetch`
  * ({@linkcode S3Requester}), so a hit's body streams natively to the client.
  */
+import { decodeImageHeaders, encodeImageHeaders, IMAGE_HEADERS_META } from "../image_headers.ts";
 import { ListObjectsV2Command, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import type { S3StoreConfig } from "../config.ts";
 import type { OpenedObject, PutOptions, PutResult, Store, StoredObject } from "./store.ts";
@@ -69,6 +70,9 @@ export class S3Store implements Store {
       "x-amz-meta-length": String(body.byteLength),
     };
     if (options.cacheControl !== null) headers["cache-control"] = options.cacheControl;
+    if (options.headers !== undefined) {
+      headers[IMAGE_HEADERS_META] = encodeImageHeaders(options.headers);
+    }
     if (options.ifAbsent) headers["if-none-match"] = "*";
     const res = await this.#s3.send("PutObject", key, headers, body, options.signal);
     if (res.ok) {
@@ -110,6 +114,7 @@ export class S3Store implements Store {
       // S3's ETag is strong (a weak one, from some gateways, is not used for conditional hits).
       etag: strongEtag(h.get("etag")),
       lastModified: h.get("last-modified") ?? undefined,
+      headers: decodeImageHeaders(h.get(IMAGE_HEADERS_META)),
     };
   }
 

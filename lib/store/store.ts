@@ -20,6 +20,11 @@ export interface ObjectMeta {
   etag?: string;
   /** When the object was written, as an HTTP date (`Last-Modified`); absent when not known. */
   lastModified?: string;
+  /**
+   * The headers imgproxy sent with the original answer that describe the image
+   * (`Content-Disposition`, ...: lib/image_headers.ts), by lower-case name; absent when none.
+   */
+  headers?: Record<string, string>;
 }
 
 /** Options of one write. */
