@@ -10,6 +10,7 @@
  */
 import type { Logger } from "./log.ts";
 import type { ContextHandler } from "./context.ts";
+import { bodyKind } from "./body_kind.ts";
 
 /** How a body ended. */
 export type BodyEnd = "complete" | "aborted" | "error";
@@ -66,12 +67,21 @@ export function cacheStatus(res: Response): { cache: string; reason?: string } {
   return { cache, reason: reason?.slice("reason=".length) };
 }
 
-/** Wraps the proxy's outermost handler so each request writes one access line. */
+/**
+ * Wraps the proxy's outermost handler so each request writes one access line.
+ *
+ * An answer with no body, or with a body held whole (bytes or text: a hit read from the store,
+ * the proxy's own answers), goes to the runtime untouched, which writes it in one go; the line
+ * is written when the server says the answer has been handed over (`completed`), with the
+ * body's length as `bytes`. A streamed body is counted as it passes ({@linkcode countBytes}),
+ * so a client leaving mid-body or a source failing is seen: the runtime resolves `completed`
+ * for those too (Deno 2.9), so it cannot tell.
+ */
 export function withAccessLog(handler: ContextHandler, logger: Logger): ContextHandler {
   return async (ctx) => {
     const start = performance.now();
     const req = ctx.req;
-    const write = (status: number, bytes: number, end: BodyEnd, res?: Response) => {
+    const write = (status: number, bytes: number | undefined, end: BodyEnd, res?: Response) => {
       const outcome = res === undefined ? { cache: "NONE" } : cacheStatus(res);
       logger.log("INFO", "Request", {
         method: req.method,
@@ -95,6 +105,25 @@ export function withAccessLog(handler: ContextHandler, logger: Logger): ContextH
       write(500, 0, "error");
       throw err;
     }
+    const held = bodyKind(res);
+    const bytes = held.kind === "none" || noBodySent(req.method, res.status)
+      ? 0
+      : held.kind === "whole"
+      ? held.length
+      : null;
+    if (bytes !== null) {
+      const completed = ctx.completed;
+      if (completed === undefined) {
+        write(res.status, bytes, "complete", res);
+      } else {
+        // Rejected: the runtime says the answer was not sent; claim none of it.
+        completed.then(
+          () => write(res.status, bytes, "complete", res),
+          () => write(res.status, bytes === 0 ? 0 : undefined, "error", res),
+        );
+      }
+      return res;
+    }
     if (res.body === null) {
       write(res.status, 0, "complete", res);
       return res;
@@ -106,4 +135,9 @@ export function withAccessLog(handler: ContextHandler, logger: Logger): ContextH
       headers: res.headers,
     });
   };
+}
+
+/** Answers whose body, if any, the runtime does not send. */
+function noBodySent(method: string, status: number): boolean {
+  return method === "HEAD" || status === 204 || status === 304;
 }

@@ -7,6 +7,8 @@
 /** Connection details `Deno.serve` passes to handlers. */
 export interface ConnInfo {
   remoteAddr?: { hostname?: string } | Deno.Addr;
+  /** Settles when the answer has been sent: resolves when in full, rejects when not. */
+  readonly completed?: Promise<void>;
 }
 
 /** A request handler in `Deno.serve` shape. */
@@ -53,6 +55,7 @@ export class RequestContext {
   /** The client's IP address, when known. */
   readonly clientIp: string | undefined;
   #signal: AbortSignal | undefined;
+  #info: ConnInfo | undefined;
 
   constructor(
     req: Request,
@@ -61,6 +64,7 @@ export class RequestContext {
     proto: "http" | "https",
     clientIp: string | undefined,
     signal?: AbortSignal,
+    info?: ConnInfo,
   ) {
     this.req = req;
     this.target = target;
@@ -68,6 +72,17 @@ export class RequestContext {
     this.proto = proto;
     this.clientIp = clientIp;
     this.#signal = signal;
+    this.#info = info;
+  }
+
+  /**
+   * From the server: settles once the answer has been handed over, resolving when it was sent
+   * in full and rejecting when not (the client left, the body failed). Undefined for a request
+   * made in-process. Whoever asks for it must handle its rejection; the runtime creates it only
+   * when first asked for.
+   */
+  get completed(): Promise<void> | undefined {
+    return this.#info?.completed;
   }
 
   /**
@@ -103,6 +118,8 @@ export function contextOf(req: Request, info?: ConnInfo): RequestContext {
     host,
     url.startsWith("https:") ? "https" : "http",
     remote?.hostname,
+    undefined,
+    info,
   );
 }
 

@@ -6,7 +6,10 @@ import assert from "node:assert/strict";
 import { cacheStatus, countBytes } from "../lib/access_log.ts";
 import { createApp } from "../lib/app.ts";
 import { loadConfig } from "../lib/config.ts";
-import type { Fields, Level, Logger } from "../lib/log.ts";
+import { type Fields, type Level, type Logger, MemoryLogger } from "../lib/log.ts";
+import { listen } from "../lib/server.ts";
+import { serveContexts } from "../lib/context.ts";
+import { withAccessLog } from "../lib/access_log.ts";
 import { imageBytes, startFakeImgproxy } from "./support/fake_imgproxy.ts";
 
 /** A logger keeping the access lines' fields, with a way to wait for the next ones. */
@@ -37,13 +40,25 @@ async function withProxy(
     app: Awaited<ReturnType<typeof createApp>>,
   ) => Promise<void>,
   fakeOptions: Parameters<typeof startFakeImgproxy>[0] = {},
+  serverKind: "Deno.serve" | "listen" = "Deno.serve",
 ) {
   const fake = startFakeImgproxy(fakeOptions);
   const dir = await Deno.makeTempDir({ prefix: "access-log-" });
   const env: Record<string, string> = { IMGPROXY_URL: fake.url, CACHE_DIR: dir, ...vars };
   const lines = new AccessLines();
   const app = await createApp(loadConfig((n) => env[n]), lines);
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
+  // The proxy's own listener, or Deno.serve (what an embedder of the handler would use).
+  const server = serverKind === "listen"
+    ? listen({
+      variable: "IMGPROXY_BIND",
+      hostname: "127.0.0.1",
+      port: 0,
+      headerTimeoutMs: 10_000,
+      idleTimeoutMs: 10_000,
+      maxConnections: 64,
+      logger: new MemoryLogger(),
+    }, app.handler)
+    : Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
   try {
     await fn(`http://127.0.0.1:${server.addr.port}`, lines, app);
   } finally {
@@ -56,61 +71,143 @@ async function withProxy(
 
 const IMAGE = "/insecure/rs:fit:10:10/plain/http://example.com/cat.jpg?x=%7E";
 
-Deno.test("access log: one line per request with raw path, status, bytes, cache outcome, request id, client", async () => {
-  await withProxy({ CACHE_MODE: "read" }, async (base, lines, app) => {
-    const miss = await fetch(base + IMAGE);
-    const body = await miss.bytes();
-    await lines.until(1);
-    await app.uploader.drain(2000);
-    await (await fetch(base + IMAGE)).bytes();
-    await lines.until(2);
-    await (await fetch(base + "/health")).bytes();
-    await lines.until(3);
-    await (await fetch(base + IMAGE, { method: "HEAD" })).bytes();
-    await lines.until(4);
-    const [first, hit, health, head] = lines.lines;
-    assert.deepEqual({ ...first, durationMs: 0 }, {
-      method: "GET",
-      path: IMAGE,
-      status: 200,
-      bytes: body.byteLength,
-      durationMs: 0,
-      cache: "MISS",
-      reason: undefined,
-      lookup: "miss",
-      requestId: miss.headers.get("x-request-id")!,
-      client: "127.0.0.1",
-      end: undefined,
-    });
-    assert.ok(typeof first!.durationMs === "number" && first!.durationMs >= 0);
-    assert.equal(hit!.cache, "HIT");
-    assert.equal(hit!.bytes, body.byteLength);
-    assert.equal(hit!.requestId, undefined, "a hit never reached imgproxy");
-    assert.equal(health!.cache, "BYPASS");
-    assert.equal(health!.reason, "content-type");
-    assert.equal(health!.bytes, "imgproxy is running".length);
-    assert.equal(head!.method, "HEAD");
-    assert.equal(head!.bytes, 0);
-    assert.equal(head!.cache, "BYPASS");
-    assert.equal(lines.lines.length, 4);
+for (const serverKind of ["Deno.serve", "listen"] as const) {
+  Deno.test(`access log (${serverKind}): one line per request with raw path, status, bytes, cache outcome, request id, client`, async () => {
+    await withProxy(
+      { CACHE_MODE: "read" },
+      async (base, lines, app) => {
+        const miss = await fetch(base + IMAGE);
+        const body = await miss.bytes();
+        await lines.until(1);
+        await app.uploader.drain(2000);
+        await (await fetch(base + IMAGE)).bytes();
+        await lines.until(2);
+        await (await fetch(base + "/health")).bytes();
+        await lines.until(3);
+        await (await fetch(base + IMAGE, { method: "HEAD" })).bytes();
+        await lines.until(4);
+        const [first, hit, health, head] = lines.lines;
+        assert.deepEqual({ ...first, durationMs: 0 }, {
+          method: "GET",
+          path: IMAGE,
+          status: 200,
+          bytes: body.byteLength,
+          durationMs: 0,
+          cache: "MISS",
+          reason: undefined,
+          lookup: "miss",
+          requestId: miss.headers.get("x-request-id")!,
+          client: "127.0.0.1",
+          end: undefined,
+        });
+        assert.ok(typeof first!.durationMs === "number" && first!.durationMs >= 0);
+        assert.equal(hit!.cache, "HIT");
+        assert.equal(hit!.bytes, body.byteLength);
+        assert.equal(hit!.requestId, undefined, "a hit never reached imgproxy");
+        assert.equal(health!.cache, "BYPASS");
+        assert.equal(health!.reason, "content-type");
+        assert.equal(health!.bytes, "imgproxy is running".length);
+        assert.equal(head!.method, "HEAD");
+        assert.equal(head!.bytes, 0);
+        assert.equal(head!.cache, "BYPASS");
+        assert.equal(lines.lines.length, 4);
+      },
+      {},
+      serverKind,
+    );
   });
-});
 
-Deno.test("access log: a client that leaves mid-body is logged once, with the bytes it got", async () => {
-  await withProxy({}, async (base, lines) => {
-    const path = "/insecure/plain/http://example.com/slowbody.jpg";
-    const res = await fetch(base + path);
-    const reader = res.body!.getReader();
-    const first = await reader.read();
-    assert.ok(!first.done);
-    await reader.cancel();
-    await lines.until(1);
-    const [line] = lines.lines;
-    assert.equal(line!.end, "aborted");
-    assert.equal(line!.status, 200);
-    assert.ok((line!.bytes as number) < imageBytes(`${path}|jpeg`).byteLength, String(line!.bytes));
-    assert.ok((line!.bytes as number) >= first.value.byteLength);
-  }, { slowChunks: 10, slowChunkMs: 100 });
+  Deno.test(`access log (${serverKind}): a client that leaves mid-body is logged once, with the bytes it got`, async () => {
+    await withProxy(
+      {},
+      async (base, lines) => {
+        const path = "/insecure/plain/http://example.com/slowbody.jpg";
+        const res = await fetch(base + path);
+        const reader = res.body!.getReader();
+        const first = await reader.read();
+        assert.ok(!first.done);
+        await reader.cancel();
+        await lines.until(1);
+        const [line] = lines.lines;
+        assert.equal(line!.end, "aborted");
+        assert.equal(line!.status, 200);
+        assert.ok(
+          (line!.bytes as number) < imageBytes(`${path}|jpeg`).byteLength,
+          String(line!.bytes),
+        );
+        assert.ok((line!.bytes as number) >= first.value.byteLength);
+      },
+      { slowChunks: 10, slowChunkMs: 100 },
+      serverKind,
+    );
+  });
+
+  Deno.test(`access log (${serverKind}): an answer imgproxy cuts mid-body is not logged as sent in full`, async () => {
+    await withProxy(
+      {},
+      async (base, lines) => {
+        const path = "/insecure/plain/http://example.com/cut.jpg";
+        const full = imageBytes(`${path}|jpeg`).byteLength;
+        const res = await fetch(base + path);
+        assert.equal(res.headers.get("content-length"), String(full));
+        await assert.rejects(res.bytes());
+        await lines.until(1);
+        const [line] = lines.lines;
+        assert.equal(line!.end, "error");
+        assert.ok((line!.bytes as number) < full, String(line!.bytes));
+      },
+      {},
+      serverKind,
+    );
+  });
+}
+
+// A body held whole (a hit read from the store, the proxy's own answers) is handed to the
+// runtime as it is, which writes it in one go; a streamed one is counted as it passes.
+Deno.test("access log: a body held whole reaches the runtime untouched, a stream is counted", async () => {
+  const lines = new AccessLines();
+  const answers: Record<string, () => Response> = {
+    "/whole": () => new Response(new Uint8Array(30_000), { headers: { "x-cache": "HIT" } }),
+    "/text": () => new Response("nope\n", { status: 404 }),
+    "/empty": () => new Response(null, { status: 302, headers: { location: "/x" } }),
+    "/stream": () => new Response(new Blob([new Uint8Array(5000)]).stream()),
+  };
+  const built: Response[] = [];
+  const returned: Response[] = [];
+  const handler = serveContexts(withAccessLog((ctx) => {
+    const res = answers[ctx.target!]!();
+    built.push(res);
+    return Promise.resolve(res);
+  }, lines));
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    async (req, info) => {
+      const res = await handler(req, info);
+      returned.push(res);
+      return res;
+    },
+  );
+  try {
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    const sizes: number[] = [];
+    for (const [i, path] of Object.keys(answers).entries()) {
+      sizes.push((await (await fetch(base + path, { redirect: "manual" })).bytes()).byteLength);
+      await lines.until(i + 1);
+    }
+    assert.deepEqual(sizes, [30_000, 5, 0, 5000]);
+    assert.deepEqual(lines.lines.map((l) => [l.path, l.bytes, l.end]), [
+      ["/whole", 30_000, undefined],
+      ["/text", 5, undefined],
+      ["/empty", 0, undefined],
+      ["/stream", 5000, undefined],
+    ]);
+    assert.equal(returned[0], built[0], "a whole body is not wrapped");
+    assert.equal(returned[1], built[1]);
+    assert.equal(returned[2], built[2]);
+    assert.notEqual(returned[3], built[3], "a stream is counted");
+  } finally {
+    await server.shutdown();
+  }
 });
 
 Deno.test("access log: a redirect-mode hit says REDIRECT; ACCESS_LOG=false writes nothing", async () => {
