@@ -25,6 +25,7 @@ import { BypassNotices } from "./bypass_notice.ts";
 import { FormatNegotiation } from "./negotiation.ts";
 import { type ContextHandler, type Handler, serveContexts } from "./context.ts";
 import { createHandler } from "./proxy.ts";
+import { BoundedLocalStore } from "./store/bounded_local.ts";
 import { LocalStore } from "./store/local.ts";
 import { cleanLocalStore } from "./store/local_cleanup.ts";
 import { registerHitMetrics } from "./defense_metrics.ts";
@@ -76,7 +77,12 @@ export interface AppOverrides {
  * local store needs neither its start-up time nor its environment permissions.
  */
 export async function createStore(config: Readonly<Config>): Promise<Store> {
-  if (config.store.kind === "local") return new LocalStore(config.store.dir);
+  if (config.store.kind === "local") {
+    const local = new LocalStore(config.store.dir);
+    return config.store.maxBytes === null
+      ? local
+      : new BoundedLocalStore(local, config.store.maxBytes);
+  }
   const { S3Store } = await import("./store/s3.ts");
   return new S3Store(config.store);
 }
@@ -94,6 +100,9 @@ export async function createApp(
   const registry = new Registry();
   const metrics = config.metricsBind === null ? null : createProxyMetrics(registry);
   let store = overrides.store ?? await createStore(config);
+  // A bounded directory starts accounting what it holds now, in the background.
+  const bounded = store instanceof BoundedLocalStore ? store : null;
+  bounded?.start(logger);
   if (metrics) store = instrumentStore(store, metrics);
   let upstream = overrides.upstream ?? createUpstream(config.imgproxyUrl);
   if (metrics) upstream = instrumentUpstream(upstream, metrics);
@@ -148,7 +157,13 @@ export async function createApp(
     });
   }
   if (metrics) {
-    metrics.attach({ uploader, coalesceStats, storeChecks: overrides.storeChecks, breakers });
+    metrics.attach({
+      uploader,
+      coalesceStats,
+      storeChecks: overrides.storeChecks,
+      breakers,
+      cacheDir: bounded ?? undefined,
+    });
     registerHitMetrics(registry, hitStats);
     handle = instrumentHandler(handle, metrics);
   }
@@ -217,6 +232,24 @@ export function logStartup(app: App, logger: Logger): void {
     logger.log("INFO", "S3_BUCKET is not set: storing processed images in a local directory", {
       dir: config.store.dir,
     });
+    if (config.store.maxBytes === null) {
+      logger.log(
+        "INFO",
+        "CACHE_DIR_MAX_BYTES is not set: the cache directory grows without bound",
+        {
+          dir: config.store.dir,
+        },
+      );
+    } else {
+      logger.log(
+        "INFO",
+        "Cache directory bounded: past CACHE_DIR_MAX_BYTES the least recently used objects are removed",
+        {
+          dir: config.store.dir,
+          maxBytes: config.store.maxBytes,
+        },
+      );
+    }
   }
   const folder = config.folder === "" ? undefined : config.folder;
   if (config.store.kind === "s3") {
@@ -336,4 +369,6 @@ export async function drainUploads(
     failed: s.failed,
     lost: lost.length,
   });
+  // Nothing is written any more: the store's own background work (eviction) stops too.
+  await app.store.close?.();
 }

@@ -31,6 +31,8 @@ export interface S3StoreConfig {
 export interface LocalStoreConfig {
   kind: "local";
   dir: string;
+  /** CACHE_DIR_MAX_BYTES: past it the least recently used objects are removed (null: unbounded). */
+  maxBytes: number | null;
 }
 
 /** Limits and timings of the background uploader. */
@@ -138,6 +140,7 @@ export const VARIABLES = {
   S3_CONDITIONAL_WRITE: "true",
   STORE_CHECK: "true",
   CACHE_DIR: "./data/cache",
+  CACHE_DIR_MAX_BYTES: "",
   CACHE_VARIANTS: "accept",
   CACHE_MODE: "write",
   CACHE_ONLY: "",
@@ -522,7 +525,19 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
       conditionalWrite: p.bool("S3_CONDITIONAL_WRITE", true),
     };
   } else {
-    store = { kind: "local", dir: p.string("CACHE_DIR", "./data/cache") };
+    store = {
+      kind: "local",
+      dir: p.string("CACHE_DIR", "./data/cache"),
+      maxBytes: p.raw("CACHE_DIR_MAX_BYTES") === undefined
+        ? null
+        : p.int("CACHE_DIR_MAX_BYTES", 0, 1),
+    };
+  }
+  if (bucket !== undefined && p.raw("CACHE_DIR_MAX_BYTES") !== undefined) {
+    p.problems.push(
+      "CACHE_DIR_MAX_BYTES: bounds the local directory only, and S3_BUCKET is set " +
+        "(expire bucket objects with its lifecycle rules)",
+    );
   }
   const upload: UploadConfig = {
     concurrency: p.int("UPLOAD_CONCURRENCY", 8, 1, 1024),

@@ -3,6 +3,7 @@
  * process) and the `/metrics` route. The registry itself is lib/prometheus.ts.
  */
 import { type OpsServeOptions, readOnly, type Route, type Routes, serveOps } from "./ops.ts";
+import type { EvictionStats } from "./store/bounded_local.ts";
 import type { Store } from "./store/store.ts";
 import type { StoreCheckStats } from "./store_check.ts";
 import type { SkipReason, UploaderStats } from "./uploader.ts";
@@ -40,6 +41,11 @@ export interface MetricSources {
   storeChecks?: Readonly<StoreCheckStats>;
   /** The store breakers (their state is read at scrape time). */
   breakers?: Readonly<Record<"lookup" | "upload", { readonly state: BreakerState }>>;
+  /** The bounded local store's counters (CACHE_DIR_MAX_BYTES). */
+  cacheDir?: {
+    readonly stats: Readonly<EvictionStats>;
+    readonly budget: { readonly totalBytes: number };
+  };
 }
 
 /** What a store lookup came to, as `X-Cache` and `X-Cache-Lookup` tell. */
@@ -89,6 +95,12 @@ export interface ProxyMetrics {
   coalesced: Counter;
   /** `imgproxy_cache_store_checks_total{result}`, mirrored from the store check's counters. */
   storeChecks: Counter;
+  /** `imgproxy_cache_evictions_total`: objects removed to keep CACHE_DIR under its bound. */
+  evictions: Counter;
+  /** `imgproxy_cache_evicted_bytes_total`. */
+  evictedBytes: Counter;
+  /** `imgproxy_cache_dir_bytes`: bytes the bounded cache directory holds, as accounted. */
+  dirBytes: Gauge;
   /** Points the collected metrics at a running app (`createApp`'s result fits). */
   attach(sources: MetricSources): void;
 }
@@ -194,6 +206,21 @@ export function createProxyMetrics(
       },
     },
   );
+  const evictions = registry.counter(
+    "imgproxy_cache_evictions_total",
+    "Objects removed from the cache directory, least recently used first, to stay under CACHE_DIR_MAX_BYTES.",
+    { collect: (c) => c.setTotal({}, sources.cacheDir?.stats.evictions ?? 0) },
+  );
+  const evictedBytes = registry.counter(
+    "imgproxy_cache_evicted_bytes_total",
+    "Bytes those evicted objects took (with their metadata files).",
+    { collect: (c) => c.setTotal({}, sources.cacheDir?.stats.evictedBytes ?? 0) },
+  );
+  const dirBytes = registry.gauge(
+    "imgproxy_cache_dir_bytes",
+    "Bytes the cache directory holds as accounted against CACHE_DIR_MAX_BYTES (0 when unbounded).",
+    { collect: (g) => g.set(sources.cacheDir?.budget.totalBytes ?? 0) },
+  );
   return {
     registry,
     storeChecks,
@@ -207,11 +234,15 @@ export function createProxyMetrics(
     queueDepth,
     bytesInFlight,
     coalesced,
+    evictions,
+    evictedBytes,
+    dirBytes,
     attach(s) {
       if (s.uploader !== undefined) sources.uploader = s.uploader;
       if (s.coalesceStats !== undefined) sources.coalesceStats = s.coalesceStats;
       if (s.storeChecks !== undefined) sources.storeChecks = s.storeChecks;
       if (s.breakers !== undefined) sources.breakers = s.breakers;
+      if (s.cacheDir !== undefined) sources.cacheDir = s.cacheDir;
     },
   };
 }
@@ -292,6 +323,7 @@ export function instrumentStore(store: Store, metrics: ProxyMetrics): Store {
     open: store.open ? (key, signal) => timed("get", () => store.open!(key, signal)) : undefined,
     variants: (baseKey, signal) => timed("list", () => store.variants(baseKey, signal)),
     delete: (key, signal) => timed("delete", () => store.delete(key, signal)),
+    close: store.close ? () => store.close!() : undefined,
   };
 }
 

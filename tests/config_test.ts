@@ -35,7 +35,7 @@ Deno.test("loadConfig() gives every documented default when the environment is e
     imgproxyUrl: "http://127.0.0.1:8081",
     healthCheckTimeoutMs: 30_000,
     upstreamTimeoutMs: 30_000,
-    store: { kind: "local", dir: "./data/cache" },
+    store: { kind: "local", dir: "./data/cache", maxBytes: null },
     folder: "",
     cacheMode: "write",
     publicBaseUrl: null,
@@ -235,10 +235,15 @@ Deno.test("loadConfig() forces path-style addressing for IP and localhost endpoi
 });
 
 Deno.test("loadConfig() stores in CACHE_DIR when S3_BUCKET is unset, in the bucket otherwise", () => {
-  assert.deepEqual(loadConfig(envOf()).store, { kind: "local", dir: "./data/cache" });
+  assert.deepEqual(loadConfig(envOf()).store, {
+    kind: "local",
+    dir: "./data/cache",
+    maxBytes: null,
+  });
   assert.deepEqual(loadConfig(envOf({ CACHE_DIR: "/var/cache/img" })).store, {
     kind: "local",
     dir: "/var/cache/img",
+    maxBytes: null,
   });
   assert.deepEqual(loadConfig(envOf({ S3_BUCKET: "imgs", CACHE_DIR: "/ignored" })).store, {
     kind: "s3",

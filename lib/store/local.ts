@@ -151,6 +151,20 @@ export class LocalStore implements Store {
     }
   }
 
+  /** Bytes the object and its sidecar take on disk (0 for a file that is not there). */
+  async sizeOf(key: string): Promise<number> {
+    const final = this.removablePath(key);
+    let bytes = 0;
+    for (const path of [final, final + META_SUFFIX]) {
+      try {
+        bytes += (await Deno.lstat(path)).size;
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw wrap(err, `measuring ${path}`);
+      }
+    }
+    return bytes;
+  }
+
   async put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult> {
     const final = this.pathOf(key);
     const metaTemp = `${final}${META_SUFFIX}.tmp-${crypto.randomUUID()}`;

@@ -72,6 +72,8 @@ export interface Store {
   variants(baseKey: string, signal?: AbortSignal): Promise<string[]>;
   /** Removes one object and whatever the store keeps beside it; an absent key is no error. */
   delete(key: string, signal?: AbortSignal): Promise<void>;
+  /** Stops the store's own background work (eviction), waiting for the step under way. */
+  close?(): Promise<void>;
 }
 
 /** True when `key` is `baseKey` or one of its variants (`<baseKey>-<suffix>`). */
