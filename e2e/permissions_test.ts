@@ -25,21 +25,45 @@ import { BUCKET } from "./support/stack.ts";
 
 const IMG = await banner("permissions_test.ts");
 
-/** Runs bin/start with exactly `env` (no HOME), requests one image, stops it with SIGTERM. */
+const ADMIN_TOKEN = "e2e-admin-token-0123456789";
+
+/** Purges `path` through the proxy's `POST /purge`; returns the keys it removed. */
+async function purge(admin: string, path: string): Promise<string[]> {
+  const res = await fetch(`http://${admin}/purge`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    body: `${path}\n`,
+  });
+  const report = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(report));
+  return report.results[0].keys;
+}
+
+/**
+ * Runs bin/start with exactly `env` (no HOME) plus a metrics listener with the purge endpoint,
+ * requests one image, stops it with SIGTERM.
+ */
 async function runScoped(
   env: Record<string, string>,
-  check: (path: string, res: { body: Uint8Array; headers: Headers }) => Promise<void>,
+  check: (
+    path: string,
+    res: { body: Uint8Array; headers: Headers },
+    admin: string,
+  ) => Promise<void>,
 ): Promise<void> {
   const sources = new SourceServer();
   const imgproxy = await startImgproxy(IMG.bin);
   let proxy: Proc | null = null;
   try {
     const bind = `127.0.0.1:${freePort()}`;
+    const admin = `127.0.0.1:${freePort()}`;
     const full: Record<string, string> = {
       ...await baseEnv(),
       ...env,
       IMGPROXY_BIND: bind,
       IMGPROXY_URL: imgproxy.url,
+      METRICS_BIND: admin,
+      ADMIN_TOKEN,
     };
     assert.equal(full.HOME, undefined);
     proxy = new Proc("proxy", "sh", [`${ROOT}/bin/start`], { env: full });
@@ -47,7 +71,7 @@ async function runScoped(
     const path = `/insecure/rs:fit:16:12/plain/${sources.base}/photo.jpg@png`;
     const res = await get(`http://${bind}${path}`);
     assert.equal(res.status, 200, proxy.output());
-    await check(path, res);
+    await check(path, res, admin);
     proxy.signal("SIGTERM");
     const status = await proxy.wait(20_000);
     const problems = proxy.lines.filter((l) => /NotCapable|Requires \w+ access|Uncaught/.test(l));
@@ -75,13 +99,16 @@ for (const addressing of ["path", "virtual"] as const) {
         AWS_ACCESS_KEY_ID: ACCESS_KEY,
         AWS_SECRET_ACCESS_KEY: SECRET_KEY,
         AWS_REGION: "us-east-1",
-      }, async (path, res) => {
+      }, async (path, res, admin) => {
         const obj = await gw.waitForObject(BUCKET, keyOf(path));
         assert.ok(equalBytes(obj.body, res.body));
         assert.equal(obj.contentType, res.headers.get("content-type"));
         assert.equal(obj.cacheControl, res.headers.get("cache-control"));
         // A path-style request sent to the bucket's host would be filed under BUCKET/key.
         assert.deepEqual(await gw.keys(BUCKET), [keyOf(path)]);
+        // Listing and DeleteObject work under the same flags, in this addressing style.
+        assert.deepEqual(await purge(admin, path), [keyOf(path)]);
+        assert.deepEqual(await gw.keys(BUCKET), []);
       });
     } finally {
       await gw.close();
@@ -92,7 +119,11 @@ for (const addressing of ["path", "virtual"] as const) {
 Deno.test(`permissions: local store, HOME unset, exact flags → stored in CACHE_DIR only, exit 0 [${IMG.label}]`, async () => {
   const dir = await Deno.makeTempDir({ prefix: "e2e-local-" });
   try {
-    await runScoped({ CACHE_DIR: `${dir}/cache` }, async (path, res) => {
+    // Bounded: the start-up scan and eviction run under the same flags.
+    await runScoped({
+      CACHE_DIR: `${dir}/cache`,
+      CACHE_DIR_MAX_BYTES: "10000000",
+    }, async (path, res, admin) => {
       const file = `${dir}/cache/${keyOf(path)}`;
       const body = await waitFor(`${file} to be written`, async () => {
         try {
@@ -102,6 +133,8 @@ Deno.test(`permissions: local store, HOME unset, exact flags → stored in CACHE
         }
       });
       assert.ok(equalBytes(body, res.body));
+      assert.deepEqual(await purge(admin, path), [keyOf(path)]);
+      assert.deepEqual([...Deno.readDirSync(`${dir}/cache`)], []);
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
