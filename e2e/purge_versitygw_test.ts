@@ -12,6 +12,7 @@ import { serveMetrics } from "../lib/metrics.ts";
 import { purgePath } from "../lib/purge.ts";
 import { S3Store } from "../lib/store/s3.ts";
 import { StoreError } from "../lib/store/store.ts";
+import { within } from "../tests/support/within.ts";
 import { s3Client, SECRET_KEY, Versitygw } from "./support/harness.ts";
 
 const BUCKET = "purge";
@@ -109,10 +110,13 @@ Deno.test("versitygw: POST /purge on the proxy removes a stored path's variants 
       },
     });
     const until = (line: string) =>
-      new Promise<void>((resolve) => {
-        wake = () => settled.includes(line) && resolve();
-        wake();
-      });
+      within(
+        `upload outcome "${line}"`,
+        new Promise<void>((resolve) => {
+          wake = () => settled.includes(line) && resolve();
+          wake();
+        }),
+      );
     const proxy = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
     const admin = serveMetrics(
       { hostname: "127.0.0.1", port: 0, onListen() {} },

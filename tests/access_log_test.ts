@@ -11,6 +11,7 @@ import { listen } from "../lib/server.ts";
 import { serveContexts } from "../lib/context.ts";
 import { withAccessLog } from "../lib/access_log.ts";
 import { imageBytes, startFakeImgproxy } from "./support/fake_imgproxy.ts";
+import { within } from "./support/within.ts";
 
 /** A logger keeping the access lines' fields, with a way to wait for the next ones. */
 class AccessLines implements Logger {
@@ -28,7 +29,8 @@ class AccessLines implements Logger {
   /** Resolves once `count` access lines have been written. */
   until(count: number): Promise<void> {
     if (this.lines.length >= count) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push({ count, resolve }));
+    const written = new Promise<void>((resolve) => this.#waiters.push({ count, resolve }));
+    return within(`access line ${count} (${this.lines.length} written)`, written);
   }
 }
 

@@ -11,6 +11,7 @@ import { serveOps } from "../lib/ops.ts";
 import { StoreError } from "../lib/store/store.ts";
 import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { startHungStore } from "./support/hung_store.ts";
+import { within } from "./support/within.ts";
 
 function clocked(failures = 3, coolDownMs = 1000) {
   const clock = { now: 0 };
@@ -175,7 +176,7 @@ Deno.test("uploads to a hung store: once the upload breaker opens, new bodies ar
       await (await fetch(`${base}${image(i)}`)).bytes();
     }
     // Both writes wait for the attempt timeout, fail, and open the breaker.
-    await failed.promise;
+    await within("two failed uploads", failed.promise);
     assert.equal(app.uploader.stats.failed, 2);
     assert.equal(app.breakers.upload.state, "open");
     const connections = hung.connections;

@@ -13,6 +13,7 @@ import { objectKey } from "../lib/key.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { rawRequest } from "./support/fake_imgproxy.ts";
 import { exists } from "./support/net_fs.ts";
+import { within } from "./support/within.ts";
 
 const image = new Uint8Array(4096).map((_, i) => (i * 7) % 251);
 const encoders: Record<string, (b: Uint8Array) => Uint8Array> = {
@@ -71,10 +72,13 @@ Deno.test("encoded answers pass through unchanged on both upstream paths and are
         assert.deepEqual(res.body, sent, `${what}: the body was changed`);
         const key = objectKey(path, "", "");
         if (encoding === "identity") {
-          await new Promise<void>((r) => {
-            settled.set(key, r);
-            if (app.uploader.pending === 0) r();
-          });
+          await within(
+            `the upload of ${key}`,
+            new Promise<void>((r) => {
+              settled.set(key, r);
+              if (app.uploader.pending === 0) r();
+            }),
+          );
           assert.equal(res.headers.get("x-cache"), "MISS", what);
         } else {
           assert.equal(res.headers.get("x-cache"), "BYPASS; reason=content-encoding", what);

@@ -22,6 +22,7 @@ import type { UploadOutcome } from "../lib/uploader.ts";
 import { type FakeImgproxy, startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { exists } from "./support/net_fs.ts";
 import { S3RVER_CREDENTIALS, startS3 } from "./support/s3.ts";
+import { within } from "./support/within.ts";
 
 const TOKEN = "purge-token-0123456789abcdef";
 const META = { contentType: "image/png", cacheControl: null, ifAbsent: false };
@@ -153,7 +154,8 @@ async function setup(env: Record<string, string>): Promise<Harness> {
         early.delete(key);
         return Promise.resolve(done);
       }
-      return new Promise((resolve) => waiters.set(key, resolve));
+      const stored = new Promise<UploadOutcome>((resolve) => waiters.set(key, resolve));
+      return within(`the upload of ${key}`, stored).finally(() => waiters.delete(key));
     },
     async close() {
       await server.shutdown();

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { MemoryLogger } from "../lib/log.ts";
 import { listen, ListenError, type ServeHandler, type ServerOptions } from "../lib/server.ts";
 import { freePort } from "./support/net_fs.ts";
+import { within } from "./support/within.ts";
 
 const encoder = new TextEncoder();
 
@@ -241,7 +242,7 @@ Deno.test("listen: answers finished while shutting down carry Connection: close,
   const { server, port } = start(handler, { idleTimeoutMs: 60_000 });
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   await conn.write(encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-  await inFlight;
+  await within("the request reaching the handler", inFlight);
   const shutdown = server.shutdown();
   release();
   const { text, closed } = await readUntilClosed(conn);

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { md5Hex } from "../lib/key.ts";
 import { exists } from "./support/net_fs.ts";
 import { withSetup } from "./support/warm_stand_in.ts";
+import { within } from "./support/within.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -27,7 +28,7 @@ Deno.test("deno task warm: real subprocess with the task's flags; SIGINT exits 1
       stderr: "piped",
     }).spawn();
     const output = child.output();
-    await started.promise;
+    await within("the stand-in seeing two warm requests", started.promise);
     child.kill("SIGINT");
     const { code, stdout, stderr } = await output;
     const out = new TextDecoder().decode(stdout);
