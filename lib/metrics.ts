@@ -6,7 +6,7 @@ import { type OpsServeOptions, readOnly, type Route, type Routes, serveOps } fro
 import type { EvictionStats } from "./store/bounded_local.ts";
 import type { Store } from "./store/store.ts";
 import type { StoreCheckStats } from "./store_check.ts";
-import type { SkipReason, UploaderStats } from "./uploader.ts";
+import type { SkipReason, UploaderStats } from "./upload_types.ts";
 import type { Upstream } from "./upstream.ts";
 import type { BreakerState } from "./breaker.ts";
 import { registerProcessMetrics } from "./process_metrics.ts";

@@ -12,7 +12,8 @@ import type { ContextHandler } from "./context.ts";
 import type { Logger } from "./log.ts";
 import { forwardable, unroutedMethod } from "./methods.ts";
 import type { Upstream } from "./upstream.ts";
-import type { Collector, Uploader } from "./uploader.ts";
+import type { Collector } from "./upload_collector.ts";
+import type { Uploader } from "./uploader.ts";
 import { Deadlines, StallWatch, type Watched } from "./timers.ts";
 
 // Re-exported: callers have imported the timers from here.

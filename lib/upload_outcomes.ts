@@ -2,7 +2,7 @@
  * Per-key upload outcomes, as the uploader's `onSettled` hook reports them, for a caller that
  * waits for how the upload of one key ended (the warm-up waits on each path it requested).
  */
-import type { UploadOutcome } from "./uploader.ts";
+import type { UploadOutcome } from "./upload_types.ts";
 
 interface Watch {
   outcomes: UploadOutcome[];

@@ -16,46 +16,23 @@
 import { type Breaker, isOutage } from "./breaker.ts";
 import type { Logger } from "./log.ts";
 import type { Store } from "./store/store.ts";
-import { StoreError } from "./store/store.ts";
-
-/** Why a body was not queued for storage. */
-export type SkipReason =
-  | "recently-stored" // the key is in the memory of recent writes
-  | "in-progress" // another request is already collecting or writing this key
-  | "no-room" // the bytes-in-flight budget is used up
-  | "too-large" // above the largest object size
-  | "incomplete" // the body ended early or errored
-  | "closed" // the uploader is draining
-  | "store-down"; // the store kept failing: uploads paused (the breaker is open)
-
-/** Counters kept by the uploader (also exported as metrics). */
-export interface UploaderStats {
-  stored: number;
-  alreadyPresent: number;
-  failed: number;
-  retries: number;
-  skipped: Record<SkipReason, number>;
-  /** Bodies waiting for a writer plus writes under way. */
-  queueDepth: number;
-  /** Bytes reserved by bodies being collected, queued or written. */
-  bytesInFlight: number;
-}
-
-/** How one body's journey ended. */
-export type UploadOutcome =
-  | { kind: "stored" }
-  | { kind: "exists" }
-  | { kind: "failed"; reason: string }
-  | { kind: "skipped"; reason: SkipReason };
+import { DEFAULT_ATTEMPT_TIMEOUT_MS, writeOnce } from "./upload_attempt.ts";
+import { Collector, type CollectorSink } from "./upload_collector.ts";
+import { RecentKeys } from "./upload_recent.ts";
+import { backoff, type RetryPolicy, RetryWaits } from "./upload_retry.ts";
+import type {
+  SkipReason,
+  UploaderStats,
+  UploadJob,
+  UploadMeta,
+  UploadOutcome,
+} from "./upload_types.ts";
 
 /** The uploader's settings. */
-export interface UploaderOptions {
+export interface UploaderOptions extends RetryPolicy {
   concurrency: number;
   maxBytesInFlight: number;
   maxObjectBytes: number;
-  retries: number;
-  retryBaseDelayMs: number;
-  retryMaxDelayMs: number;
   /**
    * How long one write may take (default 30 s): past it the write is aborted and counts as a
    * transient failure, so a store that accepts and never answers cannot hold a slot forever.
@@ -81,110 +58,14 @@ export interface UploaderOptions {
   breaker?: Breaker;
 }
 
-/** Metadata of one body to store. */
-export interface UploadMeta {
-  /** The request path, for logs. */
-  path: string;
-  contentType: string;
-  cacheControl: string | null;
-  /** imgproxy's headers that describe the image, stored beside it. */
-  headers?: Record<string, string>;
-}
-
-interface Job extends UploadMeta {
-  key: string;
-  body: Uint8Array;
-  reserved: number;
-}
-
 /** Outcome of a drain. */
 export interface DrainResult {
   /** Keys that could not be stored before the deadline. */
   lost: string[];
 }
 
-/**
- * Collects one response body as it streams past. Created by {@linkcode Uploader.begin};
- * exactly one of `finish` or `abort` must be called.
- */
-export class Collector {
-  #chunks: Uint8Array[] = [];
-  #buffer: Uint8Array | null;
-  #length = 0;
-  #reserved: number;
-  #done = false;
-
-  constructor(
-    private readonly uploader: Uploader,
-    readonly key: string,
-    private readonly meta: UploadMeta,
-    private readonly expectedLength: number | null,
-  ) {
-    this.#reserved = expectedLength ?? 0;
-    this.#buffer = expectedLength === null ? null : new Uint8Array(expectedLength);
-  }
-
-  /** Bytes reserved for this body so far. */
-  get reserved(): number {
-    return this.#reserved;
-  }
-
-  /** Copies a chunk in; returns false (and gives up) when the body outgrows its limits. */
-  add(chunk: Uint8Array): boolean {
-    if (this.#done) return false;
-    const next = this.#length + chunk.byteLength;
-    if (this.#buffer !== null) {
-      if (next > this.#buffer.byteLength) return this.abort("incomplete"), false;
-      this.#buffer.set(chunk, this.#length);
-    } else {
-      const grow = next - this.#reserved;
-      if (grow > 0) {
-        const reason = this.uploader.grow(this, grow);
-        if (reason !== null) return this.abort(reason), false;
-        this.#reserved = next;
-      }
-      this.#chunks.push(chunk.slice());
-    }
-    this.#length = next;
-    return true;
-  }
-
-  /** The body ended normally: queue it if it is complete. */
-  finish(): void {
-    if (this.#done) return;
-    if (this.expectedLength !== null && this.#length !== this.expectedLength) {
-      this.abort("incomplete");
-      return;
-    }
-    this.#done = true;
-    let body = this.#buffer;
-    if (body === null) {
-      body = new Uint8Array(this.#length);
-      let offset = 0;
-      for (const c of this.#chunks) {
-        body.set(c, offset);
-        offset += c.byteLength;
-      }
-      this.#chunks = [];
-    }
-    this.uploader.enqueue({ ...this.meta, key: this.key, body, reserved: this.#reserved });
-  }
-
-  /** The body failed, was cut short or was cancelled: release everything. */
-  abort(reason: SkipReason = "incomplete"): void {
-    if (this.#done) return;
-    this.#done = true;
-    this.#chunks = [];
-    this.#buffer = null;
-    this.uploader.release(this, reason);
-  }
-}
-
 /** Why a body was given up at shutdown. */
 const SHUTDOWN_REASON = "shutdown deadline passed";
-
-/** How long one write may take when the options do not say. */
-const DEFAULT_ATTEMPT_TIMEOUT_MS = 30_000;
 
 /** How long drain() waits, after aborting, for writes to settle. */
 const DRAIN_GRACE_MS = 200;
@@ -192,7 +73,7 @@ const DRAIN_GRACE_MS = 200;
 const abortError = () => new DOMException("The uploader is shutting down", "AbortError");
 
 /** The bounded background uploader. */
-export class Uploader {
+export class Uploader implements CollectorSink {
   readonly stats: UploaderStats = {
     stored: 0,
     alreadyPresent: 0,
@@ -212,18 +93,17 @@ export class Uploader {
   };
   /** Keys being collected, queued or written. */
   readonly #busy = new Set<string>();
-  /** Recently stored (or found present) keys → when, oldest first. */
-  readonly #recent = new Map<string, number>();
-  readonly #queue: Job[] = [];
+  /** Recently stored (or found present) keys. */
+  readonly #recent: RecentKeys;
+  readonly #queue: UploadJob[] = [];
   #active = 0;
   #closed = false;
   readonly #abort = new AbortController();
   #idle: PromiseWithResolvers<void> | null = null;
-  readonly #sleeps = new Set<() => void>();
+  readonly #waits = new RetryWaits(this.#abort.signal);
   /** Keys given up because the drain deadline passed. */
   readonly #cutOff: string[] = [];
   readonly #random: () => number;
-  readonly #now: () => number;
 
   constructor(
     readonly store: Store,
@@ -231,16 +111,16 @@ export class Uploader {
     readonly logger: Logger,
   ) {
     this.#random = options.random ?? Math.random;
-    this.#now = options.now ?? Date.now;
+    this.#recent = new RecentKeys(
+      options.dedupKeys,
+      options.dedupTtlMs ?? Infinity,
+      options.now ?? Date.now,
+    );
   }
 
   /** True while the key was stored recently enough to be remembered. */
   isRecent(key: string): boolean {
-    const at = this.#recent.get(key);
-    if (at === undefined) return false;
-    if (this.#now() - at < (this.options.dedupTtlMs ?? Infinity)) return true;
-    this.#recent.delete(key); // it may have been expired or deleted since
-    return false;
+    return this.#recent.has(key);
   }
 
   /**
@@ -248,14 +128,7 @@ export class Uploader {
    * removed them: their next answers are stored again. Returns how many keys were forgotten.
    */
   forgetVariants(baseKey: string): number {
-    let n = 0;
-    for (const key of this.#recent.keys()) {
-      if (key === baseKey || key.startsWith(baseKey + "-")) {
-        this.#recent.delete(key);
-        n++;
-      }
-    }
-    return n;
+    return this.#recent.forgetVariants(baseKey);
   }
 
   /**
@@ -297,10 +170,15 @@ export class Uploader {
 
   /** Gives back a collector's reservation after it was abandoned. */
   release(collector: Collector, reason: SkipReason): void {
-    this.stats.bytesInFlight -= collector.reserved;
-    this.#busy.delete(collector.key);
+    this.#letGo(collector.key, collector.reserved);
     this.#skip(reason, collector.key, undefined);
     this.#checkIdle();
+  }
+
+  /** A body left the uploader (stored, given up or abandoned): its key and bytes are free. */
+  #letGo(key: string, reserved: number): void {
+    this.stats.bytesInFlight -= reserved;
+    this.#busy.delete(key);
   }
 
   #skip(reason: SkipReason, key: string, path: string | undefined): void {
@@ -314,11 +192,10 @@ export class Uploader {
   }
 
   /** Queues a complete body (called by {@linkcode Collector.finish}). */
-  enqueue(job: Job): void {
+  enqueue(job: UploadJob): void {
     if (this.#abort.signal.aborted) {
       // The drain deadline has passed: nothing new may start.
-      this.stats.bytesInFlight -= job.reserved;
-      this.#busy.delete(job.key);
+      this.#letGo(job.key, job.reserved);
       this.#cutOff.push(job.key);
       this.#skip("closed", job.key, job.path);
       return;
@@ -335,15 +212,14 @@ export class Uploader {
       this.#run(job).finally(() => {
         this.#active--;
         this.stats.queueDepth--;
-        this.stats.bytesInFlight -= job.reserved;
-        this.#busy.delete(job.key);
+        this.#letGo(job.key, job.reserved);
         this.#pump();
         this.#checkIdle();
       });
     }
   }
 
-  async #run(job: Job): Promise<void> {
+  async #run(job: UploadJob): Promise<void> {
     const { key, path } = job;
     for (let attempt = 0;; attempt++) {
       if (this.#abort.signal.aborted) {
@@ -358,30 +234,18 @@ export class Uploader {
         this.#skip("store-down", key, path);
         return;
       }
-      // This attempt ends at shutdown's deadline or at its own, whichever comes first.
       const timeoutMs = this.options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS;
-      const attemptAbort = new AbortController();
-      const onShutdown = () => attemptAbort.abort(this.#abort.signal.reason);
-      this.#abort.signal.addEventListener("abort", onShutdown, { once: true });
-      const timer = setTimeout(() => {
-        attemptAbort.abort(
-          new DOMException(`no answer within ${timeoutMs / 1000} s`, "TimeoutError"),
-        );
-      }, timeoutMs);
-      const settled = () => {
-        clearTimeout(timer);
-        this.#abort.signal.removeEventListener("abort", onShutdown);
-      };
-      try {
-        const result = await this.store.put(key, job.body, {
-          contentType: job.contentType,
-          cacheControl: job.cacheControl,
-          headers: job.headers,
-          ifAbsent: this.options.conditionalWrite,
-          signal: attemptAbort.signal,
-        }).finally(settled);
+      const verdict = await writeOnce(
+        this.store,
+        job,
+        this.options.conditionalWrite,
+        timeoutMs,
+        this.#abort.signal,
+      );
+      if (verdict.ok) {
+        const result = verdict.result;
         breaker?.success();
-        this.#remember(key);
+        this.#recent.remember(key);
         this.options.onSettled?.(key, { kind: result });
         if (result === "stored") {
           this.stats.stored++;
@@ -390,42 +254,30 @@ export class Uploader {
           this.stats.alreadyPresent++;
         }
         return;
-      } catch (err) {
-        const aborted = this.#abort.signal.aborted;
-        const timedOut = !aborted && attemptAbort.signal.aborted;
-        const e = timedOut
-          ? new StoreError(
-            `write timed out: no answer within ${timeoutMs / 1000} s`,
-            true,
-            "TimeoutError",
-            { cause: err },
-          )
-          : err instanceof StoreError
-          ? err
-          : new StoreError(String((err as Error)?.message ?? err), true, "Error", { cause: err });
-        if (breaker !== undefined && !aborted) {
-          if (isOutage(e, timedOut)) breaker.failure(e.message);
-          else breaker.success();
-        }
-        if (!e.retryable || aborted || attempt >= this.options.retries) {
-          this.#fail(job, attempt + 1, aborted ? SHUTDOWN_REASON : e.message);
-          return;
-        }
-        this.stats.retries++;
-        const delay = this.backoff(attempt);
-        this.logger.log("WARN", "Upload failed, will retry", {
-          path,
-          key,
-          attempt: attempt + 1,
-          retryInMs: delay,
-          reason: e.message,
-        });
-        await this.#sleep(delay);
       }
+      const { error: e, timedOut, shutdown: aborted } = verdict;
+      if (breaker !== undefined && !aborted) {
+        if (isOutage(e, timedOut)) breaker.failure(e.message);
+        else breaker.success();
+      }
+      if (!e.retryable || aborted || attempt >= this.options.retries) {
+        this.#fail(job, attempt + 1, aborted ? SHUTDOWN_REASON : e.message);
+        return;
+      }
+      this.stats.retries++;
+      const delay = this.backoff(attempt);
+      this.logger.log("WARN", "Upload failed, will retry", {
+        path,
+        key,
+        attempt: attempt + 1,
+        retryInMs: delay,
+        reason: e.message,
+      });
+      await this.#waits.sleep(delay);
     }
   }
 
-  #fail(job: Job, attempts: number, reason: string): void {
+  #fail(job: UploadJob, attempts: number, reason: string): void {
     this.stats.failed++;
     if (reason === SHUTDOWN_REASON) this.#cutOff.push(job.key);
     this.options.onSettled?.(job.key, { kind: "failed", reason });
@@ -440,33 +292,7 @@ export class Uploader {
 
   /** Delay before retry `attempt` (0-based): full jitter over an exponential ceiling. */
   backoff(attempt: number): number {
-    const ceiling = Math.min(
-      this.options.retryMaxDelayMs,
-      this.options.retryBaseDelayMs * 2 ** attempt,
-    );
-    return Math.round(this.#random() * ceiling);
-  }
-
-  #sleep(ms: number): Promise<void> {
-    if (this.#abort.signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.#sleeps.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.#sleeps.add(done);
-    });
-  }
-
-  #remember(key: string): void {
-    if (this.options.dedupKeys === 0) return;
-    this.#recent.delete(key);
-    this.#recent.set(key, this.#now());
-    if (this.#recent.size > this.options.dedupKeys) {
-      this.#recent.delete(this.#recent.keys().next().value!);
-    }
+    return backoff(this.options, attempt, this.#random);
   }
 
   /** Bodies being collected, queued or written. */
@@ -494,11 +320,10 @@ export class Uploader {
     if (this.#busy.size > 0) {
       // Abort writes under way and cut retry waits short, then wait for them to settle.
       this.#abort.abort(abortError());
-      for (const wake of [...this.#sleeps]) wake();
+      this.#waits.wakeAll();
       for (const job of this.#queue.splice(0)) {
         this.stats.queueDepth--;
-        this.stats.bytesInFlight -= job.reserved;
-        this.#busy.delete(job.key);
+        this.#letGo(job.key, job.reserved);
         this.#fail(job, 0, SHUTDOWN_REASON);
       }
       // Writes that honour the abort settle at once; one that ignores it is not waited for

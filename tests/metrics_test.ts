@@ -14,7 +14,7 @@ import {
   SKIP_REASONS,
   skipOutcome,
 } from "../lib/metrics.ts";
-import type { UploaderStats } from "../lib/uploader.ts";
+import type { UploaderStats } from "../lib/upload_types.ts";
 import type { Store } from "../lib/store/store.ts";
 
 Deno.test("counter, gauge and histogram render the 0.0.4 text format exactly", () => {

@@ -18,7 +18,7 @@ import { purgeEndpoint } from "../lib/purge_endpoint.ts";
 import { LocalStore } from "../lib/store/local.ts";
 import { s3ClientConfig, S3Store } from "../lib/store/s3.ts";
 import { StoreError } from "../lib/store/store.ts";
-import type { UploadOutcome } from "../lib/uploader.ts";
+import type { UploadOutcome } from "../lib/upload_types.ts";
 import { type FakeImgproxy, startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { exists } from "./support/net_fs.ts";
 import { S3RVER_CREDENTIALS, startS3 } from "./support/s3.ts";

@@ -3,7 +3,8 @@ import { MemoryLogger } from "../lib/log.ts";
 import { isVariantKey } from "../lib/store/store.ts";
 import type { PutOptions, PutResult, Store, StoredObject } from "../lib/store/store.ts";
 import { StoreError } from "../lib/store/store.ts";
-import { Collector, Uploader, type UploaderOptions } from "../lib/uploader.ts";
+import { Collector } from "../lib/upload_collector.ts";
+import { Uploader, type UploaderOptions } from "../lib/uploader.ts";
 
 /** One call to {@linkcode MemoryStore.put}. */
 interface PutCall {
