@@ -10,7 +10,7 @@
  */
 import type { Logger } from "./log.ts";
 import type { ContextHandler } from "./context.ts";
-import { bodyKind } from "./body_kind.ts";
+import { bodyKind, streamState } from "./body_kind.ts";
 
 /** How a body ended. */
 export type BodyEnd = "complete" | "aborted" | "error";
@@ -70,12 +70,17 @@ export function cacheStatus(res: Response): { cache: string; reason?: string } {
 /**
  * Wraps the proxy's outermost handler so each request writes one access line.
  *
- * An answer with no body, or with a body held whole (bytes or text: a hit read from the store,
- * the proxy's own answers), goes to the runtime untouched, which writes it in one go; the line
- * is written when the server says the answer has been handed over (`completed`), with the
- * body's length as `bytes`. A streamed body is counted as it passes ({@linkcode countBytes}),
- * so a client leaving mid-body or a source failing is seen: the runtime resolves `completed`
- * for those too (Deno 2.9), so it cannot tell.
+ * When the server says when an answer has been handed over (`completed`), the answer goes to
+ * the runtime untouched and the line is written then:
+ *
+ * - a body held whole (bytes or text: a hit read from the store, the proxy's own answers) is
+ *   written by the runtime in one go; `bytes` is its length;
+ * - a streamed body of declared length (`Content-Length`) is `bytes` when it was sent. Deno 2.9 resolves `completed` for a transfer the client cut and for one whose body
+ *   failed alike, so the client's side is read from the request's signal (it aborts when the
+ *   client leaves mid-body) and the body's from the stream's state: a cut or failed transfer is
+ *   `end=aborted` or `end=error` with no `bytes` (how much the client got is not known).
+ *
+ * Any other body is counted as it passes ({@linkcode countBytes}).
  */
 export function withAccessLog(handler: ContextHandler, logger: Logger): ContextHandler {
   return async (ctx) => {
@@ -124,6 +129,24 @@ export function withAccessLog(handler: ContextHandler, logger: Logger): ContextH
       }
       return res;
     }
+    const declared = declaredLength(res);
+    const completed = ctx.completed;
+    if (held.kind === "stream" && declared !== null && completed !== undefined) {
+      const stream = res.body!;
+      if (streamState(stream) === "readable") {
+        // Taken now: first asked for once the answer is done, it would never abort.
+        const left = req.signal;
+        // The runtime may stop reading once the declared length is sent, before the stream's
+        // end: a stream still open then is complete unless the client left.
+        const done = () => {
+          if (streamState(stream) === "errored") write(res.status, undefined, "error", res);
+          else if (left.aborted) write(res.status, undefined, "aborted", res);
+          else write(res.status, declared, "complete", res);
+        };
+        completed.then(done, done);
+        return res;
+      }
+    }
     if (res.body === null) {
       write(res.status, 0, "complete", res);
       return res;
@@ -135,6 +158,12 @@ export function withAccessLog(handler: ContextHandler, logger: Logger): ContextH
       headers: res.headers,
     });
   };
+}
+
+/** The length an answer's `Content-Length` declares, if it is a number. */
+function declaredLength(res: Response): number | null {
+  const length = res.headers.get("content-length");
+  return length !== null && /^\d+$/.test(length) ? Number(length) : null;
 }
 
 /** Answers whose body, if any, the runtime does not send. */

@@ -70,3 +70,28 @@ function utf8Length(text: string): number {
   // deno-lint-ignore no-control-regex
   return /^[\x00-\x7f]*$/.test(text) ? text.length : encoder.encode(text).byteLength;
 }
+
+let streamSymbols: { state: symbol; backing: symbol | undefined } | null | undefined;
+
+/**
+ * Where a stream stands (`readable`, `closed` once read to its end or cancelled, `errored`),
+ * read from the runtime's fields as `bodyKind` does; `unknown` when they are not there, and for
+ * a stream the runtime reads natively (a file's or a fetched body's), which gives no sign of a
+ * client that left.
+ */
+export function streamState(
+  stream: ReadableStream,
+): "readable" | "closed" | "errored" | "unknown" {
+  if (streamSymbols === undefined) {
+    const own = Object.getOwnPropertySymbols(stream);
+    const state = own.find((s) => s.description === "[[state]]");
+    const backing = own.find((s) => s.description === "[[resourceBacking]]");
+    streamSymbols = state === undefined ? null : { state, backing };
+  }
+  if (streamSymbols === null) return "unknown";
+  // deno-lint-ignore no-explicit-any
+  const s = stream as any;
+  if (streamSymbols.backing !== undefined && s[streamSymbols.backing]) return "unknown";
+  const state = s[streamSymbols.state];
+  return state === "readable" || state === "closed" || state === "errored" ? state : "unknown";
+}
