@@ -33,6 +33,7 @@ import type { Store } from "./store/store.ts";
 import { Uploader, type UploaderOptions } from "./uploader.ts";
 import type { StoreCheckStats } from "./store_check.ts";
 import { createUpstream, type Upstream } from "./upstream.ts";
+import { errorMessage } from "./error_message.ts";
 
 /** The running parts of the proxy. */
 export interface App {
@@ -295,7 +296,7 @@ export async function waitForImgproxy(
       }
       last = `HTTP ${res.status}`;
     } catch (err) {
-      last = (err as Error)?.message ?? String(err);
+      last = errorMessage(err);
     }
     await new Promise<void>((r) => {
       const done = () => {

@@ -8,6 +8,7 @@
  */
 import type { Store } from "./store/store.ts";
 import { plainText, readOnly, type Route } from "./ops.ts";
+import { errorMessage } from "./error_message.ts";
 
 /** `GET /livez`: 200 while the process serves. */
 export const livez: Route = readOnly(() => plainText(200, "live"));
@@ -28,7 +29,7 @@ export interface ReadinessOptions {
 }
 
 const message = (err: unknown) =>
-  (err as Error)?.name === "TimeoutError" ? null : (err as Error)?.message ?? String(err);
+  (err as Error)?.name === "TimeoutError" ? null : errorMessage(err);
 
 /** Asks imgproxy's `/health`; returns why it is not ready, or null. */
 async function imgproxyProblem(url: string, timeoutMs: number): Promise<string | null> {

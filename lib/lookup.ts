@@ -20,6 +20,7 @@ import { expired, lengthMismatch, watchHitBody, WHOLE_HIT_BYTES } from "./hit.ts
 import { Deadlines, StallWatch } from "./timers.ts";
 import type { OpenedObject, Store, StoredObject } from "./store/store.ts";
 import type { Uploader } from "./uploader.ts";
+import { errorMessage } from "./error_message.ts";
 
 /** Settings of the lookup front. */
 export interface LookupOptions {
@@ -223,9 +224,7 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
       if (length !== null) headers.push(["content-length", String(length)]);
       return new Response(body, { status: 200, headers });
     } catch (err) {
-      const reason = signal.aborted
-        ? `no answer within ${timeoutMs} ms`
-        : (err as Error)?.message ?? String(err);
+      const reason = signal.aborted ? `no answer within ${timeoutMs} ms` : errorMessage(err);
       if (breaker !== undefined) {
         if (isOutage(err, signal.aborted)) breaker.failure(reason);
         else breaker.success();

@@ -15,6 +15,7 @@ import type { Upstream } from "./upstream.ts";
 import type { Collector } from "./upload_collector.ts";
 import type { Uploader } from "./uploader.ts";
 import { Deadlines, StallWatch, type Watched } from "./timers.ts";
+import { errorMessage } from "./error_message.ts";
 
 // Re-exported: callers have imported the timers from here.
 export { Deadlines, StallWatch };
@@ -158,7 +159,7 @@ export function createHandler(options: ProxyOptions): ContextHandler {
       if (clientSignal.aborted) return plain(499, "Client Closed Request");
       logger.log("WARN", "imgproxy is unreachable", {
         path: pathOf(target),
-        reason: (err as Error)?.message ?? String(err),
+        reason: errorMessage(err),
       });
       return plain(502, "Bad Gateway: imgproxy is unreachable");
     } finally {

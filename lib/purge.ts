@@ -8,6 +8,7 @@
  */
 import { objectKey, pathOf } from "./key.ts";
 import { isVariantKey, type Store } from "./store/store.ts";
+import { errorMessage } from "./error_message.ts";
 
 /** Where purges act. */
 export interface PurgeTarget {
@@ -42,7 +43,7 @@ export async function purgePath(
     }
     return { path, keys };
   } catch (err) {
-    return { path, keys, error: (err as Error)?.message ?? String(err) };
+    return { path, keys, error: errorMessage(err) };
   } finally {
     // Forgotten even when a delete failed: a remembered key must not stand in for a
     // removed object.

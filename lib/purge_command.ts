@@ -9,6 +9,7 @@ import { createStore } from "./app.ts";
 import { ConfigError, type EnvReader, loadConfig } from "./config.ts";
 import { parseList } from "./path_list.ts";
 import { purgePaths } from "./purge.ts";
+import { errorMessage as message } from "./error_message.ts";
 
 /** What the command needs from its surroundings (tests swap all of it). */
 export interface PurgeIO {
@@ -34,8 +35,6 @@ A running proxy may still remember a purged key as stored for up to UPLOAD_DEDUP
 Exit status: 0 all purged, 1 some failed, 2 bad usage, list or configuration,
 130 interrupted.
 `;
-
-const message = (err: unknown) => (err as Error)?.message ?? String(err);
 
 /** Runs `deno task purge`; returns the exit status. */
 export async function runPurge(args: string[], io: PurgeIO): Promise<number> {

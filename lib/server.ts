@@ -27,6 +27,7 @@
  */
 import type { Logger } from "./log.ts";
 import { StallWatch, type Watched } from "./timers.ts";
+import { errorMessage } from "./error_message.ts";
 
 /** Limits of one listener. */
 export interface ServerOptions {
@@ -105,7 +106,7 @@ function serveOnConnection(): ServeOnConnection {
 }
 
 function reasonOf(err: unknown): string {
-  const message = (err as Error)?.message ?? String(err);
+  const message = errorMessage(err);
   // "Address already in use (os error 98)" → "address already in use (os error 98)"
   return message.charAt(0).toLowerCase() + message.slice(1);
 }

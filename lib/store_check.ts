@@ -9,6 +9,7 @@ import type { Config, S3StoreConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { checkLocalDir } from "./store/local_check.ts";
 import type { S3CheckResult } from "./store/s3_check.ts";
+import { errorMessage } from "./error_message.ts";
 
 /** Each request of the probe gets this long. */
 export const CHECK_TIMEOUT_MS = 10_000;
@@ -152,7 +153,7 @@ export class StoreRecheck {
     try {
       result = await this.#probe(this.#config, this.#timeoutMs, this.#stop.signal);
     } catch (err) {
-      result = { kind: "unreachable", reason: (err as Error)?.message ?? String(err) };
+      result = { kind: "unreachable", reason: errorMessage(err) };
     }
     if (this.#stop.signal.aborted) return this.#finish();
     const store = this.#config.store as S3StoreConfig;

@@ -9,6 +9,7 @@ import type { S3StoreConfig } from "../lib/config.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { Uploader } from "../lib/uploader.ts";
 import { S3RVER_CREDENTIALS, startS3, type TestS3 } from "./support/s3.ts";
+import { startHungStore } from "./support/hung_store.ts";
 
 const bytes = (...b: number[]) => new Uint8Array(b);
 
@@ -222,31 +223,8 @@ Deno.test("S3Store.open() streams an object with its length and metadata; null w
 
 Deno.test("S3Store write to a store that accepts and never answers: each attempt times out, the failure is logged and counted", async () => {
   // A TCP server that reads the request and never answers (a wedged gateway).
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns: Deno.Conn[] = [];
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      conns.push(conn);
-      (async () => {
-        const buf = new Uint8Array(65536);
-        try {
-          while ((await conn.read(buf)) !== null) { /* never answer */ }
-        } catch { /* closed */ }
-      })();
-    }
-  })();
-  const config: S3StoreConfig = {
-    kind: "s3",
-    bucket: "b",
-    endpoint: `http://127.0.0.1:${listener.addr.port}`,
-    region: "us-east-1",
-    forcePathStyle: true,
-    conditionalWrite: true,
-  };
-  const store = new S3Store(
-    config,
-    new S3Client({ ...s3ClientConfig(config), credentials: S3RVER_CREDENTIALS }),
-  );
+  const hung = startHungStore();
+  const store = hung.store;
   const logger = new MemoryLogger();
   const uploader = new Uploader(store, {
     concurrency: 1,
@@ -272,17 +250,14 @@ Deno.test("S3Store write to a store that accepts and never answers: each attempt
     assert.equal(uploader.stats.retries, 1);
     assert.equal(uploader.stats.failed, 1);
     assert.equal(uploader.stats.bytesInFlight, 0);
-    assert.equal(conns.length, 2, "one connection per attempt");
+    assert.equal(hung.connections, 2, "one connection per attempt");
     assert.match(logger.find("WARN Upload failed, will retry")[0] ?? "", /no answer within 0.1 s/);
     assert.match(
       logger.find("ERROR Upload failed")[0] ?? "",
       /attempts=2 reason="write timed out: no answer within 0.1 s"/,
     );
   } finally {
-    listener.close();
-    for (const c of conns) c.close();
-    await accepting.catch(() => {});
-    store.client.destroy();
+    await hung.close();
   }
 });
 

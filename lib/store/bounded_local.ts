@@ -17,6 +17,7 @@ import type { Logger } from "../log.ts";
 import { LocalBudget, type ReadDir, scanDirectory } from "./local_budget.ts";
 import type { LocalStore } from "./local.ts";
 import type { OpenedObject, PutOptions, PutResult, Store, StoredObject } from "./store.ts";
+import { errorMessage as message } from "../error_message.ts";
 
 /** Eviction counters (exported as metrics). */
 export interface EvictionStats {
@@ -27,8 +28,6 @@ export interface EvictionStats {
   /** Removals that failed (the pass stops; the next write tries again). */
   failures: number;
 }
-
-const message = (err: unknown) => (err as Error)?.message ?? String(err);
 
 /** A {@linkcode LocalStore} kept under `maxBytes` by least-recently-used eviction. */
 export class BoundedLocalStore implements Store {
