@@ -5,17 +5,16 @@
  * cut so the client cannot take it for complete).
  */
 import assert from "node:assert/strict";
-import { S3Client } from "@aws-sdk/client-s3";
 import { createApp } from "../lib/app.ts";
 import { loadConfig } from "../lib/config.ts";
 import { expired } from "../lib/hit.ts";
 import { objectKey } from "../lib/key.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { LocalStore } from "../lib/store/local.ts";
-import { s3ClientConfig, S3Store } from "../lib/store/s3.ts";
+import type { S3Store } from "../lib/store/s3.ts";
 import type { Store } from "../lib/store/store.ts";
 import { imageBytes, rawRequest, startFakeImgproxy } from "./support/fake_imgproxy.ts";
-import { S3RVER_CREDENTIALS, startS3 } from "./support/s3.ts";
+import { s3StoreAt, startS3 } from "./support/s3.ts";
 
 const NOW = Date.UTC(2026, 10, 29) / 1000;
 
@@ -134,16 +133,7 @@ Deno.test("a truncated local object is a miss, logged and counted, never a 200 H
 Deno.test("a foreign S3 object (length not the recorded one) is a miss", async () => {
   const s3 = await startS3();
   try {
-    const config = {
-      kind: "s3" as const,
-      bucket: s3.bucket,
-      endpoint: s3.endpoint,
-      region: "us-east-1",
-      forcePathStyle: true,
-      conditionalWrite: false,
-    };
-    const client = new S3Client({ ...s3ClientConfig(config), credentials: S3RVER_CREDENTIALS });
-    const store = new S3Store(config, client);
+    const store = s3StoreAt(s3.endpoint, s3.bucket);
     const h = await readMode(store);
     try {
       const good = "/_/rs:fit:10:10/plain/http://example.com/good.jpg";
@@ -155,7 +145,7 @@ Deno.test("a foreign S3 object (length not the recorded one) is a miss", async (
       const bad = "/_/rs:fit:10:10/plain/http://example.com/bad.jpg";
       await store.put(objectKey(bad, "", ""), imageBytes("bad", 3000), META);
       const { PutObjectCommand } = await import("@aws-sdk/client-s3");
-      await client.send(
+      await store.client.send(
         new PutObjectCommand({
           Bucket: s3.bucket,
           Key: objectKey(bad, "", ""),
@@ -218,18 +208,7 @@ function stallingS3(size: number, sent: number) {
 }
 
 function stalledStore(endpoint: string): S3Store {
-  const config = {
-    kind: "s3" as const,
-    bucket: "b",
-    endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    conditionalWrite: false,
-  };
-  return new S3Store(
-    config,
-    new S3Client({ ...s3ClientConfig(config), credentials: S3RVER_CREDENTIALS }),
-  );
+  return s3StoreAt(endpoint, "b");
 }
 
 Deno.test("a small hit whose store stalls mid-body is answered by imgproxy instead", async () => {

@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { S3Client } from "@aws-sdk/client-s3";
 import { type App, createApp } from "../lib/app.ts";
 import { ConfigError, loadConfig } from "../lib/config.ts";
 import { md5Hex } from "../lib/key.ts";
@@ -16,12 +15,11 @@ import { purgePath } from "../lib/purge.ts";
 import { runPurge } from "../lib/purge_command.ts";
 import { purgeEndpoint } from "../lib/purge_endpoint.ts";
 import { LocalStore } from "../lib/store/local.ts";
-import { s3ClientConfig, S3Store } from "../lib/store/s3.ts";
 import { StoreError } from "../lib/store/store.ts";
 import type { UploadOutcome } from "../lib/upload_types.ts";
 import { type FakeImgproxy, startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { exists } from "./support/net_fs.ts";
-import { S3RVER_CREDENTIALS, startS3 } from "./support/s3.ts";
+import { s3StoreAt, startS3 } from "./support/s3.ts";
 import { within } from "./support/within.ts";
 
 const TOKEN = "purge-token-0123456789abcdef";
@@ -324,18 +322,7 @@ Deno.test("loadConfig(): ADMIN_TOKEN needs METRICS_BIND and 16 characters, and i
 Deno.test("S3Store.variants() lists by prefix and delete() removes: a variant key set purged, the rest kept", async () => {
   const s3 = await startS3();
   try {
-    const config = {
-      kind: "s3" as const,
-      bucket: s3.bucket,
-      endpoint: s3.endpoint,
-      region: "us-east-1",
-      forcePathStyle: true,
-      conditionalWrite: false,
-    };
-    const store = new S3Store(
-      config,
-      new S3Client({ ...s3ClientConfig(config), credentials: S3RVER_CREDENTIALS }),
-    );
+    const store = s3StoreAt(s3.endpoint, s3.bucket);
     const base = `f/${md5Hex(IMG)}`;
     const keep = [`f/${md5Hex(OTHER)}`, md5Hex(IMG), `g/${md5Hex(IMG)}-webp`, `${base}x/y`];
     for (const k of [base, `${base}-webp`, `${base}-avif`, ...keep]) {

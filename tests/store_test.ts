@@ -2,13 +2,11 @@
  * The stores: LocalStore on a temporary directory, S3Store against s3rver.
  */
 import assert from "node:assert/strict";
-import { S3Client } from "@aws-sdk/client-s3";
 import { LocalStore } from "../lib/store/local.ts";
-import { classifyS3Error, s3ClientConfig, S3Store } from "../lib/store/s3.ts";
-import type { S3StoreConfig } from "../lib/config.ts";
+import { classifyS3Error, type S3Store } from "../lib/store/s3.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { Uploader } from "../lib/uploader.ts";
-import { S3RVER_CREDENTIALS, startS3, type TestS3 } from "./support/s3.ts";
+import { s3StoreAt, startS3, type TestS3 } from "./support/s3.ts";
 import { startHungStore } from "./support/hung_store.ts";
 
 const bytes = (...b: number[]) => new Uint8Array(b);
@@ -97,18 +95,7 @@ Deno.test("LocalStore concurrent conditional writes keep the winner's content ty
 });
 
 function s3Store(s3: TestS3, bucket = s3.bucket): S3Store {
-  const config: S3StoreConfig = {
-    kind: "s3",
-    bucket,
-    endpoint: s3.endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    conditionalWrite: false,
-  };
-  return new S3Store(
-    config,
-    new S3Client({ ...s3ClientConfig(config), credentials: S3RVER_CREDENTIALS }),
-  );
+  return s3StoreAt(s3.endpoint, bucket);
 }
 
 Deno.test("S3Store puts, gets and heads objects with content type and cache control", async () => {

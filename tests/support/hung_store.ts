@@ -2,10 +2,8 @@
  * A store that is hung: a real TCP server that accepts connections, reads the requests and
  * never answers (a wedged gateway), with an S3 store pointed at it.
  */
-import { S3Client } from "@aws-sdk/client-s3";
-import type { S3StoreConfig } from "../../lib/config.ts";
-import { s3ClientConfig, S3Store } from "../../lib/store/s3.ts";
-import { S3RVER_CREDENTIALS } from "./s3.ts";
+import type { S3Store } from "../../lib/store/s3.ts";
+import { s3StoreAt } from "./s3.ts";
 
 /** The hung server and a store using it. */
 export interface HungStore {
@@ -30,18 +28,7 @@ export function startHungStore(): HungStore {
       })();
     }
   })();
-  const config: S3StoreConfig = {
-    kind: "s3",
-    bucket: "b",
-    endpoint: `http://127.0.0.1:${listener.addr.port}`,
-    region: "us-east-1",
-    forcePathStyle: true,
-    conditionalWrite: true,
-  };
-  const store = new S3Store(
-    config,
-    new S3Client({ ...s3ClientConfig(config), credentials: S3RVER_CREDENTIALS }),
-  );
+  const store = s3StoreAt(`http://127.0.0.1:${listener.addr.port}`, "b", true);
   return {
     store,
     get connections() {
