@@ -14,6 +14,7 @@ import { LocalStore } from "../lib/store/local.ts";
 import type { S3Store } from "../lib/store/s3.ts";
 import type { Store } from "../lib/store/store.ts";
 import { imageBytes, rawRequest, startFakeImgproxy } from "./support/fake_imgproxy.ts";
+import { readUntilClosed } from "./support/net_fs.ts";
 import { s3StoreAt, startS3 } from "./support/s3.ts";
 
 const NOW = Date.UTC(2026, 10, 29) / 1000;
@@ -233,32 +234,8 @@ Deno.test("a large hit whose store stalls mid-body is cut after the body timeout
     const path = "/_/rs:fit:10:10/plain/http://example.com/large.jpg";
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: h.port });
     await conn.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
-    let received = 0;
-    let text = "";
-    const buf = new Uint8Array(65536);
-    const guard = setTimeout(() => conn.close(), 20_000);
-    let closedByServer = false;
-    try {
-      for (;;) {
-        const n = await conn.read(buf);
-        if (n === null) {
-          closedByServer = true;
-          break;
-        }
-        received += n;
-        if (text.length < 400) text += new TextDecoder().decode(buf.subarray(0, n)).slice(0, 400);
-      }
-    } catch (err) {
-      closedByServer = !(err instanceof Deno.errors.BadResource);
-    } finally {
-      clearTimeout(guard);
-      try {
-        conn.close();
-      } catch {
-        // closed
-      }
-    }
-    assert.ok(closedByServer, "the client was left hanging");
+    const { text, received, closed } = await readUntilClosed(conn, 20_000);
+    assert.ok(closed, "the client was left hanging");
     assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
     assert.match(text, /content-length: 600000\r\n/i);
     assert.ok(received < 600_000, `received ${received}: the cut answer looked complete`);

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
-import { freePort } from "./support/net_fs.ts";
+import { freePort, readUntilClosed } from "./support/net_fs.ts";
 import { start, stop } from "./support/process.ts";
 
 async function withFake(
@@ -161,30 +161,10 @@ Deno.test("process: an answer given during SIGTERM's drain says Connection: clos
     }
     stop(proxy);
     await proxy.waitFor("Shutting down");
-    const buf = new Uint8Array(65536);
-    let text = "";
-    const guard = setTimeout(() => conn.close(), 20_000);
-    let closed = false;
-    try {
-      for (;;) {
-        const n = await conn.read(buf);
-        if (n === null) {
-          closed = true;
-          break;
-        }
-        text += new TextDecoder("latin1").decode(buf.subarray(0, n));
-      }
-    } finally {
-      clearTimeout(guard);
-      try {
-        conn.close();
-      } catch {
-        // closed by the guard
-      }
-    }
+    const { text, ending } = await readUntilClosed(conn, 20_000);
     assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
     assert.match(text, /\r\nconnection: close\r\n/i, text.slice(0, 400));
-    assert.ok(closed, "the connection stayed open after the answer");
+    assert.equal(ending, "eof", "the connection stayed open after the answer");
     const { code, output } = await proxy.done;
     assert.equal(code, 0, output);
   } finally {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { MemoryLogger } from "../lib/log.ts";
 import { listen, ListenError, type ServeHandler, type ServerOptions } from "../lib/server.ts";
-import { freePort } from "./support/net_fs.ts";
+import { freePort, readUntilClosed } from "./support/net_fs.ts";
 import { within } from "./support/within.ts";
 
 const encoder = new TextEncoder();
@@ -27,38 +27,6 @@ function start(handler: ServeHandler, options: Partial<ServerOptions> = {}) {
 }
 
 const hello: ServeHandler = () => new Response("hello");
-
-/**
- * Reads until the peer closes; resolves with what was read and whether the peer closed (false:
- * still open after `ms`, a generous guard so a broken server fails the test instead of hanging).
- */
-async function readUntilClosed(conn: Deno.Conn, ms = 15_000) {
-  let text = "";
-  let closed = false;
-  const guard = setTimeout(() => conn.close(), ms);
-  const buf = new Uint8Array(16384);
-  try {
-    for (;;) {
-      const n = await conn.read(buf);
-      if (n === null) {
-        closed = true;
-        break;
-      }
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
-  } catch (err) {
-    // A reset counts as closed by the server; our own guard's close does not.
-    closed = !(err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted);
-  } finally {
-    clearTimeout(guard);
-    try {
-      conn.close();
-    } catch {
-      // closed by the guard
-    }
-  }
-  return { text, closed };
-}
 
 Deno.test("listen: a connection that never completes its request head is closed after the header timeout", async () => {
   const { server, port } = start(hello);

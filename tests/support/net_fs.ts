@@ -17,3 +17,53 @@ export async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+/** How the peer ended a connection read to its end. */
+export type Ending =
+  /** It closed the connection (end of stream). */
+  | "eof"
+  /** It reset the connection. */
+  | "reset"
+  /** It left the connection open until the guard closed it. */
+  | "open";
+
+/**
+ * Reads `conn` until the peer closes it; after `ms` (a generous guard, so a broken server fails
+ * the test instead of hanging it) closes it ourselves. Always closes `conn`. `text` is every byte
+ * read, one character per byte; `closed` is true when the peer ended it (`eof` or `reset`).
+ */
+export async function readUntilClosed(
+  conn: Deno.Conn,
+  ms = 15_000,
+): Promise<{ text: string; received: number; ending: Ending; closed: boolean }> {
+  const decoder = new TextDecoder("latin1");
+  let text = "";
+  let received = 0;
+  let ending: Ending = "open";
+  const guard = setTimeout(() => conn.close(), ms);
+  const buf = new Uint8Array(65536);
+  try {
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) {
+        ending = "eof";
+        break;
+      }
+      received += n;
+      text += decoder.decode(buf.subarray(0, n));
+    }
+  } catch (err) {
+    // Our own guard's close ends the read with one of these; anything else is the peer's reset.
+    if (!(err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted)) {
+      ending = "reset";
+    }
+  } finally {
+    clearTimeout(guard);
+    try {
+      conn.close();
+    } catch {
+      // closed by the guard
+    }
+  }
+  return { text, received, ending, closed: ending !== "open" };
+}
