@@ -3,22 +3,12 @@
  * and one line, and running out of descriptors never ends the listener.
  */
 import assert from "node:assert/strict";
-import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { freePort, readUntilClosed } from "./support/net_fs.ts";
-import { start, stop } from "./support/process.ts";
+import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
 
-async function withFake(
-  fn: (imgproxyUrl: string, dir: string) => Promise<void>,
-): Promise<void> {
-  const fake = startFakeImgproxy();
-  const dir = await Deno.makeTempDir({ prefix: "listener-process-" });
-  try {
-    await fn(fake.url, dir);
-  } finally {
-    await fake.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+/** A fake imgproxy and a temporary directory for one test. */
+const withFake = (fn: (imgproxyUrl: string, dir: string) => Promise<void>) =>
+  withFakeImgproxy("listener-process-", (fake, dir) => fn(fake.url, dir));
 
 for (const variable of ["IMGPROXY_BIND", "METRICS_BIND"] as const) {
   Deno.test(`process exits 1 with one line when ${variable}'s address is taken`, async () => {
@@ -91,8 +81,7 @@ Deno.test("process under a small descriptor limit: idle sockets never end the li
       assert.doesNotMatch(output, /Unhandled rejection|Uncaught|panicked/, output);
     } finally {
       for (const c of hostile) c.close();
-      stop(proxy);
-      await proxy.done;
+      await stopAndWait(proxy);
     }
   });
 });
@@ -134,43 +123,39 @@ Deno.test("process: connections closed for want of a request head are counted in
       const { code, output } = await proxy.done;
       assert.equal(code, 0, output);
     } finally {
-      stop(proxy);
-      await proxy.done;
+      await stopAndWait(proxy);
     }
   });
 });
 
 Deno.test("process: an answer given during SIGTERM's drain says Connection: close, then the connection closes", async () => {
-  const fake = startFakeImgproxy({ slowHeadersMs: 1500 });
-  const dir = await Deno.makeTempDir({ prefix: "listener-drain-" });
-  const port = freePort();
-  const proxy = start({
-    IMGPROXY_URL: fake.url,
-    CACHE_DIR: dir,
-    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
-    IMGPROXY_BIND: `127.0.0.1:${port}`,
-  });
-  try {
-    await proxy.waitFor("Listening");
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    // A kept-alive request whose answer imgproxy gives only after SIGTERM has come.
-    const target = "/_/plain/http://example.com/slowhead.jpg";
-    await conn.write(new TextEncoder().encode(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`));
-    while (!fake.requests.some((r) => r.target === target)) {
-      await new Promise((r) => setTimeout(r, 10));
+  await withFakeImgproxy("listener-drain-", async (fake, dir) => {
+    const port = freePort();
+    const proxy = start({
+      IMGPROXY_URL: fake.url,
+      CACHE_DIR: dir,
+      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+    });
+    try {
+      await proxy.waitFor("Listening");
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      // A kept-alive request whose answer imgproxy gives only after SIGTERM has come.
+      const target = "/_/plain/http://example.com/slowhead.jpg";
+      await conn.write(new TextEncoder().encode(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`));
+      while (!fake.requests.some((r) => r.target === target)) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      stop(proxy);
+      await proxy.waitFor("Shutting down");
+      const { text, ending } = await readUntilClosed(conn, 20_000);
+      assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+      assert.match(text, /\r\nconnection: close\r\n/i, text.slice(0, 400));
+      assert.equal(ending, "eof", "the connection stayed open after the answer");
+      const { code, output } = await proxy.done;
+      assert.equal(code, 0, output);
+    } finally {
+      await stopAndWait(proxy);
     }
-    stop(proxy);
-    await proxy.waitFor("Shutting down");
-    const { text, ending } = await readUntilClosed(conn, 20_000);
-    assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
-    assert.match(text, /\r\nconnection: close\r\n/i, text.slice(0, 400));
-    assert.equal(ending, "eof", "the connection stayed open after the answer");
-    const { code, output } = await proxy.done;
-    assert.equal(code, 0, output);
-  } finally {
-    stop(proxy);
-    await proxy.done;
-    await fake.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  }, { slowHeadersMs: 1500 });
 });

@@ -5,8 +5,7 @@
 import assert from "node:assert/strict";
 import { cleanLocalStore } from "../lib/store/local_cleanup.ts";
 import { exists, freePort } from "./support/net_fs.ts";
-import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
-import { start, stop } from "./support/process.ts";
+import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
 
 const K1 = "0123456789abcdef0123456789abcdef";
 const K2 = "fedcba9876543210fedcba9876543210";
@@ -75,29 +74,26 @@ Deno.test("cleanLocalStore(): stops at once when its signal is aborted", async (
 });
 
 Deno.test("process: a crashed run's leftovers are removed at start-up, in the background", async () => {
-  const fake = startFakeImgproxy();
-  const dir = await Deno.makeTempDir({ prefix: "cleanup-process-" });
-  const port = freePort();
-  const { leftovers, kept, outside } = await crashLeftovers(dir, new Date(Date.now() - 3600e3));
-  const proxy = start({
-    IMGPROXY_URL: fake.url,
-    CACHE_DIR: dir,
-    IMGPROXY_BIND: `127.0.0.1:${port}`,
-    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+  await withFakeImgproxy("cleanup-process-", async (fake, dir) => {
+    const port = freePort();
+    const { leftovers, kept, outside } = await crashLeftovers(dir, new Date(Date.now() - 3600e3));
+    const proxy = start({
+      IMGPROXY_URL: fake.url,
+      CACHE_DIR: dir,
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+    });
+    try {
+      const line = await proxy.waitFor("Removed a crashed run's leftovers");
+      assert.match(line, /tempFiles=3 orphans=2 bytes=500/);
+      for (const name of leftovers) assert.equal(await exists(`${dir}/${name}`), false, name);
+      for (const name of kept) assert.equal(await exists(`${dir}/${name}`), true, name);
+      stop(proxy);
+      const { code, output } = await proxy.done;
+      assert.equal(code, 0, output);
+    } finally {
+      await stopAndWait(proxy);
+      await Deno.remove(outside);
+    }
   });
-  try {
-    const line = await proxy.waitFor("Removed a crashed run's leftovers");
-    assert.match(line, /tempFiles=3 orphans=2 bytes=500/);
-    for (const name of leftovers) assert.equal(await exists(`${dir}/${name}`), false, name);
-    for (const name of kept) assert.equal(await exists(`${dir}/${name}`), true, name);
-    stop(proxy);
-    const { code, output } = await proxy.done;
-    assert.equal(code, 0, output);
-  } finally {
-    stop(proxy);
-    await proxy.done;
-    await fake.close();
-    await Deno.remove(dir, { recursive: true });
-    await Deno.remove(outside);
-  }
 });

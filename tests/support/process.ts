@@ -3,6 +3,7 @@
  * lib/permissions.ts computes), with its output collected.
  */
 import { fileURLToPath } from "node:url";
+import { type FakeImgproxy, type FakeImgproxyOptions, startFakeImgproxy } from "./fake_imgproxy.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -70,5 +71,30 @@ export function stop(proxy: Proxy): void {
     proxy.child.kill("SIGTERM");
   } catch {
     // already exited
+  }
+}
+
+/** Sends SIGTERM unless the process has already exited, and waits for it to end. */
+export async function stopAndWait(proxy: Proxy): Promise<void> {
+  stop(proxy);
+  await proxy.done;
+}
+
+/**
+ * Runs `fn` with a fake imgproxy and a new temporary directory (named with `prefix`), and closes
+ * and removes both after.
+ */
+export async function withFakeImgproxy(
+  prefix: string,
+  fn: (fake: FakeImgproxy, dir: string) => Promise<void>,
+  options: FakeImgproxyOptions = {},
+): Promise<void> {
+  const fake = startFakeImgproxy(options);
+  const dir = await Deno.makeTempDir({ prefix });
+  try {
+    await fn(fake, dir);
+  } finally {
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
   }
 }
