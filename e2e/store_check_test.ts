@@ -117,12 +117,28 @@ async function oneImage(base: string, sources: SourceServer, width: number) {
   return { key: keyOf(path), body: res.body };
 }
 
-Deno.test(`store check: region unset, or set wrong, against a us-east-1 store → the store's region is used and images are stored [${IMG.label}]`, async (t) => {
+/**
+ * Runs `fn` with versitygw (BUCKET created), the image source server and real imgproxy, and stops
+ * them after.
+ */
+async function withStack(
+  fn: (gw: Versitygw, sources: SourceServer, imgproxy: { url: string }) => Promise<void>,
+): Promise<void> {
   const gw = await Versitygw.start();
   const sources = new SourceServer();
   const imgproxy = await startImgproxy(IMG.bin);
   try {
     await gw.createBucket(BUCKET);
+    await fn(gw, sources, imgproxy);
+  } finally {
+    await imgproxy.proc.stop();
+    await sources.close();
+    await gw.close();
+  }
+}
+
+Deno.test(`store check: region unset, or set wrong, against a us-east-1 store → the store's region is used and images are stored [${IMG.label}]`, async (t) => {
+  await withStack(async (gw, sources, imgproxy) => {
     for (
       const [name, extra, note] of [
         ["unset", {}, null],
@@ -156,11 +172,7 @@ Deno.test(`store check: region unset, or set wrong, against a us-east-1 store �
         }
       });
     }
-  } finally {
-    await imgproxy.proc.stop();
-    await sources.close();
-    await gw.close();
-  }
+  });
 });
 
 Deno.test(`store check: a store down at start → WARN, serving; checked again, and used once it answers [${IMG.label}]`, async () => {
@@ -199,11 +211,7 @@ Deno.test(`store check: a store down at start → WARN, serving; checked again, 
 });
 
 Deno.test(`without the check (STORE_CHECK=false), a wrong region is corrected by the first write's answer and the retry stores [${IMG.label}]`, async () => {
-  const gw = await Versitygw.start();
-  const sources = new SourceServer();
-  const imgproxy = await startImgproxy(IMG.bin);
-  try {
-    await gw.createBucket(BUCKET);
+  await withStack(async (gw, sources, imgproxy) => {
     const { proc, base } = await startProxy({
       ...s3Env(gw, { S3_REGION: "eu-west-1", STORE_CHECK: "false" }),
       IMGPROXY_URL: imgproxy.url,
@@ -222,9 +230,5 @@ Deno.test(`without the check (STORE_CHECK=false), a wrong region is corrected by
     } finally {
       await proc.stop();
     }
-  } finally {
-    await imgproxy.proc.stop();
-    await sources.close();
-    await gw.close();
-  }
+  });
 });
