@@ -16,6 +16,7 @@ import {
   UPLOAD_MAX_BYTES_IN_FLIGHT,
   VERSITYGW,
 } from "./settings.ts";
+import { nginxArgs, nginxConf } from "../tests/support/nginx.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Processes
@@ -201,40 +202,23 @@ export async function startNginx(
   const cachePort = await freePort();
   const dir = `${tmp}/nginx`;
   for (const d of ["cache", "temp"]) await Deno.mkdir(`${dir}/${d}`, { recursive: true });
-  const isRoot = Deno.uid() === 0;
   const loc = `proxy_pass http://img; proxy_http_version 1.1; proxy_set_header Connection "";`;
-  const conf = `
-${isRoot ? "user root;" : ""}
-worker_processes ${NGINX_WORKERS};
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/temp/body;
-  proxy_temp_path ${dir}/temp/proxy;
-  fastcgi_temp_path ${dir}/temp/fastcgi;
-  uwsgi_temp_path ${dir}/temp/uwsgi;
-  scgi_temp_path ${dir}/temp/scgi;
+  const conf = nginxConf({
+    dir,
+    temp: `${dir}/temp`,
+    workers: NGINX_WORKERS,
+    workerConnections: 4096,
+    http: `
   upstream img { server 127.0.0.1:${upstream.port}; keepalive 64; }
   proxy_cache_path ${dir}/cache levels=1:2 keys_zone=img:64m max_size=20g inactive=7d use_temp_path=off;
   server { listen 127.0.0.1:${passPort}; location / { ${loc} } }
   server {
     listen 127.0.0.1:${cachePort};
     location / { ${loc} proxy_cache img; proxy_cache_key $uri; proxy_cache_valid 200 1y; }
-  }
-}
-`;
+  }`,
+  });
   await Deno.writeTextFile(`${dir}/nginx.conf`, conf);
-  const child = spawnLogged("nginx", NGINX!, [
-    "-p",
-    dir,
-    "-e",
-    `${dir}/error.log`,
-    "-c",
-    `${dir}/nginx.conf`,
-  ], {});
+  const child = spawnLogged("nginx", NGINX!, nginxArgs(dir), {});
   await waitForPort(passPort, child, "nginx");
   await waitForPort(cachePort, child, "nginx");
   const proc = {

@@ -20,6 +20,7 @@ import {
   waitFor,
   waitForHealth,
 } from "./support/harness.ts";
+import { nginxArgs, nginxConf } from "../tests/support/nginx.ts";
 
 const IMG = await banner("nginx_recipe_test.ts");
 
@@ -48,21 +49,7 @@ async function recipe(dir: string, listen: number, proxy: number): Promise<strin
     block,
     "the recipe's cache path, listen or upstream changed: update this test",
   );
-  return `${Deno.uid() === 0 ? "user root;" : ""}
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-${conf}
-}
-`;
+  return nginxConf({ dir, temp: dir, workerConnections: 256, http: conf });
 }
 
 Deno.test(`nginx recipe: nginx caches the proxy's answers, one entry per negotiated format (${IMG.label})`, async () => {
@@ -94,16 +81,7 @@ Deno.test(`nginx recipe: nginx caches the proxy's answers, one entry per negotia
 
     const port = freePort();
     await Deno.writeTextFile(`${dir}/nginx.conf`, await recipe(dir, port, proxyPort));
-    front = new Proc("nginx", nginx, [
-      "-p",
-      dir,
-      "-e",
-      `${dir}/error.log`,
-      "-c",
-      `${dir}/nginx.conf`,
-    ], {
-      env: await baseEnv(),
-    });
+    front = new Proc("nginx", nginx, nginxArgs(dir), { env: await baseEnv() });
     await waitFor("nginx to listen", async () => {
       const c = await Deno.connect({ hostname: "127.0.0.1", port }).catch(() => null);
       c?.close();
