@@ -3,9 +3,8 @@
  * (configuration problems) to the last (the shutdown summary), parses as one JSON object.
  */
 import assert from "node:assert/strict";
-import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { freePort } from "./support/net_fs.ts";
-import { start, stop } from "./support/process.ts";
+import { start, stop, withFakeImgproxy } from "./support/process.ts";
 
 const PATH = "/_/rs:fill:300:300/plain/http://example.com/images/cat.jpg";
 
@@ -30,45 +29,43 @@ function jsonLines(output: string): Record<string, unknown>[] {
 }
 
 Deno.test("process with LOG_FORMAT=json writes only JSON lines, start-up to shutdown", async () => {
-  const fake = startFakeImgproxy();
-  const dir = await Deno.makeTempDir({ prefix: "log-json-" });
-  const port = freePort();
-  const proxy = start({
-    LOG_FORMAT: "json",
-    CACHE_DIR: dir,
-    IMGPROXY_URL: fake.url,
-    IMGPROXY_BIND: `127.0.0.1:${port}`,
-    METRICS_BIND: `127.0.0.1:${freePort()}`,
-    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+  await withFakeImgproxy("log-json-", async (fake, dir) => {
+    const port = freePort();
+    const proxy = start({
+      LOG_FORMAT: "json",
+      CACHE_DIR: dir,
+      IMGPROXY_URL: fake.url,
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      METRICS_BIND: `127.0.0.1:${freePort()}`,
+      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+    });
+    try {
+      await proxy.waitFor('"msg":"Listening"');
+      const res = await fetch(`http://127.0.0.1:${port}${PATH}`);
+      assert.equal(res.status, 200);
+      await res.bytes();
+      await proxy.waitFor('"msg":"Stored in cache directory"');
+    } finally {
+      stop(proxy);
+    }
+    const { code, output } = await proxy.done;
+    assert.equal(code, 0, output);
+    const records = jsonLines(output);
+    const msgs = records.map((r) => r.msg);
+    for (
+      const msg of ["Store", "imgproxy is ready", "Listening", "Shutting down", "Uploads drained"]
+    ) {
+      assert.ok(msgs.includes(msg), `${msg} missing from ${JSON.stringify(msgs)}`);
+    }
+    const stored = records.find((r) => r.msg === "Stored in cache directory")!;
+    assert.equal(stored.path, PATH);
+    assert.equal(records.find((r) => r.msg === "Uploads drained")!.stored, 1);
+    const access = records.filter((r) => r.msg === "Request");
+    assert.equal(access.length, 1, output);
+    assert.equal(access[0]!.path, PATH);
+    assert.equal(access[0]!.status, 200);
+    assert.equal(access[0]!.cache, "MISS");
   });
-  try {
-    await proxy.waitFor('"msg":"Listening"');
-    const res = await fetch(`http://127.0.0.1:${port}${PATH}`);
-    assert.equal(res.status, 200);
-    await res.bytes();
-    await proxy.waitFor('"msg":"Stored in cache directory"');
-  } finally {
-    stop(proxy);
-  }
-  const { code, output } = await proxy.done;
-  assert.equal(code, 0, output);
-  const records = jsonLines(output);
-  const msgs = records.map((r) => r.msg);
-  for (
-    const msg of ["Store", "imgproxy is ready", "Listening", "Shutting down", "Uploads drained"]
-  ) {
-    assert.ok(msgs.includes(msg), `${msg} missing from ${JSON.stringify(msgs)}`);
-  }
-  const stored = records.find((r) => r.msg === "Stored in cache directory")!;
-  assert.equal(stored.path, PATH);
-  assert.equal(records.find((r) => r.msg === "Uploads drained")!.stored, 1);
-  const access = records.filter((r) => r.msg === "Request");
-  assert.equal(access.length, 1, output);
-  assert.equal(access[0]!.path, PATH);
-  assert.equal(access[0]!.status, 200);
-  assert.equal(access[0]!.cache, "MISS");
-  await fake.close();
-  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("process with IMGPROXY_LOG_FORMAT=json reports bad configuration as one JSON line", async () => {
@@ -87,34 +84,32 @@ Deno.test("process with IMGPROXY_LOG_FORMAT=json reports bad configuration as on
 });
 
 Deno.test("process with LOG_LEVEL=warn writes nothing below WARN", async () => {
-  const fake = startFakeImgproxy();
-  const dir = await Deno.makeTempDir({ prefix: "log-level-" });
-  const port = freePort();
-  const proxy = start({
-    LOG_LEVEL: "warn",
-    CACHE_DIR: dir,
-    IMGPROXY_URL: fake.url,
-    IMGPROXY_BIND: `127.0.0.1:${port}`,
-    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
-  });
-  try {
-    // No "Listening" line to wait for at this level: wait for the listener itself.
-    let res: Response | null = null;
-    for (let i = 0; res === null && i < 400; i++) {
-      res = await fetch(`http://127.0.0.1:${port}${PATH}`).catch(() => null);
-      if (res === null) await new Promise((r) => setTimeout(r, 50));
+  await withFakeImgproxy("log-level-", async (fake, dir) => {
+    const port = freePort();
+    const proxy = start({
+      LOG_LEVEL: "warn",
+      CACHE_DIR: dir,
+      IMGPROXY_URL: fake.url,
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+    });
+    try {
+      // No "Listening" line to wait for at this level: wait for the listener itself.
+      let res: Response | null = null;
+      for (let i = 0; res === null && i < 400; i++) {
+        res = await fetch(`http://127.0.0.1:${port}${PATH}`).catch(() => null);
+        if (res === null) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(res !== null, proxy.output());
+      assert.equal(res.status, 200);
+      await res.bytes();
+    } finally {
+      stop(proxy);
     }
-    assert.ok(res !== null, proxy.output());
-    assert.equal(res.status, 200);
-    await res.bytes();
-  } finally {
-    stop(proxy);
-  }
-  const { code, output } = await proxy.done;
-  assert.equal(code, 0, output);
-  assert.doesNotMatch(output, / (INFO|DEBUG) /, output);
-  await fake.close();
-  await Deno.remove(dir, { recursive: true });
+    const { code, output } = await proxy.done;
+    assert.equal(code, 0, output);
+    assert.doesNotMatch(output, / (INFO|DEBUG) /, output);
+  });
 });
 
 Deno.test("entrypoint.sh writes its own lines as JSON when the proxy's format is json", async () => {
