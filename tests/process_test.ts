@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { type FakeImgproxy, imageBytes, startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { freePort } from "./support/net_fs.ts";
-import { type Proxy, start, stop } from "./support/process.ts";
+import { type Proxy, start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
 import { startS3, type TestS3 } from "./support/s3.ts";
 
 const md5 = (s: string) => createHash("md5").update(s, "utf8").digest("hex");
@@ -53,9 +53,7 @@ async function roundTrip(
 }
 
 Deno.test("process stores an image in CACHE_DIR with the documented flags and exits 0 on SIGTERM", async () => {
-  const fake = startFakeImgproxy();
-  const dir = await Deno.makeTempDir({ prefix: "process-local-" });
-  try {
+  await withFakeImgproxy("process-local-", async (fake, dir) => {
     const output = await roundTrip(
       fake,
       { CACHE_DIR: dir },
@@ -63,10 +61,7 @@ Deno.test("process stores an image in CACHE_DIR with the documented flags and ex
       "Stored in cache directory",
     );
     assert.match(output, /S3_BUCKET is not set: storing processed images in a local directory/);
-  } finally {
-    await fake.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 function s3Env(s3: TestS3): Record<string, string> {
@@ -126,9 +121,7 @@ Deno.test("process exits 2 on bad configuration with one message listing every p
 });
 
 Deno.test("process exits non-zero when imgproxy never becomes healthy", async () => {
-  const fake = startFakeImgproxy({ healthy: false });
-  const dir = await Deno.makeTempDir({ prefix: "process-unhealthy-" });
-  try {
+  await withFakeImgproxy("process-unhealthy-", async (fake, dir) => {
     const port = freePort();
     const proxy = start({
       IMGPROXY_URL: fake.url,
@@ -142,10 +135,7 @@ Deno.test("process exits non-zero when imgproxy never becomes healthy", async ()
     assert.match(output, /imgproxy did not become ready in time/);
     assert.doesNotMatch(output, /Listening/);
     assert.ok(fake.requests.some((r) => r.target === "/health"));
-  } finally {
-    await fake.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  }, { healthy: false });
 });
 
 /**
@@ -157,25 +147,22 @@ async function withProcess(
   env: Record<string, string>,
   fn: (proxy: Proxy, base: string, dir: string) => Promise<void>,
 ): Promise<void> {
-  const fake = startFakeImgproxy(fakeOptions);
-  const dir = await Deno.makeTempDir({ prefix: "process-" });
-  const port = freePort();
-  const proxy = start({
-    CACHE_DIR: dir,
-    IMGPROXY_URL: fake.url,
-    IMGPROXY_BIND: `127.0.0.1:${port}`,
-    HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
-    ...env,
-  });
-  try {
-    await proxy.waitFor("Listening");
-    await fn(proxy, `http://127.0.0.1:${port}`, dir);
-  } finally {
-    stop(proxy);
-    await proxy.done;
-    await fake.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  await withFakeImgproxy("process-", async (fake, dir) => {
+    const port = freePort();
+    const proxy = start({
+      CACHE_DIR: dir,
+      IMGPROXY_URL: fake.url,
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+      ...env,
+    });
+    try {
+      await proxy.waitFor("Listening");
+      await fn(proxy, `http://127.0.0.1:${port}`, dir);
+    } finally {
+      await stopAndWait(proxy);
+    }
+  }, fakeOptions);
 }
 
 Deno.test("process finishes a response in flight on SIGTERM and stores it before exiting", async () => {
