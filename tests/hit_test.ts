@@ -5,15 +5,13 @@
  * cut so the client cannot take it for complete).
  */
 import assert from "node:assert/strict";
-import { createApp } from "../lib/app.ts";
-import { loadConfig } from "../lib/config.ts";
 import { expired } from "../lib/hit.ts";
 import { objectKey } from "../lib/key.ts";
-import { MemoryLogger } from "../lib/log.ts";
 import { LocalStore } from "../lib/store/local.ts";
 import type { S3Store } from "../lib/store/s3.ts";
 import type { Store } from "../lib/store/store.ts";
-import { imageBytes, rawRequest, startFakeImgproxy } from "./support/fake_imgproxy.ts";
+import { imageBytes, rawRequest } from "./support/fake_imgproxy.ts";
+import { serveInProcess } from "./support/in_process.ts";
 import { readUntilClosed } from "./support/net_fs.ts";
 import { s3StoreAt, startS3 } from "./support/s3.ts";
 
@@ -41,28 +39,8 @@ Deno.test("expired(): exp: and expires: options read as imgproxy reads them", ()
 });
 
 /** A read-mode proxy over `store`, with the stand-in imgproxy behind it. */
-async function readMode(store: Store, env: Record<string, string> = {}) {
-  const fake = startFakeImgproxy();
-  const logger = new MemoryLogger();
-  const all: Record<string, string> = {
-    IMGPROXY_URL: fake.url,
-    CACHE_MODE: "read",
-    CACHE_DIR: "/nonexistent",
-    ...env,
-  };
-  const app = await createApp(loadConfig((n) => all[n]), logger, { store });
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
-  return {
-    fake,
-    logger,
-    app,
-    port: server.addr.port,
-    async close() {
-      await server.shutdown();
-      await app.uploader.drain(1000);
-      await fake.close();
-    },
-  };
+function readMode(store: Store, env: Record<string, string> = {}) {
+  return serveInProcess({ CACHE_MODE: "read", CACHE_DIR: "/nonexistent", ...env }, { store });
 }
 
 const META = { contentType: "image/jpeg", cacheControl: "max-age=60", ifAbsent: true };

@@ -4,11 +4,9 @@
  * paths, without asking imgproxy and without an "unreachable" line; a malformed method is a 400.
  */
 import assert from "node:assert/strict";
-import { createApp } from "../lib/app.ts";
-import { loadConfig } from "../lib/config.ts";
-import { MemoryLogger } from "../lib/log.ts";
 import { forwardable } from "../lib/methods.ts";
-import { rawRequest, startFakeImgproxy } from "./support/fake_imgproxy.ts";
+import { rawRequest } from "./support/fake_imgproxy.ts";
+import { serveInProcess } from "./support/in_process.ts";
 
 Deno.test("forwardable(): only upper-case methods fetch can send", () => {
   for (const m of ["GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE", "PATCH", "PURGE"]) {
@@ -20,40 +18,33 @@ Deno.test("forwardable(): only upper-case methods fetch can send", () => {
 });
 
 Deno.test("methods the clients cannot send get imgproxy's 404 on both upstream paths", async () => {
-  const fake = startFakeImgproxy();
   const dir = await Deno.makeTempDir({ prefix: "methods-" });
-  const logger = new MemoryLogger();
-  const env: Record<string, string> = {
-    IMGPROXY_URL: fake.url,
+  const { fake, logger, port, close } = await serveInProcess({
     CACHE_DIR: dir,
     CACHE_MODE: "read",
-  };
-  const app = await createApp(loadConfig((n) => env[n]), logger);
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
+  });
   try {
     // The first target goes through fetch, the second through node:http ("..").
     for (const target of ["/_/plain/http://example.com/a.jpg", "/_/plain/http://x/../a.jpg"]) {
       for (const method of ["TRACE", "TRACK", "get", "Get", "post", "head"]) {
-        const res = await rawRequest(server.addr.port, `${method} ${target} HTTP/1.1`);
+        const res = await rawRequest(port, `${method} ${target} HTTP/1.1`);
         assert.equal(res.status, 404, `${method} ${target}`);
         assert.equal(res.headers.get("content-type"), "text/plain");
         assert.equal(new TextDecoder().decode(res.body), " ");
       }
       // Malformed: the runtime's parser answers 400, as imgproxy's does.
-      const bad = await rawRequest(server.addr.port, `G@T ${target} HTTP/1.1`);
+      const bad = await rawRequest(port, `G@T ${target} HTTP/1.1`);
       assert.equal(bad.status, 400);
     }
     assert.equal(fake.requests.length, 0, "imgproxy was asked");
     assert.deepEqual(logger.find("unreachable"), []);
     assert.deepEqual(logger.lines.filter((l) => / (WARN|ERROR) /.test(l)), []);
     // Methods it can send still go to imgproxy, as sent.
-    const patch = await rawRequest(server.addr.port, "PATCH /_/plain/http://x/../a.jpg HTTP/1.1");
+    const patch = await rawRequest(port, "PATCH /_/plain/http://x/../a.jpg HTTP/1.1");
     assert.equal(patch.status, 404);
     assert.deepEqual(fake.requests.map((r) => r.method), ["PATCH"]);
   } finally {
-    await server.shutdown();
-    await app.uploader.drain(1000);
-    await fake.close();
+    await close();
     await Deno.remove(dir, { recursive: true });
   }
 });

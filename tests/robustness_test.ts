@@ -3,27 +3,19 @@
  * make imgproxy get another target than the client sent.
  */
 import assert from "node:assert/strict";
-import { createApp } from "../lib/app.ts";
-import { loadConfig } from "../lib/config.ts";
 import { objectKey } from "../lib/key.ts";
-import { MemoryLogger } from "../lib/log.ts";
 import { rawRequest, startFakeImgproxy } from "./support/fake_imgproxy.ts";
+import { serveInProcess } from "./support/in_process.ts";
 import { exists } from "./support/net_fs.ts";
 
 async function setup(env: Record<string, string> = {}, fake = startFakeImgproxy()) {
   const dir = await Deno.makeTempDir({ prefix: "robustness-" });
-  const all: Record<string, string> = { IMGPROXY_URL: fake.url, CACHE_DIR: dir, ...env };
-  const app = await createApp(loadConfig((n) => all[n]), new MemoryLogger());
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
+  const served = await serveInProcess({ CACHE_DIR: dir, ...env }, {}, fake);
   return {
-    fake,
-    app,
+    ...served,
     dir,
-    port: server.addr.port,
     async close() {
-      await server.shutdown();
-      await app.uploader.drain(1000);
-      await fake.close();
+      await served.close();
       await Deno.remove(dir, { recursive: true });
     },
   };
