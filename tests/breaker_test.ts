@@ -3,14 +3,13 @@
  * accepts connections and never answers.
  */
 import assert from "node:assert/strict";
-import { createApp, opsRoutes } from "../lib/app.ts";
+import { opsRoutes } from "../lib/app.ts";
 import { Breaker, isOutage } from "../lib/breaker.ts";
-import { loadConfig } from "../lib/config.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { serveOps } from "../lib/ops.ts";
 import { StoreError } from "../lib/store/store.ts";
-import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { startHungStore } from "./support/hung_store.ts";
+import { serveInProcess } from "./support/in_process.ts";
 import { within } from "./support/within.ts";
 
 function clocked(failures = 3, coolDownMs = 1000) {
@@ -88,11 +87,9 @@ Deno.test("isOutage(): timeouts and errors that may pass count, errors the store
 const image = (i: number) => `/insecure/rs:fit:10:10/plain/http://example.com/cat${i}.jpg`;
 
 Deno.test("read mode with a hung store: after STORE_BREAKER_FAILURES lookups time out, requests go to imgproxy without asking the store", async () => {
-  const fake = startFakeImgproxy();
   const hung = startHungStore();
   const dir = await Deno.makeTempDir({ prefix: "breaker-" });
   const env: Record<string, string> = {
-    IMGPROXY_URL: fake.url,
     CACHE_DIR: dir,
     CACHE_MODE: "read",
     STORE_LOOKUP_TIMEOUT_MS: "150",
@@ -103,12 +100,10 @@ Deno.test("read mode with a hung store: after STORE_BREAKER_FAILURES lookups tim
     UPLOAD_ATTEMPT_TIMEOUT_IN_SEC: "1",
     METRICS_BIND: "127.0.0.1:0",
   };
-  const logger = new MemoryLogger();
-  const app = await createApp(loadConfig((n) => env[n]), logger, { store: hung.store });
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
+  const { app, logger, port, close } = await serveInProcess(env, { store: hung.store });
   const stop = new AbortController();
   const ops = serveOps({ hostname: "127.0.0.1", port: 0, signal: stop.signal }, opsRoutes(app));
-  const base = `http://127.0.0.1:${server.addr.port}`;
+  const base = `http://127.0.0.1:${port}`;
   try {
     for (let i = 0; i < 2; i++) {
       const res = await fetch(`${base}${image(i)}`);
@@ -140,37 +135,31 @@ Deno.test("read mode with a hung store: after STORE_BREAKER_FAILURES lookups tim
   } finally {
     stop.abort();
     await ops.finished;
-    await server.shutdown();
-    await app.uploader.drain(1000);
+    await close();
     await hung.close();
-    await fake.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("uploads to a hung store: once the upload breaker opens, new bodies are skipped (store-down) instead of filling the budget", async () => {
-  const fake = startFakeImgproxy();
   const hung = startHungStore();
   const dir = await Deno.makeTempDir({ prefix: "breaker-up-" });
   const env: Record<string, string> = {
-    IMGPROXY_URL: fake.url,
     CACHE_DIR: dir,
     STORE_BREAKER_FAILURES: "2",
     STORE_BREAKER_COOL_DOWN_IN_SEC: "600",
     UPLOAD_RETRIES: "0",
     UPLOAD_ATTEMPT_TIMEOUT_IN_SEC: "1",
   };
-  const logger = new MemoryLogger();
   const failed = Promise.withResolvers<void>();
   let failures = 0;
-  const app = await createApp(loadConfig((n) => env[n]), logger, {
+  const { app, logger, port, close } = await serveInProcess(env, {
     store: hung.store,
     onUploadSettled: (_key, outcome) => {
       if (outcome.kind === "failed" && ++failures === 2) failed.resolve();
     },
   });
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
-  const base = `http://127.0.0.1:${server.addr.port}`;
+  const base = `http://127.0.0.1:${port}`;
   try {
     for (let i = 0; i < 2; i++) {
       await (await fetch(`${base}${image(i)}`)).bytes();
@@ -191,10 +180,8 @@ Deno.test("uploads to a hung store: once the upload breaker opens, new bodies ar
     assert.equal(hung.connections, connections, "no write was sent to the store");
     assert.equal(logger.find("calls=uploads").length, 1);
   } finally {
-    await server.shutdown();
-    await app.uploader.drain(1000);
+    await close();
     await hung.close();
-    await fake.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -3,7 +3,7 @@ import { createApp } from "../lib/app.ts";
 import { loadConfig } from "../lib/config.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { CONTENT_TYPE, serveMetrics } from "../lib/metrics.ts";
-import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
+import { serveInProcess } from "./support/in_process.ts";
 
 /** Finds one sample's value in an exposition. */
 function sample(text: string, prefix: string): number | undefined {
@@ -12,22 +12,18 @@ function sample(text: string, prefix: string): number | undefined {
 }
 
 Deno.test("METRICS_BIND serves the proxy's requests, uploads and latencies over a socket", async () => {
-  const fake = startFakeImgproxy();
   const dir = await Deno.makeTempDir({ prefix: "metrics-wiring-" });
-  const env: Record<string, string> = {
-    IMGPROXY_URL: fake.url,
+  const { app, port, close } = await serveInProcess({
     CACHE_DIR: dir,
     METRICS_BIND: "127.0.0.1:0",
-  };
-  const app = await createApp(loadConfig((n) => env[n]), new MemoryLogger());
-  const proxy = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
+  });
   const stop = new AbortController();
   const metrics = serveMetrics(
     { hostname: "127.0.0.1", port: 0, signal: stop.signal },
     app.registry,
   );
   try {
-    const base = `http://127.0.0.1:${proxy.addr.port}`;
+    const base = `http://127.0.0.1:${port}`;
     const image = "/insecure/rs:fit:10:10/plain/http://example.com/cat.jpg";
     await (await fetch(base + image)).bytes();
     await (await fetch(base + image, { method: "HEAD" })).bytes();
@@ -49,8 +45,7 @@ Deno.test("METRICS_BIND serves the proxy's requests, uploads and latencies over 
   } finally {
     stop.abort();
     await metrics.finished;
-    await proxy.shutdown();
-    await fake.close();
+    await close();
     await Deno.remove(dir, { recursive: true });
   }
 });
