@@ -3,7 +3,7 @@
  * environment, blocking writes to stdout/stderr, the list reader and Ctrl-C. The commands
  * themselves take these as plain values so tests can swap all of it.
  */
-import { denoEnv, type EnvReader } from "./config.ts";
+import { type Config, ConfigError, denoEnv, type EnvReader, loadConfig } from "./config.ts";
 
 /** What a command gets from the process. */
 export interface CommandIO {
@@ -44,4 +44,21 @@ export async function runCommand(
   });
   Deno.removeSignalListener("SIGINT", listener);
   Deno.exit(code);
+}
+
+/**
+ * The configuration `io.env` gives a command, or null once `io.stderr` has been told why it
+ * is invalid (`<command>: <message>`; the command then exits 2).
+ */
+export function commandConfig(
+  command: string,
+  io: Pick<CommandIO, "env" | "stderr">,
+): Readonly<Config> | null {
+  try {
+    return loadConfig(io.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr(`${command}: ${err.message}\n`);
+    return null;
+  }
 }

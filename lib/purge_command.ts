@@ -6,7 +6,8 @@
  * object meanwhile). `POST /purge` on the proxy's metrics listener forgets them at once.
  */
 import { createStore } from "./app.ts";
-import { ConfigError, type EnvReader, loadConfig } from "./config.ts";
+import type { EnvReader } from "./config.ts";
+import { commandConfig } from "./command_io.ts";
 import { parseList } from "./path_list.ts";
 import { purgePaths } from "./purge.ts";
 import { errorMessage as message } from "./error_message.ts";
@@ -54,14 +55,8 @@ export async function runPurge(args: string[], io: PurgeIO): Promise<number> {
     io.stderr(`purge: cannot read ${file}: ${message(err)}\n`);
     return 2;
   }
-  let config;
-  try {
-    config = loadConfig(io.env);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    io.stderr(`purge: ${err.message}\n`);
-    return 2;
-  }
+  const config = commandConfig("purge", io);
+  if (config === null) return 2;
   const entries = parseList(text);
   const invalid = entries.flatMap((e) => "error" in e ? [e] : []);
   if (invalid.length > 0) {

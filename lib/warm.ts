@@ -6,7 +6,8 @@
  * for imgproxy only when a path needs it, and the exit status.
  */
 import { createApp, createStore, drainUploads, waitForImgproxy } from "./app.ts";
-import { type Config, ConfigError, type EnvReader, loadConfig } from "./config.ts";
+import type { EnvReader } from "./config.ts";
+import { commandConfig } from "./command_io.ts";
 import { errorMessage as message } from "./error_message.ts";
 import { checkStoreAtStartup } from "./store_check.ts";
 import { formatLine, type Logger } from "./log.ts";
@@ -50,14 +51,8 @@ export async function runWarm(args: string[], io: WarmIO): Promise<number> {
     io.stderr(`warm: cannot read ${opts.file}: ${message(err)}${hint}\n`);
     return 2;
   }
-  let config: Readonly<Config>;
-  try {
-    config = loadConfig(io.env);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    io.stderr(`warm: ${err.message}\n`);
-    return 2;
-  }
+  let config = commandConfig("warm", io);
+  if (config === null) return 2;
   if (config.storeCheck) {
     // As the proxy does: a store that cannot work stops the run before any request.
     const verdict = await checkStoreAtStartup(config, {
