@@ -9,11 +9,10 @@
  * is kept aside.
  */
 import type { Logger } from "./log.ts";
-import type { ContextHandler } from "./context.ts";
+import { type BodyEnd, BodyMeter, type ContextHandler } from "./context.ts";
 import { bodyKind, streamState } from "./body_kind.ts";
 
-/** How a body ended. */
-export type BodyEnd = "complete" | "aborted" | "error";
+export type { BodyEnd };
 
 /**
  * Passes `body` through, counting its bytes; `onEnd` is called once, when it ends. Nothing is
@@ -80,12 +79,17 @@ export function cacheStatus(res: Response): { cache: string; reason?: string } {
  *   client leaves mid-body) and the body's from the stream's state: a cut or failed transfer is
  *   `end=aborted` or `end=error` with no `bytes` (how much the client got is not known).
  *
- * Any other body is counted as it passes ({@linkcode countBytes}).
+ * A body of unknown length that a layer below already passes through JavaScript (the tee that
+ * copies imgproxy's answer to the uploader) is counted by that layer, through the request's
+ * {@linkcode BodyMeter}, rather than wrapped a second time. Any other body is counted as it
+ * passes ({@linkcode countBytes}).
  */
 export function withAccessLog(handler: ContextHandler, logger: Logger): ContextHandler {
   return async (ctx) => {
     const start = performance.now();
     const req = ctx.req;
+    const meter = new BodyMeter();
+    ctx.meter = meter;
     const write = (status: number, bytes: number | undefined, end: BodyEnd, res?: Response) => {
       const outcome = res === undefined ? { cache: "NONE" } : cacheStatus(res);
       logger.log("INFO", "Request", {
@@ -149,6 +153,11 @@ export function withAccessLog(handler: ContextHandler, logger: Logger): ContextH
     }
     if (res.body === null) {
       write(res.status, 0, "complete", res);
+      return res;
+    }
+    // Only the very stream the layer counted: an answer shared with other clients is not it.
+    if (meter.stream !== null && res.body === meter.stream) {
+      meter.onEnd((bytes, end) => write(res.status, bytes, end, res));
       return res;
     }
     const body = countBytes(res.body, (bytes, end) => write(res.status, bytes, end, res));

@@ -14,6 +14,35 @@ export interface ConnInfo {
 /** A request handler in `Deno.serve` shape. */
 export type Handler = (req: Request, info?: ConnInfo) => Promise<Response>;
 
+/** How a body ended: sent in full, cut because the client left, or failed. */
+export type BodyEnd = "complete" | "aborted" | "error";
+
+/**
+ * A body that a layer already passes through JavaScript (the tee that copies imgproxy's answer
+ * to the uploader) counts for whoever asked (the access log), so the body is not wrapped a
+ * second time just to be counted: the stream that layer returned, and once it has ended, how
+ * many bytes it passed on and how it ended.
+ */
+export class BodyMeter {
+  /** The stream the counting layer returned; null until one does. */
+  stream: ReadableStream<Uint8Array> | null = null;
+  #ended: { bytes: number; end: BodyEnd } | null = null;
+  #onEnd: ((bytes: number, end: BodyEnd) => void) | null = null;
+
+  /** Called once by the counting layer, when `stream` ends. */
+  ended(bytes: number, end: BodyEnd): void {
+    if (this.#ended !== null) return;
+    this.#ended = { bytes, end };
+    this.#onEnd?.(bytes, end);
+  }
+
+  /** Calls `fn` once `stream` has ended (at once if it already has). */
+  onEnd(fn: (bytes: number, end: BodyEnd) => void): void {
+    if (this.#ended !== null) fn(this.#ended.bytes, this.#ended.end);
+    else this.#onEnd = fn;
+  }
+}
+
 /** A handler of the proxy's layers: takes the request's context. */
 export type ContextHandler = (ctx: RequestContext) => Promise<Response>;
 
@@ -54,6 +83,11 @@ export class RequestContext {
   readonly proto: "http" | "https";
   /** The client's IP address, when known. */
   readonly clientIp: string | undefined;
+  /**
+   * Set by a layer that wants the answer's body counted (the access log), before it hands the
+   * request on; a layer that passes the body through JavaScript anyway counts it here.
+   */
+  meter: BodyMeter | undefined;
   #signal: AbortSignal | undefined;
   #info: ConnInfo | undefined;
 
@@ -65,6 +99,7 @@ export class RequestContext {
     clientIp: string | undefined,
     signal?: AbortSignal,
     info?: ConnInfo,
+    meter?: BodyMeter,
   ) {
     this.req = req;
     this.target = target;
@@ -73,6 +108,7 @@ export class RequestContext {
     this.clientIp = clientIp;
     this.#signal = signal;
     this.#info = info;
+    this.meter = meter;
   }
 
   /**
@@ -94,7 +130,11 @@ export class RequestContext {
     return this.#signal ??= this.req.signal;
   }
 
-  /** The same request, asked on behalf of several clients: its work is cancelled by `signal`. */
+  /**
+   * The same request, asked on behalf of several clients: its work is cancelled by `signal`.
+   * The meter goes along: whoever reads it checks the body it got is the metered stream (an
+   * answer shared with others is not).
+   */
   shared(signal: AbortSignal): RequestContext {
     return new RequestContext(
       this.req,
@@ -103,6 +143,8 @@ export class RequestContext {
       this.proto,
       this.clientIp,
       signal,
+      undefined,
+      this.meter,
     );
   }
 }

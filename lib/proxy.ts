@@ -8,7 +8,7 @@ import type { BypassNotices } from "./bypass_notice.ts";
 import { type CacheRules, hasRules, ruleFor } from "./cache_rules.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import { objectKey, pathOf } from "./key.ts";
-import type { ContextHandler } from "./context.ts";
+import type { BodyMeter, ContextHandler } from "./context.ts";
 import type { Logger } from "./log.ts";
 import { forwardable, unroutedMethod } from "./methods.ts";
 import type { Upstream } from "./upstream.ts";
@@ -49,16 +49,19 @@ function plain(status: number, text: string, extra?: Record<string, string>): Re
  * Streams `body` through while copying it into `collector`; the copy is queued on success.
  * With `idle`, a body that sends nothing for `idle.watch.limitMs` is given up (the client's
  * answer ends in an error, the copy is dropped): a stalled imgproxy must not hold an upload
- * reservation.
+ * reservation. With `meter`, the bytes passed on and how the body ended are reported there
+ * (the access log then needs no wrap of its own).
  */
 export function teeToCollector(
   body: ReadableStream<Uint8Array>,
   collector: Collector,
   idle?: { watch: StallWatch; onStall?: () => void },
+  meter?: BodyMeter,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let collecting = true;
   let stalled = false;
+  let bytes = 0;
   const watched: Watched | null = idle === undefined ? null : {
     since: -1,
     stall() {
@@ -79,6 +82,7 @@ export function teeToCollector(
       } catch (err) {
         done();
         collector.abort("incomplete");
+        meter?.ended(bytes, "error");
         controller.error(err);
         return;
       }
@@ -87,6 +91,7 @@ export function teeToCollector(
         // The cancel ended the read as if the body were complete: it is not.
         collector.abort("incomplete");
         idle!.onStall?.();
+        meter?.ended(bytes, "error");
         controller.error(
           new DOMException(
             `imgproxy sent nothing for ${idle!.watch.limitMs / 1000} s`,
@@ -98,16 +103,19 @@ export function teeToCollector(
       if (result.done) {
         done();
         if (collecting) collector.finish();
+        meter?.ended(bytes, "complete");
         controller.close();
         return;
       }
       if (collecting && !collector.add(result.value)) collecting = false;
+      bytes += result.value.byteLength;
       controller.enqueue(result.value);
     },
     cancel(reason) {
       // The client went away: the body is incomplete, and imgproxy's work can stop.
       done();
       collector.abort("incomplete");
+      meter?.ended(bytes, "aborted");
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
@@ -190,6 +198,7 @@ export function createHandler(options: ProxyOptions): ContextHandler {
           headers: imageHeaders(res.headers),
         }, verdict.contentLength);
         if (typeof collector !== "string") {
+          const meter = ctx.meter;
           body = teeToCollector(body, collector, {
             watch: stalls,
             onStall: () =>
@@ -197,7 +206,8 @@ export function createHandler(options: ProxyOptions): ContextHandler {
                 path,
                 timeoutSec: upstreamTimeoutMs / 1000,
               }),
-          });
+          }, meter);
+          if (meter !== undefined) meter.stream = body;
         }
       }
     }

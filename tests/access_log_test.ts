@@ -12,6 +12,10 @@ import { serveContexts } from "../lib/context.ts";
 import { withAccessLog } from "../lib/access_log.ts";
 import { imageBytes, startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { within } from "./support/within.ts";
+import { createHandler } from "../lib/proxy.ts";
+import { createUpstream } from "../lib/upstream.ts";
+import { Uploader } from "../lib/uploader.ts";
+import { LocalStore } from "../lib/store/local.ts";
 
 /** A logger keeping the access lines' fields, with a way to wait for the next ones. */
 class AccessLines implements Logger {
@@ -161,7 +165,130 @@ for (const serverKind of ["Deno.serve", "listen"] as const) {
       serverKind,
     );
   });
+  // No Content-Length: the tee that copies the answer to the uploader counts it for the line.
+  Deno.test(`access log (${serverKind}): a miss of unknown length is logged with the bytes the tee passed and how it ended`, async () => {
+    await withProxy(
+      {},
+      async (base, lines) => {
+        const path = "/insecure/plain/http://example.com/chunked.jpg";
+        const res = await fetch(base + path);
+        assert.equal(res.headers.get("content-length"), null);
+        assert.equal(res.headers.get("x-cache"), "MISS");
+        const body = await res.bytes();
+        assert.equal(body.byteLength, imageBytes(`${path}|jpeg`).byteLength);
+        await lines.until(1);
+        assert.equal(lines.lines[0]!.bytes, body.byteLength);
+        assert.equal(lines.lines[0]!.end, undefined);
+        assert.equal(lines.lines[0]!.cache, "MISS");
+
+        // imgproxy cuts it: an error, never the full length.
+        const cutPath = "/insecure/plain/http://example.com/cut-chunked.jpg";
+        const full = imageBytes(`${cutPath}|jpeg`).byteLength;
+        const cut = await fetch(base + cutPath);
+        assert.equal(cut.headers.get("content-length"), null);
+        assert.equal(cut.headers.get("x-cache"), "MISS");
+        await assert.rejects(cut.bytes());
+        await lines.until(2);
+        assert.equal(lines.lines[1]!.end, "error");
+        assert.ok((lines.lines[1]!.bytes as number) < full, `${lines.lines[1]!.bytes} < ${full}`);
+
+        // The client leaves after the first chunk: aborted, never the full length.
+        const leftPath = "/insecure/plain/http://example.com/chunked-left.jpg";
+        const left = await fetch(base + leftPath);
+        const reader = left.body!.getReader();
+        assert.ok(!(await reader.read()).done);
+        await reader.cancel();
+        await lines.until(3);
+        assert.equal(lines.lines[2]!.end, "aborted");
+        assert.ok(
+          (lines.lines[2]!.bytes as number) < imageBytes(`${leftPath}|jpeg`).byteLength,
+          `${lines.lines[2]!.bytes} bytes`,
+        );
+        assert.equal(lines.lines.length, 3);
+      },
+      {},
+      serverKind,
+    );
+  });
 }
+
+// The body of a miss already passes through the tee to the uploader: the access log takes its
+// count from there instead of wrapping the body a second time. A bypass is not teed, so it is
+// still counted by the log's own wrap.
+Deno.test("access log: a miss of unknown length reaches the runtime as the tee built it", async () => {
+  const fake = startFakeImgproxy();
+  const dir = await Deno.makeTempDir({ prefix: "access-log-" });
+  const env: Record<string, string> = { IMGPROXY_URL: fake.url, CACHE_DIR: dir };
+  const config = loadConfig((n) => env[n]);
+  const logger = new MemoryLogger();
+  const uploader = new Uploader(
+    new LocalStore(dir),
+    { ...config.upload, conditionalWrite: true },
+    logger,
+  );
+  const proxy = createHandler({
+    upstream: createUpstream(fake.url),
+    uploader,
+    logger,
+    rules: {
+      cacheVariants: config.cacheVariants,
+      fallbackMaxAge: config.fallbackMaxAge,
+      cookiePassthrough: config.cookiePassthrough,
+      maxObjectBytes: config.upload.maxObjectBytes,
+    },
+    folder: config.folder,
+    upstreamTimeoutMs: config.upstreamTimeoutMs,
+  });
+  const lines = new AccessLines();
+  const built: Response[] = [];
+  const returned: Response[] = [];
+  const handler = serveContexts(withAccessLog(async (ctx) => {
+    const res = await proxy(ctx);
+    built.push(res);
+    return res;
+  }, lines));
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    async (req, info) => {
+      const res = await handler(req, info);
+      returned.push(res);
+      return res;
+    },
+  );
+  try {
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    const paths = [
+      "/insecure/plain/http://example.com/chunked.jpg",
+      "/insecure/plain/http://example.com/chunked-nostore.jpg",
+    ];
+    const sizes: number[] = [];
+    for (const [i, path] of paths.entries()) {
+      sizes.push((await (await fetch(base + path)).bytes()).byteLength);
+      await lines.until(i + 1);
+    }
+    assert.deepEqual(
+      sizes,
+      paths.map((p) => imageBytes(`${p}|jpeg`).byteLength),
+    );
+    assert.deepEqual(lines.lines.map((l) => [l.cache, l.bytes, l.end]), [
+      ["MISS", sizes[0], undefined],
+      ["BYPASS", sizes[1], undefined],
+    ]);
+    assert.equal(returned[0], built[0], "a miss's body is wrapped once, by the tee");
+    assert.notEqual(returned[1], built[1], "a bypass of unknown length is counted by the log");
+    await uploader.drain(2000);
+    assert.equal(
+      (await Array.fromAsync(Deno.readDir(dir))).length > 0,
+      true,
+      "the miss was stored",
+    );
+  } finally {
+    await server.shutdown();
+    await uploader.drain(2000);
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 // A body held whole (a hit read from the store, the proxy's own answers) is handed to the
 // runtime as it is, which writes it in one go; a streamed one is counted as it passes.

@@ -17,7 +17,7 @@
  * | `cookie` | two `Set-Cookie` headers |
  * | `slowhead` | headers after `slowHeadersMs` |
  * | `slowbody` | `slowChunks` chunks `slowChunkMs` apart (Content-Length set) |
- * | `cut` | Content-Length announced, half the body sent, connection closed |
+ * | `cut` | Content-Length announced, half the body sent, connection closed (with `chunked` too: no Content-Length) |
  * | `chunked` | no Content-Length (chunked transfer), several chunks |
  * | `large` | `largeBytes` bytes |
  * | `hop` | hop-by-hop response headers (`Connection: x-hop-resp`, `Keep-Alive`...) |
@@ -271,7 +271,7 @@ export function startFakeImgproxy(options: FakeImgproxyOptions = {}): FakeImgpro
       return new Response(body, { headers: h });
     };
     if (source.includes("cut")) {
-      return res(stream(target, bytes, 4, 0, bytes.byteLength / 2), true);
+      return res(stream(target, bytes, 4, 0, bytes.byteLength / 2), !source.includes("chunked"));
     }
     if (source.includes("chunked")) return res(stream(target, bytes, 4, 5, null), false);
     if (source.includes("slowbody")) {
