@@ -12,7 +12,7 @@ import type { S3Store } from "../lib/store/s3.ts";
 import type { Store } from "../lib/store/store.ts";
 import { imageBytes, rawRequest } from "./support/fake_imgproxy.ts";
 import { serveInProcess } from "./support/in_process.ts";
-import { readUntilClosed } from "./support/net_fs.ts";
+import { readUntilClosed, serveRaw } from "./support/net_fs.ts";
 import { s3StoreAt, startS3 } from "./support/s3.ts";
 
 const NOW = Date.UTC(2026, 10, 29) / 1000;
@@ -150,40 +150,20 @@ Deno.test("a foreign S3 object (length not the recorded one) is a miss", async (
  * sent, then stalls until closed.
  */
 function stallingS3(size: number, sent: number) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns: Deno.Conn[] = [];
-  const loop = (async () => {
-    for await (const conn of listener) {
-      conns.push(conn);
-      (async () => {
-        const buf = new Uint8Array(65536);
-        let head = "";
-        while (!head.includes("\r\n\r\n")) {
-          const n = await conn.read(buf).catch(() => null);
-          if (n === null) return;
-          head += new TextDecoder().decode(buf.subarray(0, n));
-        }
-        const headers = "HTTP/1.1 200 OK\r\ncontent-type: image/jpeg\r\n" +
-          `content-length: ${size}\r\nx-amz-meta-length: ${size}\r\n\r\n`;
-        await conn.write(new TextEncoder().encode(headers)).catch(() => {});
-        await conn.write(new Uint8Array(sent).fill(7)).catch(() => {});
-      })();
+  const server = serveRaw(async (conn) => {
+    const buf = new Uint8Array(65536);
+    let head = "";
+    while (!head.includes("\r\n\r\n")) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) return;
+      head += new TextDecoder().decode(buf.subarray(0, n));
     }
-  })();
-  return {
-    endpoint: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    async close() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch {
-          // closed
-        }
-      }
-      await loop.catch(() => {});
-    },
-  };
+    const headers = "HTTP/1.1 200 OK\r\ncontent-type: image/jpeg\r\n" +
+      `content-length: ${size}\r\nx-amz-meta-length: ${size}\r\n\r\n`;
+    await conn.write(new TextEncoder().encode(headers)).catch(() => {});
+    await conn.write(new Uint8Array(sent).fill(7)).catch(() => {});
+  });
+  return { endpoint: `http://127.0.0.1:${server.port}`, close: () => server.close() };
 }
 
 function stalledStore(endpoint: string): S3Store {

@@ -67,3 +67,44 @@ export async function readUntilClosed(
   }
   return { text, received, ending, closed: ending !== "open" };
 }
+
+/** A loopback TCP server that hands each connection to a handler of its own. */
+export interface RawServer {
+  port: number;
+  /** Connections accepted so far. */
+  readonly connections: number;
+  /** Stops accepting and closes every connection it accepted. */
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on a free loopback port and runs `handle` on each connection it accepts (not awaited:
+ * a handler may stall for ever); close() ends them all.
+ */
+export function serveRaw(handle: (conn: Deno.Conn) => Promise<void>): RawServer {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      handle(conn).catch(() => {});
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    get connections() {
+      return conns.length;
+    },
+    async close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // already closed
+        }
+      }
+      await accepting.catch(() => {});
+    },
+  };
+}
