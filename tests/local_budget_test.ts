@@ -15,7 +15,7 @@ import { LocalStore } from "../lib/store/local.ts";
 import { LocalBudget, type ReadDir } from "../lib/store/local_budget.ts";
 import type { PutOptions } from "../lib/store/store.ts";
 import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
-import { exists } from "./support/net_fs.ts";
+import { exists, withTempDir } from "./support/net_fs.ts";
 
 const META: PutOptions = { contentType: "image/png", cacheControl: null, ifAbsent: true };
 /** What an object of `n` body bytes with `options` takes on disk, sidecar included (measured). */
@@ -50,14 +50,7 @@ async function files(dir: string, rel = ""): Promise<{ path: string; bytes: numb
 
 const du = async (dir: string) => (await files(dir)).reduce((n, f) => n + f.bytes, 0);
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "budget-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const withDir = (fn: (dir: string) => Promise<void>) => withTempDir("budget-", fn);
 
 function bounded(dir: string, maxBytes: number, readDir?: ReadDir) {
   const logger = new MemoryLogger();

@@ -7,18 +7,12 @@
  */
 import assert from "node:assert/strict";
 import { LocalStore } from "../lib/store/local.ts";
+import { withTempDir } from "./support/net_fs.ts";
 
 const META = { contentType: "image/webp", cacheControl: "max-age=60, public" };
 const OTHER = { contentType: "image/png", cacheControl: null };
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "local-known-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const withDir = (fn: (dir: string) => Promise<void>) => withTempDir("local-known-", fn);
 
 /** Rewrites an object's sidecar and bytes as another writer would. */
 async function rewriteBehind(dir: string, key: string, body: Uint8Array) {

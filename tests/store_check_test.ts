@@ -6,20 +6,14 @@
 import assert from "node:assert/strict";
 import { loadConfig, type S3StoreConfig } from "../lib/config.ts";
 import { MemoryLogger } from "../lib/log.ts";
-import { type CheckFs, checkLocalDir } from "../lib/store/local_check.ts";
+import { type CheckFs, checkLocalDir, denoFs } from "../lib/store/local_check.ts";
 import { decodeXmlText } from "../lib/store/s3_request.ts";
 import type { S3CheckResult } from "../lib/store/s3_check.ts";
 import { checkStoreAtStartup, newStoreCheckStats, type S3Probe } from "../lib/store_check.ts";
 
 /** Deno's file system, with one call made to fail like `error`. */
 function failing(call: keyof CheckFs, error: Error): CheckFs {
-  const fs: CheckFs = {
-    mkdir: (p) => Deno.mkdir(p, { recursive: true }),
-    writeFile: (p, d) => Deno.writeFile(p, d),
-    link: (a, b) => Deno.link(a, b),
-    rename: (a, b) => Deno.rename(a, b),
-    remove: (p) => Deno.remove(p),
-  };
+  const fs: CheckFs = { ...denoFs };
   fs[call] = () => Promise.reject(error);
   return fs;
 }

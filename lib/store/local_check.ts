@@ -21,7 +21,8 @@ export interface CheckFs {
   remove(path: string): Promise<void>;
 }
 
-const denoFs: CheckFs = {
+/** Deno's file system. */
+export const denoFs: CheckFs = {
   mkdir: (path) => Deno.mkdir(path, { recursive: true }),
   writeFile: (path, data) => Deno.writeFile(path, data),
   link: (from, to) => Deno.link(from, to),

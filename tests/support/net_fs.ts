@@ -8,6 +8,19 @@ export function freePort(): number {
   return port;
 }
 
+/** Runs `fn` with a new temporary directory (named with `prefix`), removed after. */
+export async function withTempDir(
+  prefix: string,
+  fn: (dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 /** True when something exists at `path` (a dangling link included). */
 export async function exists(path: string): Promise<boolean> {
   try {
