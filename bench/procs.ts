@@ -17,6 +17,7 @@ import {
   VERSITYGW,
 } from "./settings.ts";
 import { nginxArgs, nginxConf } from "../tests/support/nginx.ts";
+import { freePort } from "../tests/support/net_fs.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Processes
@@ -29,13 +30,6 @@ export interface Proc {
   stop(): Promise<void>;
 }
 export const procs: Proc[] = [];
-
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 export async function waitForPort(
   port: number,
