@@ -8,7 +8,7 @@ import { createApp } from "../lib/app.ts";
 import { loadConfig } from "../lib/config.ts";
 import { type Fields, type Level, type Logger, MemoryLogger } from "../lib/log.ts";
 import { listen } from "../lib/server.ts";
-import { serveContexts } from "../lib/context.ts";
+import { type ContextHandler, serveContexts } from "../lib/context.ts";
 import { withAccessLog } from "../lib/access_log.ts";
 import { imageBytes, startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { within } from "./support/within.ts";
@@ -36,6 +36,29 @@ class AccessLines implements Logger {
     const written = new Promise<void>((resolve) => this.#waiters.push({ count, resolve }));
     return within(`access line ${count} (${this.lines.length} written)`, written);
   }
+}
+
+/**
+ * Serves `inner` behind the access log on a real socket, keeping each answer as `inner` built it
+ * and as it reached the runtime, so a test can tell whether the log wrapped its body.
+ */
+function serveRecorded(inner: ContextHandler, lines: AccessLines) {
+  const built: Response[] = [];
+  const returned: Response[] = [];
+  const handler = serveContexts(withAccessLog(async (ctx) => {
+    const res = await inner(ctx);
+    built.push(res);
+    return res;
+  }, lines));
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    async (req, info) => {
+      const res = await handler(req, info);
+      returned.push(res);
+      return res;
+    },
+  );
+  return { server, built, returned, base: `http://127.0.0.1:${server.addr.port}` };
 }
 
 async function withProxy(
@@ -240,23 +263,8 @@ Deno.test("access log: a miss of unknown length reaches the runtime as the tee b
     upstreamTimeoutMs: config.upstreamTimeoutMs,
   });
   const lines = new AccessLines();
-  const built: Response[] = [];
-  const returned: Response[] = [];
-  const handler = serveContexts(withAccessLog(async (ctx) => {
-    const res = await proxy(ctx);
-    built.push(res);
-    return res;
-  }, lines));
-  const server = Deno.serve(
-    { port: 0, hostname: "127.0.0.1", onListen() {} },
-    async (req, info) => {
-      const res = await handler(req, info);
-      returned.push(res);
-      return res;
-    },
-  );
+  const { server, built, returned, base } = serveRecorded(proxy, lines);
   try {
-    const base = `http://127.0.0.1:${server.addr.port}`;
     const paths = [
       "/insecure/plain/http://example.com/chunked.jpg",
       "/insecure/plain/http://example.com/chunked-nostore.jpg",
@@ -304,23 +312,11 @@ Deno.test("access log: a body held whole reaches the runtime untouched, a stream
         headers: { "content-length": "7000" },
       }),
   };
-  const built: Response[] = [];
-  const returned: Response[] = [];
-  const handler = serveContexts(withAccessLog((ctx) => {
-    const res = answers[ctx.target!]!();
-    built.push(res);
-    return Promise.resolve(res);
-  }, lines));
-  const server = Deno.serve(
-    { port: 0, hostname: "127.0.0.1", onListen() {} },
-    async (req, info) => {
-      const res = await handler(req, info);
-      returned.push(res);
-      return res;
-    },
+  const { server, built, returned, base } = serveRecorded(
+    (ctx) => Promise.resolve(answers[ctx.target!]!()),
+    lines,
   );
   try {
-    const base = `http://127.0.0.1:${server.addr.port}`;
     const sizes: number[] = [];
     for (const [i, path] of Object.keys(answers).entries()) {
       sizes.push((await (await fetch(base + path, { redirect: "manual" })).bytes()).byteLength);
