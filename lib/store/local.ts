@@ -18,7 +18,8 @@ import type {
 } from "./store.ts";
 import { isVariantKey, PERMANENT_ERROR_NAMES, StoreError } from "./store.ts";
 
-const META_SUFFIX = ".meta.json";
+/** The suffix of an object's sidecar file (`<key>.meta.json`). */
+export const META_SUFFIX = ".meta.json";
 
 /**
  * Errors a retry within seconds will not fix: a full disk or quota (ENOSPC, EDQUOT), a file

@@ -8,9 +8,7 @@
  * and what is written or read meanwhile counts as more recent than anything found on disk.
  */
 import { join } from "node:path";
-
-/** The sidecar suffix of the local store (see local.ts). */
-export const META_SUFFIX = ".meta.json";
+import { META_SUFFIX } from "./local.ts";
 
 /** Bytes by key, least recently used first. */
 export class LocalBudget {

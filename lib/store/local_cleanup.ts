@@ -13,13 +13,13 @@
  *   and symbolic links are not followed.
  */
 import { join } from "node:path";
+import { META_SUFFIX } from "./local.ts";
 
 const KEY = "[0-9a-f]{32}(?:-[a-z0-9]+)*";
 const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 const TEMP = new RegExp(`^${KEY}(?:\\.meta\\.json)?\\.tmp-${UUID}$`);
 const OBJECT = new RegExp(`^${KEY}$`);
 const SIDECAR = new RegExp(`^(${KEY})\\.meta\\.json$`);
-const META_SUFFIX = ".meta.json";
 
 /** What a cleanup removed. */
 export interface CleanupStats {
