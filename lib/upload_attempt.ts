@@ -4,6 +4,7 @@
  */
 import { type PutResult, type Store, StoreError } from "./store/store.ts";
 import type { UploadJob } from "./upload_types.ts";
+import { errorMessage } from "./error_message.ts";
 
 /** How long one write may take when the options do not say. */
 export const DEFAULT_ATTEMPT_TIMEOUT_MS = 30_000;
@@ -59,7 +60,7 @@ export async function writeOnce(
       )
       : err instanceof StoreError
       ? err
-      : new StoreError(String((err as Error)?.message ?? err), true, "Error", { cause: err });
+      : new StoreError(errorMessage(err), true, "Error", { cause: err });
     return { ok: false, error, timedOut, shutdown: aborted };
   }
 }

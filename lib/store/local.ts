@@ -17,6 +17,7 @@ import type {
   StoredObject,
 } from "./store.ts";
 import { isVariantKey, PERMANENT_ERROR_NAMES, StoreError } from "./store.ts";
+import { errorMessage } from "../error_message.ts";
 
 /** The suffix of an object's sidecar file (`<key>.meta.json`). */
 export const META_SUFFIX = ".meta.json";
@@ -32,7 +33,7 @@ function wrap(err: unknown, what: string): StoreError {
   const e = err as Error & { code?: string };
   const retryable = !(PERMANENT_ERROR_NAMES.has(e?.name ?? "") ||
     PERMANENT_CODES.has(e?.code ?? "") || PERMANENT_ERRNO.test(e?.message ?? ""));
-  return new StoreError(`${what}: ${e?.message ?? String(err)}`, retryable, e?.name ?? "Error", {
+  return new StoreError(`${what}: ${errorMessage(err)}`, retryable, e?.name ?? "Error", {
     cause: err,
   });
 }
