@@ -171,18 +171,13 @@ export class StoreRecheck {
     if (result.kind === "misconfigured") {
       this.#stats.misconfigured++;
       this.#logger.log("ERROR", `The store answers, but nothing can be stored: ${result.message}`);
-    } else if (result.config.region !== store.region) {
-      // The running store signs for the configured region until the store's first refusal,
-      // which names the right one (that request is retried with it).
-      this.#stats.ok++;
-      for (const note of result.notes) this.#logger.log("WARN", note);
-      this.#logger.log("INFO", "The store answers now: storing resumes", {
-        endpoint: store.endpoint,
-        bucket: store.bucket,
-        attempts: this.#attempts,
-      });
     } else {
       this.#stats.ok++;
+      // The running store signs for the configured region until the store's first refusal,
+      // which names the right one (that request is retried with it).
+      if (result.config.region !== store.region) {
+        for (const note of result.notes) this.#logger.log("WARN", note);
+      }
       this.#logger.log("INFO", "The store answers now: storing resumes", {
         endpoint: store.endpoint,
         bucket: store.bucket,
