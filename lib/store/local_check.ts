@@ -4,6 +4,7 @@
  * name exists, for conditional writes; a rename into place, for every write).
  */
 import { join } from "node:path";
+import { errorMessage } from "../error_message.ts";
 
 /** The outcome of the check: a message naming CACHE_DIR, or nothing wrong. */
 export type LocalCheckResult =
@@ -57,7 +58,7 @@ export async function checkLocalDir(
     return { kind: "ok" };
   } catch (err) {
     const e = err as Error;
-    const text = `${e?.name ?? "Error"}: ${e?.message ?? String(err)}`;
+    const text = `${e?.name ?? "Error"}: ${errorMessage(err)}`;
     if (FULL.test(text)) return { kind: "degraded", reason: `${where}: ${text}` };
     const hint = e?.name === "NotCapable"
       ? " (the process's --allow-write does not cover it)"
