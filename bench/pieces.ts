@@ -14,7 +14,7 @@
  * Usage: deno run --allow-net=127.0.0.1 bench/pieces.ts [REQUESTS] [REPEAT]
  */
 import { contextOf, rawTarget, type RequestContext } from "../lib/context.ts";
-import { Deadlines } from "../lib/proxy.ts";
+import { Deadlines } from "../lib/timers.ts";
 
 const REQUESTS = Number(Deno.args[0] ?? 3000);
 const REPEAT = Number(Deno.args[1] ?? 50);

@@ -17,9 +17,6 @@ import type { Uploader } from "./uploader.ts";
 import { Deadlines, StallWatch, type Watched } from "./timers.ts";
 import { errorMessage } from "./error_message.ts";
 
-// Re-exported: callers have imported the timers from here.
-export { Deadlines, StallWatch };
-
 /** What the handler needs; everything is injected so tests can swap parts. */
 export interface ProxyOptions {
   upstream: Upstream;
@@ -35,8 +32,6 @@ export interface ProxyOptions {
   /** CACHE_ONLY / CACHE_SKIP (absent: every path is cached). */
   cacheRules?: CacheRules;
 }
-
-export { type ConnInfo, type Handler, rawTarget } from "./context.ts";
 
 function plain(status: number, text: string, extra?: Record<string, string>): Response {
   return new Response(text + "\n", {

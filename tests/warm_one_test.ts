@@ -3,7 +3,7 @@ import { createApp } from "../lib/app.ts";
 import { loadConfig } from "../lib/config.ts";
 import { md5Hex } from "../lib/key.ts";
 import { MemoryLogger } from "../lib/log.ts";
-import { rawTarget } from "../lib/proxy.ts";
+import { rawTarget } from "../lib/context.ts";
 import { LocalStore } from "../lib/store/local.ts";
 import { type PutOptions, type PutResult, StoreError } from "../lib/store/store.ts";
 import { UploadOutcomes } from "../lib/upload_outcomes.ts";

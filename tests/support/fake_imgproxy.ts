@@ -25,7 +25,7 @@
  * Every request is recorded with its raw request target and headers.
  */
 import { createHmac } from "node:crypto";
-import { rawTarget } from "../../lib/proxy.ts";
+import { rawTarget } from "../../lib/context.ts";
 
 /** Settings of the stand-in, mirroring imgproxy's environment variables. */
 export interface FakeImgproxyOptions {

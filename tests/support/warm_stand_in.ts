@@ -3,7 +3,7 @@
  * text/plain, any other path a PNG; it records every raw target and the most requests it had in
  * flight at once.
  */
-import { rawTarget } from "../../lib/proxy.ts";
+import { rawTarget } from "../../lib/context.ts";
 
 export interface StandIn {
   url: string;
