@@ -117,16 +117,16 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
     if (secretHeader !== null && !sameSecret(req.headers.get("authorization"), secretHeader)) {
       return forward(ctx);
     }
-    // The key of the format imgproxy will decide on: the first of jxl, avif, webp that the
-    // client accepts and imgproxy is known to produce. Until imgproxy is known to negotiate,
-    // the suffix-less object (valid for every client) is the one to look for.
-    // Once imgproxy negotiates, every answer depends on Accept, the suffix-less (plain)
-    // variant's included: hits say so, or a CDN in front would give one format to everyone.
     // Past its exp: imgproxy refuses the URL (404): leave the answer to it, whatever is stored.
     if (expired(target)) {
       stats.expired++;
       return forward(ctx, "expired");
     }
+    // The key of the format imgproxy will decide on: the first of jxl, avif, webp that the
+    // client accepts and imgproxy is known to produce. Until imgproxy is known to negotiate,
+    // the suffix-less object (valid for every client) is the one to look for.
+    // Once imgproxy negotiates, every answer depends on Accept, the suffix-less (plain)
+    // variant's included: hits say so, or a CDN in front would give one format to everyone.
     const negotiates = options.cacheVariants === "accept" && negotiation.variesOnAccept === true;
     const variant = negotiates ? negotiation.predict(req.headers.get("accept")) : "";
     const key = objectKey(pathOf(target), folder, variant);
