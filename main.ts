@@ -86,6 +86,10 @@ export async function main(
         ...config.clients,
         logger,
       }, opsHandler(opsRoutes(app))));
+      registerListenerMetrics(app.registry, {
+        proxy: servers[0]!.stats,
+        metrics: servers[1]!.stats,
+      });
       logger.log("INFO", "Serving metrics and health", {
         address: addressOf(servers[1]!.addr),
         paths: "/metrics,/livez,/readyz",
@@ -105,12 +109,6 @@ export async function main(
     await stopCleanup();
     removeSignalListeners();
     return 1;
-  }
-  if (config.metricsBind !== null) {
-    registerListenerMetrics(app.registry, {
-      proxy: servers[0]!.stats,
-      metrics: servers[1]!.stats,
-    });
   }
   const stopping = new Promise<void>((resolve) =>
     stop.signal.addEventListener("abort", () => resolve(), { once: true })
