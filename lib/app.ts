@@ -16,8 +16,8 @@ import {
   instrumentStore,
   instrumentUpstream,
   metricsRoute,
-  Registry,
 } from "./metrics.ts";
+import { Registry } from "./prometheus.ts";
 import { purgeEndpoint } from "./purge_endpoint.ts";
 import { type HitStats, newHitStats, withLookup } from "./lookup.ts";
 import type { AdmissionRules } from "./admission.ts";

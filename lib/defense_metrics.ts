@@ -5,7 +5,7 @@
  * keep, so the request path pays nothing for them.
  */
 import type { HitStats } from "./lookup.ts";
-import type { Registry } from "./metrics.ts";
+import type { Registry } from "./prometheus.ts";
 import type { ServerStats } from "./server.ts";
 
 /** `imgproxy_cache_hits_not_served_total{reason}`: expired, length_mismatch, cut. */

@@ -19,21 +19,6 @@ import {
   type Registry,
 } from "./prometheus.ts";
 
-// Re-exported: the registry was defined here before it had its own module.
-export {
-  CONTENT_TYPE,
-  Counter,
-  escapeHelp,
-  escapeLabelValue,
-  formatNumber,
-  Gauge,
-  Histogram,
-  type Labels,
-  LATENCY_BUCKETS,
-  type MetricOptions,
-  Registry,
-} from "./prometheus.ts";
-
 /** Where the collected metrics read their values (the running app's counters). */
 export interface MetricSources {
   uploader?: { readonly stats: Readonly<UploaderStats> };

@@ -1,19 +1,21 @@
 import assert from "node:assert/strict";
 import {
   cacheOutcome,
-  CONTENT_TYPE,
   createProxyMetrics,
-  escapeHelp,
-  escapeLabelValue,
-  formatNumber,
   instrumentHandler,
   instrumentStore,
   instrumentUpstream,
-  Registry,
   serveMetrics,
   SKIP_REASONS,
   skipOutcome,
 } from "../lib/metrics.ts";
+import {
+  CONTENT_TYPE,
+  escapeHelp,
+  escapeLabelValue,
+  formatNumber,
+  Registry,
+} from "../lib/prometheus.ts";
 import type { UploaderStats } from "../lib/upload_types.ts";
 import type { Store } from "../lib/store/store.ts";
 

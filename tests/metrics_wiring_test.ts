@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { createApp } from "../lib/app.ts";
 import { loadConfig } from "../lib/config.ts";
 import { MemoryLogger } from "../lib/log.ts";
-import { CONTENT_TYPE, serveMetrics } from "../lib/metrics.ts";
+import { serveMetrics } from "../lib/metrics.ts";
+import { CONTENT_TYPE } from "../lib/prometheus.ts";
 import { serveInProcess } from "./support/in_process.ts";
 
 /** Finds one sample's value in an exposition. */
