@@ -32,7 +32,16 @@ export async function purgePath(
   path: string,
   signal?: AbortSignal,
 ): Promise<PurgeOutcome> {
-  const baseKey = objectKey(pathOf(path), target.folder);
+  return await purgeKey(target, path, objectKey(pathOf(path), target.folder), signal);
+}
+
+/** Removes every stored variant of `baseKey`, the key of `path`. */
+async function purgeKey(
+  target: PurgeTarget,
+  path: string,
+  baseKey: string,
+  signal?: AbortSignal,
+): Promise<PurgeOutcome> {
   const keys: string[] = [];
   try {
     for (const key of await target.store.variants(baseKey, signal)) {
@@ -67,18 +76,20 @@ export async function purgePaths(
 ): Promise<PurgeOutcome[]> {
   const outcomes: PurgeOutcome[] = new Array(paths.length);
   const seen = new Set<string>();
-  const first = paths.map((path) => {
+  // The key of each path, or null for a path whose key an earlier one has.
+  const keys = paths.map((path) => {
     const key = objectKey(pathOf(path), target.folder);
-    if (seen.has(key)) return false;
+    if (seen.has(key)) return null;
     seen.add(key);
-    return true;
+    return key;
   });
   let next = 0;
   const worker = async () => {
     while (next < paths.length && !options.signal?.aborted) {
       const i = next++;
-      outcomes[i] = first[i]
-        ? await purgePath(target, paths[i]!, options.signal)
+      const key = keys[i] ?? null;
+      outcomes[i] = key !== null
+        ? await purgeKey(target, paths[i]!, key, options.signal)
         : { path: paths[i]!, keys: [] };
       options.onResult?.(outcomes[i]);
     }
