@@ -7,7 +7,7 @@
  * key is a hash: nothing in a path can name an object outside the folder.
  */
 import { objectKey, pathOf } from "./key.ts";
-import { isVariantKey, type Store } from "./store/store.ts";
+import type { Store } from "./store/store.ts";
 import { errorMessage } from "./error_message.ts";
 
 /** Where purges act. */
@@ -44,9 +44,8 @@ async function purgeKey(
 ): Promise<PurgeOutcome> {
   const keys: string[] = [];
   try {
+    // Only the base key and its "-suffix" variants: each store's variants() checks that.
     for (const key of await target.store.variants(baseKey, signal)) {
-      // The store lists by prefix; only the base key and its "-suffix" variants are this path's.
-      if (!isVariantKey(key, baseKey)) continue;
       await target.store.delete(key, signal);
       keys.push(key);
     }
