@@ -22,7 +22,10 @@ export function ruleFor(rules: CacheRules, rawPath: string): RuleVerdict {
   return null;
 }
 
-/** True when rules are set at all (so a request without them pays nothing). */
-export function hasRules(rules: CacheRules): boolean {
-  return rules.only !== null || rules.skip !== null;
+/**
+ * The rules a handler applies per request: null when none are set at all (so a request
+ * without them pays nothing).
+ */
+export function activeRules(rules: CacheRules | undefined): CacheRules | null {
+  return rules !== undefined && (rules.only !== null || rules.skip !== null) ? rules : null;
 }

@@ -10,7 +10,7 @@
  */
 import { notModified } from "./conditional.ts";
 import { type Breaker, isOutage } from "./breaker.ts";
-import { type CacheRules, ruleFor } from "./cache_rules.ts";
+import { activeRules, type CacheRules, ruleFor } from "./cache_rules.ts";
 import { objectKey, pathOf } from "./key.ts";
 import type { FormatNegotiation } from "./negotiation.ts";
 import type { Logger } from "./log.ts";
@@ -99,6 +99,7 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
   const deadlines = new Deadlines(timeoutMs);
   const bodyWatch = new StallWatch(options.bodyTimeoutMs ?? 10_000);
   const stats = options.stats ?? newHitStats();
+  const cacheRules = activeRules(options.cacheRules);
   const forward = async (ctx: RequestContext, outcome?: string) => {
     const res = await inner(ctx);
     negotiation.observe(ctx.req.headers.get("accept"), res);
@@ -109,9 +110,8 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
     const req = ctx.req;
     const target = req.method === "GET" ? ctx.target : null;
     if (target === null) return forward(ctx);
-    if (options.cacheRules !== undefined && ruleFor(options.cacheRules, pathOf(target)) !== null) {
-      return forward(ctx);
-    }
+    const path = pathOf(target);
+    if (cacheRules !== null && ruleFor(cacheRules, path) !== null) return forward(ctx);
     // With IMGPROXY_SECRET imgproxy answers only authorised requests: a hit must not be
     // easier to get than the image itself.
     if (secretHeader !== null && !sameSecret(req.headers.get("authorization"), secretHeader)) {
@@ -129,7 +129,7 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
     // variant's included: hits say so, or a CDN in front would give one format to everyone.
     const negotiates = options.cacheVariants === "accept" && negotiation.variesOnAccept === true;
     const variant = negotiates ? negotiation.predict(req.headers.get("accept")) : "";
-    const key = objectKey(pathOf(target), folder, variant);
+    const key = objectKey(path, folder, variant);
     // A store that keeps failing is not asked for a while: the request goes straight to
     // imgproxy instead of waiting for the lookup timeout each time.
     // (A redirect to a key stored moments ago needs no store at all.)
@@ -195,7 +195,7 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
           body = watchHitBody(obj.body, bodyWatch, obj.length ?? length, (why) => {
             stats.cut++;
             logger.log("WARN", "Hit cut: the store stopped sending", {
-              path: pathOf(target),
+              path,
               key,
               reason: "store-stalled",
               detail: why,
@@ -208,7 +208,7 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
       if (mismatch !== null) {
         stats.mismatched++;
         logger.log("WARN", "Stored object is not what was written: asking imgproxy", {
-          path: pathOf(target),
+          path,
           key,
           reason: "length-mismatch",
           detail: mismatch,
@@ -230,7 +230,7 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
         else breaker.success();
       }
       logger.log("WARN", "Store lookup failed, asking imgproxy", {
-        path: pathOf(target),
+        path,
         key,
         reason,
       });

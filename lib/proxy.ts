@@ -5,7 +5,7 @@
 import { imageHeaders } from "./image_headers.ts";
 import { type Admission, type AdmissionRules, admit } from "./admission.ts";
 import type { BypassNotices } from "./bypass_notice.ts";
-import { type CacheRules, hasRules, ruleFor } from "./cache_rules.ts";
+import { activeRules, type CacheRules, ruleFor } from "./cache_rules.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import { objectKey, pathOf } from "./key.ts";
 import type { BodyMeter, ContextHandler } from "./context.ts";
@@ -119,9 +119,7 @@ export function teeToCollector(
 /** Creates the proxy's request handler. */
 export function createHandler(options: ProxyOptions): ContextHandler {
   const { upstream, uploader, logger, rules, folder, upstreamTimeoutMs } = options;
-  const cacheRules = options.cacheRules !== undefined && hasRules(options.cacheRules)
-    ? options.cacheRules
-    : null;
+  const cacheRules = activeRules(options.cacheRules);
   const deadlines = new Deadlines(upstreamTimeoutMs);
   const stalls = new StallWatch(upstreamTimeoutMs);
   return async (ctx) => {
