@@ -5,6 +5,7 @@
  * string) so that a page can compute the same key from the URL it built.
  */
 import { createHash } from "node:crypto";
+import { accepts } from "./negotiation.ts";
 
 /** Returns the lowercase hex MD5 digest of a string's UTF-8 bytes. */
 export function md5Hex(text: string): string {
@@ -47,8 +48,7 @@ export function variantSuffix(accept: string | null): string {
   if (accept === null || accept === "") return "";
   let suffix = "";
   for (const format of NEGOTIATED_FORMATS) {
-    // Case-sensitive on purpose: imgproxy uses a plain substring test.
-    if (accept.includes(`image/${format}`)) suffix += `-${format}`;
+    if (accepts(accept, format)) suffix += `-${format}`;
   }
   return suffix;
 }
