@@ -8,7 +8,7 @@ import { createApp } from "../lib/app.ts";
 import { loadConfig, type S3StoreConfig } from "../lib/config.ts";
 import { md5Hex } from "../lib/key.ts";
 import { MemoryLogger } from "../lib/log.ts";
-import { serveMetrics } from "../lib/metrics.ts";
+import { serveMetrics } from "../tests/support/ops_server.ts";
 import { purgePath } from "../lib/purge.ts";
 import { S3Store } from "../lib/store/s3.ts";
 import { StoreError } from "../lib/store/store.ts";

@@ -2,7 +2,7 @@
  * The proxy's Prometheus instruments (requests, lookups, uploads, store latency, breakers, the
  * process) and the `/metrics` route. The registry itself is lib/prometheus.ts.
  */
-import { type OpsServeOptions, readOnly, type Route, type Routes, serveOps } from "./ops.ts";
+import { readOnly, type Route } from "./ops.ts";
 import type { EvictionStats } from "./store/bounded_local.ts";
 import type { Store } from "./store/store.ts";
 import type { StoreCheckStats } from "./store_check.ts";
@@ -319,16 +319,4 @@ export function metricsRoute(registry: Registry): Route {
       headers: { "content-type": CONTENT_TYPE, "cache-control": "no-store" },
     })
   );
-}
-
-/**
- * Serves the registry and `routes` on their own listener (main.ts serves the whole table,
- * `opsRoutes` in lib/app.ts, through lib/server.ts instead).
- */
-export function serveMetrics(
-  options: OpsServeOptions,
-  registry: Registry,
-  routes: Routes = {},
-): Deno.HttpServer<Deno.NetAddr> {
-  return serveOps(options, { "/metrics": metricsRoute(registry), ...routes });
 }

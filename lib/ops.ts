@@ -39,21 +39,3 @@ export function opsHandler(routes: Routes): (req: Request) => Promise<Response> 
     return route === undefined ? plainText(404, "Not Found") : await route(req);
   };
 }
-
-/** Where the operations listener binds. */
-export interface OpsServeOptions {
-  hostname: string;
-  port: number;
-  signal?: AbortSignal;
-  onListen?: (addr: Deno.NetAddr) => void;
-}
-
-/** Serves `routes` on their own listener. */
-export function serveOps(options: OpsServeOptions, routes: Routes): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve({
-    hostname: options.hostname,
-    port: options.port,
-    signal: options.signal,
-    onListen: options.onListen ?? (() => {}),
-  }, opsHandler(routes));
-}

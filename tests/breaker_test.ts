@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { opsRoutes } from "../lib/app.ts";
 import { Breaker, isOutage } from "../lib/breaker.ts";
 import { MemoryLogger } from "../lib/log.ts";
-import { serveOps } from "../lib/ops.ts";
+import { serveOps } from "./support/ops_server.ts";
 import { StoreError } from "../lib/store/store.ts";
 import { startHungStore } from "./support/hung_store.ts";
 import { serveInProcess } from "./support/in_process.ts";

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createApp, opsRoutes } from "../lib/app.ts";
 import { loadConfig } from "../lib/config.ts";
 import { MemoryLogger } from "../lib/log.ts";
-import { serveOps } from "../lib/ops.ts";
+import { serveOps } from "./support/ops_server.ts";
 import type { Store } from "../lib/store/store.ts";
 import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { startHungStore } from "./support/hung_store.ts";

@@ -5,7 +5,6 @@ import {
   instrumentHandler,
   instrumentStore,
   instrumentUpstream,
-  serveMetrics,
   SKIP_REASONS,
   skipOutcome,
 } from "../lib/metrics.ts";
@@ -16,6 +15,7 @@ import {
   formatNumber,
   Registry,
 } from "../lib/prometheus.ts";
+import { serveMetrics } from "./support/ops_server.ts";
 import type { UploaderStats } from "../lib/upload_types.ts";
 import type { Store } from "../lib/store/store.ts";
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createApp } from "../lib/app.ts";
 import { loadConfig } from "../lib/config.ts";
 import { MemoryLogger } from "../lib/log.ts";
-import { serveMetrics } from "../lib/metrics.ts";
+import { serveMetrics } from "./support/ops_server.ts";
 import { CONTENT_TYPE } from "../lib/prometheus.ts";
 import { serveInProcess } from "./support/in_process.ts";
 

@@ -10,7 +10,7 @@ import { type App, createApp } from "../lib/app.ts";
 import { ConfigError, loadConfig } from "../lib/config.ts";
 import { md5Hex } from "../lib/key.ts";
 import { MemoryLogger } from "../lib/log.ts";
-import { serveMetrics } from "../lib/metrics.ts";
+import { serveMetrics } from "./support/ops_server.ts";
 import { purgePath } from "../lib/purge.ts";
 import { runPurge } from "../lib/purge_command.ts";
 import { purgeEndpoint } from "../lib/purge_endpoint.ts";
