@@ -182,11 +182,16 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
     w?.();
   };
 
-  const cut = (c: Connection) => {
-    if (c.closing) return;
+  /** No timeout may act on `c` any more (it is closing). */
+  const unwatch = (c: Connection) => {
     c.closing = true;
     headerWatch.unwatch(c);
     idleWatch.unwatch(c);
+  };
+
+  const cut = (c: Connection) => {
+    if (c.closing) return;
+    unwatch(c);
     c.abort.abort();
   };
 
@@ -257,9 +262,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       c.server = { finished: Promise.reject(err), shutdown: () => Promise.resolve() };
     }
     c.server.finished.catch(() => {}).finally(() => {
-      c.closing = true;
-      headerWatch.unwatch(c);
-      idleWatch.unwatch(c);
+      unwatch(c);
       conns.delete(c);
       stats.open--;
       wake();
