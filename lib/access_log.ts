@@ -120,8 +120,8 @@ export function withAccessLog(handler: ContextHandler, logger: Logger): ContextH
       : held.kind === "whole"
       ? held.length
       : null;
+    const completed = ctx.completed;
     if (bytes !== null) {
-      const completed = ctx.completed;
       if (completed === undefined) {
         write(res.status, bytes, "complete", res);
       } else {
@@ -134,7 +134,6 @@ export function withAccessLog(handler: ContextHandler, logger: Logger): ContextH
       return res;
     }
     const declared = declaredLength(res);
-    const completed = ctx.completed;
     if (held.kind === "stream" && declared !== null && completed !== undefined) {
       const stream = res.body!;
       if (streamState(stream) === "readable") {
