@@ -13,6 +13,7 @@ import {
   waitForImgproxy,
 } from "./lib/app.ts";
 import {
+  bindHostPort,
   type Config,
   ConfigError,
   denoEnv,
@@ -76,7 +77,7 @@ export async function main(
       logger: app.warnings,
     }, app.handler));
     logger.log("INFO", "Listening", {
-      address: addressOf(servers[0]!.addr),
+      address: bindHostPort(servers[0]!.addr),
       imgproxy: config.imgproxyUrl,
     });
     if (config.metricsBind !== null) {
@@ -91,12 +92,12 @@ export async function main(
         metrics: servers[1]!.stats,
       });
       logger.log("INFO", "Serving metrics and health", {
-        address: addressOf(servers[1]!.addr),
+        address: bindHostPort(servers[1]!.addr),
         paths: "/metrics,/livez,/readyz",
       });
       if (config.adminToken !== null) {
         logger.log("INFO", "Purge endpoint enabled", {
-          address: addressOf(servers[1]!.addr),
+          address: bindHostPort(servers[1]!.addr),
           path: "/purge",
         });
       }
@@ -144,12 +145,6 @@ export async function main(
   await drainUploads(app, logger, Math.max(0, deadline - Date.now()));
   removeSignalListeners();
   return failure === null ? 0 : 1;
-}
-
-function addressOf(addr: Deno.NetAddr): string {
-  return addr.hostname.includes(":")
-    ? `[${addr.hostname}]:${addr.port}`
-    : `${addr.hostname}:${addr.port}`;
 }
 
 if (import.meta.main) {

@@ -23,7 +23,7 @@ export type {
   ServerLimits,
   UploadConfig,
 } from "./config_types.ts";
-export { ConfigError } from "./config_types.ts";
+export { bindHostPort, ConfigError } from "./config_types.ts";
 export { type VariableName, VARIABLES } from "./config_variables.ts";
 export { redactUrl } from "./config_parse.ts";
 export { defaultRegion, isLocalOrIpHost } from "./config_store.ts";

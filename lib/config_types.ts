@@ -12,6 +12,11 @@ export interface BindAddress {
   port: number;
 }
 
+/** Returns `host:port` for a bind or listening address (IPv6 in brackets). */
+export function bindHostPort(bind: Readonly<BindAddress>): string {
+  return `${bind.hostname.includes(":") ? `[${bind.hostname}]` : bind.hostname}:${bind.port}`;
+}
+
 /** An S3-compatible bucket. */
 export interface S3StoreConfig {
   kind: "s3";

@@ -9,7 +9,7 @@
  * per line; with bad configuration it prints the problems and exits 2.
  */
 import {
-  type BindAddress,
+  bindHostPort,
   type Config,
   ConfigError,
   denoEnv,
@@ -40,11 +40,6 @@ export function hostPort(url: string): string {
   const u = new URL(url);
   const port = u.port !== "" ? u.port : u.protocol === "https:" ? "443" : "80";
   return `${u.hostname}:${port}`;
-}
-
-/** Returns `host:port` for a bind address (IPv6 in brackets). */
-function bindHostPort(bind: BindAddress): string {
-  return `${bind.hostname.includes(":") ? `[${bind.hostname}]` : bind.hostname}:${bind.port}`;
 }
 
 /** What a command other than the proxy needs besides the proxy's own permissions. */

@@ -25,6 +25,7 @@
  * the function `Deno.serve` itself is built on): parsing, bodies and writes cost what they
  * cost with `Deno.serve`.
  */
+import { bindHostPort } from "./config_types.ts";
 import type { Logger } from "./log.ts";
 import { StallWatch, type Watched } from "./timers.ts";
 import { errorMessage } from "./error_message.ts";
@@ -151,9 +152,7 @@ const EVICT_AFTER_MS = 250;
  * not permitted).
  */
 export function listen(options: ServerOptions, handler: ServeHandler): Server {
-  const address = options.hostname.includes(":")
-    ? `[${options.hostname}]:${options.port}`
-    : `${options.hostname}:${options.port}`;
+  const address = bindHostPort(options);
   const serveConn = serveOnConnection();
   let listener: Deno.TcpListener;
   try {
