@@ -4,14 +4,7 @@
  * Reads the environment once, waits for imgproxy, serves, and on SIGTERM/SIGINT stops
  * accepting, finishes the responses in flight and drains the upload queue before exiting 0.
  */
-import {
-  cleanStoreInBackground,
-  createApp,
-  drainUploads,
-  logStartup,
-  opsRoutes,
-  waitForImgproxy,
-} from "./lib/app.ts";
+import { createApp, drainUploads, logStartup, opsRoutes, waitForImgproxy } from "./lib/app.ts";
 import {
   bindHostPort,
   type Config,
@@ -55,16 +48,16 @@ export async function main(
     config = verdict.config;
     recheck = verdict.recheck;
   }
-  const app = await createApp(config, logger, { storeChecks });
+  const app = await createApp(config, logger, { storeChecks, cleanStore: true });
   logStartup(app, logger);
   if (!await waitForImgproxy(config.imgproxyUrl, config.healthCheckTimeoutMs, logger)) {
     await recheck?.stop();
+    await app.stopStoreWalk();
     return 1;
   }
 
   const stop = new AbortController();
   const removeSignalListeners = onShutdownSignal(logger, () => stop.abort());
-  const stopCleanup = cleanStoreInBackground(app, logger);
 
   // Both listeners or neither: an address that cannot be listened on stops the program with
   // one line naming the variable, before anything is served.
@@ -107,7 +100,7 @@ export async function main(
     logger.log("ERROR", err.message);
     await Promise.all(servers.map((s) => s.shutdown()));
     await recheck?.stop();
-    await stopCleanup();
+    await app.stopStoreWalk();
     removeSignalListeners();
     return 1;
   }
@@ -141,7 +134,7 @@ export async function main(
     });
   }
   await recheck?.stop();
-  await stopCleanup();
+  await app.stopStoreWalk();
   await drainUploads(app, logger, Math.max(0, deadline - Date.now()));
   removeSignalListeners();
   return failure === null ? 0 : 1;

@@ -27,7 +27,7 @@ import { type ContextHandler, type Handler, serveContexts } from "./context.ts";
 import { createHandler } from "./proxy.ts";
 import { BoundedLocalStore } from "./store/bounded_local.ts";
 import { LocalStore } from "./store/local.ts";
-import { cleanLocalStore } from "./store/local_cleanup.ts";
+import { logLeftovers, walkLocalStore } from "./store/local_walk.ts";
 import { registerHitMetrics } from "./defense_metrics.ts";
 import type { Store } from "./store/store.ts";
 import { Uploader, type UploaderOptions } from "./uploader.ts";
@@ -55,6 +55,8 @@ export interface App {
   warnings: AggregatingLogger;
   /** Hits found but not served whole (expired, length mismatch, cut). */
   hitStats: HitStats;
+  /** Stops the local store's start-up walk and waits for it (shutdown). */
+  stopStoreWalk: () => Promise<void>;
 }
 
 /** The store breakers, by the calls they guard. */
@@ -71,6 +73,11 @@ export interface AppOverrides {
   onUploadSettled?: UploaderOptions["onSettled"];
   /** The store check's counters (exported as metrics). */
   storeChecks?: StoreCheckStats;
+  /**
+   * Remove a crashed run's leftovers from a local store's directory at start-up (the server
+   * does; commands that run beside it need not).
+   */
+  cleanStore?: boolean;
 }
 
 /**
@@ -101,9 +108,11 @@ export async function createApp(
   const registry = new Registry();
   const metrics = config.metricsBind === null ? null : createProxyMetrics(registry);
   let store = overrides.store ?? await createStore(config);
-  // A bounded directory starts accounting what it holds now, in the background.
   const bounded = store instanceof BoundedLocalStore ? store : null;
-  bounded?.start(logger);
+  const cleanBefore = overrides.cleanStore
+    ? Date.now() - config.upload.attemptTimeoutMs
+    : undefined;
+  const stopStoreWalk = startStoreWalk(store, logger, cleanBefore);
   if (metrics) store = instrumentStore(store, metrics);
   let upstream = overrides.upstream ?? createUpstream(config.imgproxyUrl);
   if (metrics) upstream = instrumentUpstream(upstream, metrics);
@@ -193,6 +202,7 @@ export async function createApp(
     adminRoutes,
     warnings,
     hitStats,
+    stopStoreWalk,
   };
 }
 
@@ -318,26 +328,24 @@ export async function waitForImgproxy(
 }
 
 /**
- * Starts the local store's crash cleanup in the background (nothing for a bucket): a crashed
- * run's temporary files and half-written objects, older than this start less the longest a write
- * may take, are removed without delaying the start. Returns the function that stops it and
- * waits (shutdown).
+ * Starts a local store's start-up walk in the background (nothing for a bucket): one pass over
+ * the directory that accounts what a bounded store holds and removes a crashed run's leftovers
+ * last modified before `cleanBefore` (this start less the longest a write may take), without
+ * delaying the start. Returns the function that stops it and waits (shutdown).
  */
-export function cleanStoreInBackground(app: App, logger: Logger): () => Promise<void> {
-  const { config } = app;
-  if (config.store.kind !== "local") return () => Promise.resolve();
-  const dir = config.store.dir;
+function startStoreWalk(
+  store: Store,
+  logger: Logger,
+  cleanBefore: number | undefined,
+): () => Promise<void> {
+  if (store instanceof BoundedLocalStore) {
+    store.start(logger, cleanBefore);
+    return () => store.stopScan();
+  }
+  if (!(store instanceof LocalStore) || cleanBefore === undefined) return () => Promise.resolve();
   const stop = new AbortController();
-  const done = cleanLocalStore(dir, Date.now() - config.upload.attemptTimeoutMs, stop.signal)
-    .then((removed) => {
-      if (removed.tempFiles + removed.orphans === 0) return;
-      logger.log("INFO", "Removed a crashed run's leftovers from the cache directory", {
-        dir,
-        tempFiles: removed.tempFiles,
-        orphans: removed.orphans,
-        bytes: removed.bytes,
-      });
-    });
+  const done = walkLocalStore(store.dir, { cleanBefore, signal: stop.signal })
+    .then((result) => logLeftovers(logger, store.dir, result.removed));
   return () => {
     stop.abort();
     return done;

@@ -12,7 +12,8 @@ import { md5Hex } from "../lib/key.ts";
 import { MemoryLogger } from "../lib/log.ts";
 import { BoundedLocalStore } from "../lib/store/bounded_local.ts";
 import { LocalStore } from "../lib/store/local.ts";
-import { LocalBudget, type ReadDir } from "../lib/store/local_budget.ts";
+import { LocalBudget } from "../lib/store/local_budget.ts";
+import type { ReadDir } from "../lib/store/local_walk.ts";
 import type { PutOptions } from "../lib/store/store.ts";
 import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { exists, withTempDir } from "./support/net_fs.ts";
@@ -359,4 +360,43 @@ Deno.test("over real sockets: concurrent misses stored and evicted under the bou
     }
   });
   await fake.close();
+});
+
+Deno.test("start-up with CACHE_DIR_MAX_BYTES: one walk removes a crashed run's leftovers and accounts only what is left", async () => {
+  await withDir(async (dir) => {
+    const plain = new LocalStore(dir);
+    const kept = [md5Hex("k0"), `a/${md5Hex("k1")}-webp`];
+    for (const key of kept) await plain.put(key, body(key, 100), META);
+    const uuid = "3f2b8c1e-9a4d-4e6f-8b7a-1c2d3e4f5a6b";
+    const leftovers = [
+      `${md5Hex("t")}.tmp-${uuid}`,
+      `a/${md5Hex("t")}.meta.json.tmp-${uuid}`,
+      md5Hex("no-sidecar"),
+      `a/${md5Hex("no-object")}-avif.meta.json`,
+    ];
+    const old = new Date(Date.now() - 3600e3);
+    for (const name of leftovers) {
+      await Deno.writeTextFile(join(dir, name), "x".repeat(1000));
+      await Deno.utime(join(dir, name), old, old);
+    }
+    const walked: string[] = [];
+    const readDir: ReadDir = (path) => {
+      walked.push(path);
+      return Deno.readDir(path);
+    };
+    const env: Record<string, string> = { CACHE_DIR: dir, CACHE_DIR_MAX_BYTES: "1000000" };
+    const store = new BoundedLocalStore(new LocalStore(dir), 1_000_000, readDir);
+    const logger = new MemoryLogger();
+    const app = await createApp(loadConfig((n) => env[n]), logger, { store, cleanStore: true });
+    await store.settled();
+    for (const name of leftovers) assert.ok(!await exists(join(dir, name)), name);
+    for (const key of kept) assert.ok(await store.has(key), key);
+    const [line] = logger.find("Removed a crashed run's leftovers");
+    assert.match(line ?? "", /tempFiles=2 orphans=2 bytes=4000/, logger.lines.join("\n"));
+    assert.equal(store.budget.objects, kept.length, "leftovers are not accounted");
+    assert.equal(store.budget.totalBytes, await du(dir));
+    assert.deepEqual(walked, [dir, join(dir, "a")], "each directory is read once");
+    await app.stopStoreWalk();
+    await drainUploads(app, logger);
+  });
 });

@@ -1,9 +1,13 @@
 /**
  * The local store's start-up cleanup: a crashed run's temporary files, objects without a sidecar
- * and sidecars without an object are removed (older ones only); nothing else is touched.
+ * and sidecars without an object are removed (older ones only); nothing else is touched. The
+ * names it goes by are the ones the store writes.
  */
 import assert from "node:assert/strict";
-import { cleanLocalStore } from "../lib/store/local_cleanup.ts";
+import { basename, join } from "node:path";
+import { LocalStore } from "../lib/store/local.ts";
+import { META_SUFFIX, parseStoreName, tempPath } from "../lib/store/local_names.ts";
+import { walkLocalStore } from "../lib/store/local_walk.ts";
 import { exists, freePort } from "./support/net_fs.ts";
 import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
 
@@ -45,11 +49,11 @@ async function crashLeftovers(dir: string, old: Date) {
   return { leftovers, kept, outside };
 }
 
-Deno.test("cleanLocalStore(): removes a crashed run's leftovers and nothing else", async () => {
+Deno.test("walkLocalStore(): removes a crashed run's leftovers and nothing else", async () => {
   const dir = await Deno.makeTempDir({ prefix: "cleanup-" });
   try {
     const { leftovers, kept, outside } = await crashLeftovers(dir, new Date(Date.now() - 3600e3));
-    const stats = await cleanLocalStore(dir, Date.now() - 60_000);
+    const { removed: stats } = await walkLocalStore(dir, { cleanBefore: Date.now() - 60_000 });
     for (const name of leftovers) assert.equal(await exists(`${dir}/${name}`), false, name);
     for (const name of kept) assert.equal(await exists(`${dir}/${name}`), true, name);
     assert.equal(await exists(outside), true);
@@ -60,14 +64,15 @@ Deno.test("cleanLocalStore(): removes a crashed run's leftovers and nothing else
   }
 });
 
-Deno.test("cleanLocalStore(): stops at once when its signal is aborted", async () => {
+Deno.test("walkLocalStore(): stops at once when its signal is aborted", async () => {
   const dir = await Deno.makeTempDir({ prefix: "cleanup-stop-" });
   try {
     await crashLeftovers(dir, new Date(Date.now() - 3600e3)).then((r) => Deno.remove(r.outside));
     const stop = new AbortController();
     stop.abort();
-    const stats = await cleanLocalStore(dir, Date.now(), stop.signal);
-    assert.deepEqual(stats, { tempFiles: 0, orphans: 0, bytes: 0 });
+    const result = await walkLocalStore(dir, { cleanBefore: Date.now(), signal: stop.signal });
+    assert.deepEqual(result.removed, { tempFiles: 0, orphans: 0, bytes: 0 });
+    assert.equal(result.aborted, true);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -96,4 +101,46 @@ Deno.test("process: a crashed run's leftovers are removed at start-up, in the ba
       await Deno.remove(outside);
     }
   });
+});
+
+Deno.test("store file names: what the store writes is what the walk reads back, nothing else", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "names-" });
+  try {
+    const store = new LocalStore(dir);
+    const keys = [K1, `${K2}-avif-webp`, `folder/${K3}-webp`];
+    for (const key of keys) {
+      const options = { contentType: "image/png", cacheControl: null, ifAbsent: true };
+      await store.put(key, new Uint8Array(10), options);
+    }
+    const names: string[] = [];
+    const list = async (at: string) => {
+      for await (const e of Deno.readDir(at)) {
+        if (e.isDirectory) await list(join(at, e.name));
+        else names.push(e.name);
+      }
+    };
+    await list(dir);
+    assert.equal(names.length, 2 * keys.length);
+    for (const name of names) {
+      const parsed = parseStoreName(name);
+      assert.ok(parsed !== null, name);
+      assert.equal(parsed.kind, name.endsWith(META_SUFFIX) ? "sidecar" : "object", name);
+      assert.ok(keys.some((k) => k.endsWith(parsed.key)), name);
+    }
+    for (const path of [join(dir, K1), join(dir, K1) + META_SUFFIX]) {
+      assert.deepEqual(parseStoreName(basename(tempPath(path))), { kind: "temp", key: K1 });
+    }
+    const foreign = [
+      "notes.txt",
+      `${K1}.tmp-not-a-uuid`,
+      K1.toUpperCase(),
+      `${K1}-WEBP`,
+      `${K1}.meta.json.bak`,
+      `${K1}.bak.meta.json`,
+      K1.slice(1),
+    ];
+    for (const name of foreign) assert.equal(parseStoreName(name), null, name);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

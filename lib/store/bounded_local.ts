@@ -10,11 +10,12 @@
  * - A crash mid-eviction leaves at worst a sidecar without its object (the object is removed
  *   first): readers ignore it, the next write replaces it, and the next start-up scan accounts
  *   it as least recently used, so it goes first.
- * - The directory's existing size is accounted by a background scan at start-up
- *   ({@linkcode scanDirectory}); eviction waits for it, writes and hits do not.
+ * - The directory's existing size is accounted by a background walk at start-up
+ *   ({@linkcode walkLocalStore}); eviction waits for it, writes and hits do not.
  */
 import type { Logger } from "../log.ts";
-import { LocalBudget, type ReadDir, scanDirectory } from "./local_budget.ts";
+import { LocalBudget } from "./local_budget.ts";
+import { logLeftovers, type ReadDir, walkLocalStore } from "./local_walk.ts";
 import type { LocalStore } from "./local.ts";
 import type { OpenedObject, PutOptions, PutResult, Store, StoredObject } from "./store.ts";
 import { errorMessage as message } from "../error_message.ts";
@@ -41,6 +42,7 @@ export class BoundedLocalStore implements Store {
   /** The last write or removal under way, by key. */
   readonly #ops = new Map<string, Promise<void>>();
   readonly #stop = new AbortController();
+  readonly #scanStop = new AbortController();
   #logger: Logger | null = null;
 
   constructor(
@@ -67,38 +69,51 @@ export class BoundedLocalStore implements Store {
     return this.#scanned;
   }
 
-  /** Starts accounting the directory in the background (once); eviction begins after it. */
-  start(logger: Logger): void {
+  /**
+   * Starts accounting the directory in the background (once); eviction begins after it. The
+   * same walk removes a crashed run's leftovers older than `cleanBefore`, when given.
+   */
+  start(logger: Logger, cleanBefore?: number): void {
     if (this.#scan !== null) return;
     this.#logger = logger;
     const started = performance.now();
-    this.#scan = scanDirectory(this.inner.dir, this.#stop.signal, this.readDir).then(
-      (found) => {
-        this.budget.addScanned(found);
-        logger.log("INFO", "Cache directory accounted", {
-          dir: this.inner.dir,
-          objects: this.budget.objects,
-          bytes: this.budget.totalBytes,
-          maxBytes: this.maxBytes,
-          ms: Math.round(performance.now() - started),
-        });
-      },
-      (err) => {
-        if (this.#stop.signal.aborted) return;
+    const dir = this.inner.dir;
+    const walk = walkLocalStore(dir, {
+      cleanBefore,
+      account: true,
+      signal: this.#scanStop.signal,
+      readDir: this.readDir,
+    });
+    this.#scan = walk.then((result) => {
+      logLeftovers(logger, dir, result.removed);
+      if (result.aborted) return;
+      if (result.error !== undefined) {
         // What is written from now on is still bounded; what was there is not counted.
         logger.log(
           "ERROR",
           "Cache directory could not be accounted: existing objects are not counted",
-          {
-            dir: this.inner.dir,
-            reason: message(err),
-          },
+          { dir, reason: message(result.error) },
         );
-      },
-    ).finally(() => {
+        return;
+      }
+      this.budget.addScanned(result.found);
+      logger.log("INFO", "Cache directory accounted", {
+        dir,
+        objects: this.budget.objects,
+        bytes: this.budget.totalBytes,
+        maxBytes: this.maxBytes,
+        ms: Math.round(performance.now() - started),
+      });
+    }).finally(() => {
       this.#scanned = true;
       this.#maybeEvict();
     });
+  }
+
+  /** Stops the start-up walk (eviction goes on) and waits for it. */
+  async stopScan(): Promise<void> {
+    this.#scanStop.abort();
+    if (this.#scan !== null) await this.#scan;
   }
 
   async put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult> {
@@ -219,6 +234,7 @@ export class BoundedLocalStore implements Store {
   /** Stops the scan and eviction (after the removal under way) and waits for them. */
   async close(): Promise<void> {
     this.#stop.abort();
+    this.#scanStop.abort();
     await this.settled();
   }
 }

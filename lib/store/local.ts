@@ -2,7 +2,7 @@
  * A store in a local directory: the embedded default when no bucket is configured.
  *
  * Each object is a file named by its key, next to a `<key>.meta.json` sidecar holding its
- * content type and cache control. Writes are atomic: a temporary file in the same directory is
+ * content type and cache control (the names: local_names.ts). Writes are atomic: a temporary file in the same directory is
  * renamed (or, for a conditional write, hard-linked, which fails if the name exists) into place,
  * so a reader never sees half an image.
  */
@@ -18,9 +18,7 @@ import type {
 } from "./store.ts";
 import { isVariantKey, PERMANENT_ERROR_NAMES, StoreError } from "./store.ts";
 import { errorMessage } from "../error_message.ts";
-
-/** The suffix of an object's sidecar file (`<key>.meta.json`). */
-export const META_SUFFIX = ".meta.json";
+import { isAuxiliaryName, META_SUFFIX, tempPath } from "./local_names.ts";
 
 /**
  * Errors a retry within seconds will not fix: a full disk or quota (ENOSPC, EDQUOT), a file
@@ -130,7 +128,7 @@ export class LocalStore implements Store {
         // Regular files only: a directory or a symbolic link is never an object (and a link
         // is never followed out of the directory).
         if (!entry.isFile || !isVariantKey(entry.name, name)) continue;
-        if (entry.name.endsWith(META_SUFFIX) || entry.name.includes(".tmp-")) continue;
+        if (isAuxiliaryName(entry.name)) continue;
         keys.push(prefix + entry.name);
       }
     } catch (err) {
@@ -169,8 +167,8 @@ export class LocalStore implements Store {
 
   async put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult> {
     const final = this.pathOf(key);
-    const metaTemp = `${final}${META_SUFFIX}.tmp-${crypto.randomUUID()}`;
-    const temp = `${final}.tmp-${crypto.randomUUID()}`;
+    const metaTemp = tempPath(final + META_SUFFIX);
+    const temp = tempPath(final);
     try {
       await Deno.mkdir(dirname(final), { recursive: true });
       // An object whose sidecar never arrived (a crash between the two renames) counts as
