@@ -3,6 +3,8 @@
  * explicitly to every layer (store lookup, coalescing, the proxy handler): the raw target, the
  * client's address, Host and scheme, and the signal that cancels work done for the request.
  */
+import { type CacheRules, ruleFor, type RuleVerdict } from "./cache_rules.ts";
+import { pathOf } from "./key.ts";
 
 /** Connection details `Deno.serve` passes to handlers. */
 export interface ConnInfo {
@@ -90,6 +92,8 @@ export class RequestContext {
   meter: BodyMeter | undefined;
   #signal: AbortSignal | undefined;
   #info: ConnInfo | undefined;
+  /** The cache rules' verdict, once judged (undefined: not yet). */
+  #rule: RuleVerdict | undefined;
 
   constructor(
     req: Request,
@@ -131,12 +135,22 @@ export class RequestContext {
   }
 
   /**
+   * The cache rules' verdict on the target's path (null: cached), judged by the first layer
+   * that asks (the store lookup, else the proxy) and kept for the layers after it: every layer
+   * applies the same `CACHE_ONLY` and `CACHE_SKIP`. Only asked when rules are set.
+   */
+  ruleVerdict(rules: CacheRules): RuleVerdict {
+    if (this.#rule !== undefined) return this.#rule;
+    return this.#rule = this.target === null ? null : ruleFor(rules, pathOf(this.target));
+  }
+
+  /**
    * The same request, asked on behalf of several clients: its work is cancelled by `signal`.
-   * The meter goes along: whoever reads it checks the body it got is the metered stream (an
-   * answer shared with others is not).
+   * The meter and the rules' verdict go along: whoever reads the meter checks the body it got
+   * is the metered stream (an answer shared with others is not).
    */
   shared(signal: AbortSignal): RequestContext {
-    return new RequestContext(
+    const copy = new RequestContext(
       this.req,
       this.target,
       this.host,
@@ -146,6 +160,8 @@ export class RequestContext {
       undefined,
       this.meter,
     );
+    copy.#rule = this.#rule;
+    return copy;
   }
 }
 

@@ -10,7 +10,7 @@
  */
 import { notModified } from "./conditional.ts";
 import { type Breaker, isOutage } from "./breaker.ts";
-import { activeRules, type CacheRules, ruleFor } from "./cache_rules.ts";
+import { activeRules, type CacheRules } from "./cache_rules.ts";
 import { objectKey, pathOf } from "./key.ts";
 import type { FormatNegotiation } from "./negotiation.ts";
 import type { Logger } from "./log.ts";
@@ -111,7 +111,7 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
     const target = req.method === "GET" ? ctx.target : null;
     if (target === null) return forward(ctx);
     const path = pathOf(target);
-    if (cacheRules !== null && ruleFor(cacheRules, path) !== null) return forward(ctx);
+    if (cacheRules !== null && ctx.ruleVerdict(cacheRules) !== null) return forward(ctx);
     // With IMGPROXY_SECRET imgproxy answers only authorised requests: a hit must not be
     // easier to get than the image itself.
     if (secretHeader !== null && !sameSecret(req.headers.get("authorization"), secretHeader)) {

@@ -5,7 +5,7 @@
 import { imageHeaders } from "./image_headers.ts";
 import { type Admission, type AdmissionRules, admit } from "./admission.ts";
 import type { BypassNotices } from "./bypass_notice.ts";
-import { activeRules, type CacheRules, ruleFor } from "./cache_rules.ts";
+import { activeRules, type CacheRules } from "./cache_rules.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import { objectKey, pathOf } from "./key.ts";
 import type { BodyMeter, ContextHandler } from "./context.ts";
@@ -172,7 +172,7 @@ export function createHandler(options: ProxyOptions): ContextHandler {
     const outHeaders = clientResponseHeaders(res.headers);
     // Judge by the headers imgproxy really got: `Connection` may have removed some (an Accept
     // dropped that way must not put a JPEG under a webp variant key).
-    const verdict: Admission = cacheRules !== null && ruleFor(cacheRules, pathOf(target)) !== null
+    const verdict: Admission = cacheRules !== null && ctx.ruleVerdict(cacheRules) !== null
       ? { store: false, reason: "rule" }
       : admit(req.method, headers, res.status, res.headers, rules);
     let body: ReadableStream<Uint8Array> | null = res.body;

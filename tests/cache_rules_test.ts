@@ -66,7 +66,7 @@ interface Harness {
   close(): Promise<void>;
 }
 
-async function setup(env: Record<string, string>): Promise<Harness> {
+async function setup(env: Record<string, string>, cacheRules?: CacheRules): Promise<Harness> {
   const fake = startFakeImgproxy();
   const dir = await Deno.makeTempDir({ prefix: "rules-test-" });
   const config = loadConfig((n) =>
@@ -79,7 +79,10 @@ async function setup(env: Record<string, string>): Promise<Harness> {
       ...env,
     } as Record<string, string>)[n]
   );
-  const app = await createApp(config, new MemoryLogger());
+  const app = await createApp(
+    cacheRules === undefined ? config : { ...config, cacheRules },
+    new MemoryLogger(),
+  );
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
   return {
     fake,
@@ -150,5 +153,39 @@ Deno.test("read mode: a path the rules leave out is not looked up, even when its
     assert.deepEqual(second.body, first.body);
   } finally {
     await h.close();
+  }
+});
+
+/** A rule that records each path it is asked to judge. */
+class CountingRule extends RegExp {
+  readonly asked: string[] = [];
+  override test(path: string): boolean {
+    this.asked.push(path);
+    return super.test(path);
+  }
+}
+
+Deno.test("read mode: each request is judged by the rules once, whether missed, left out or hit", async () => {
+  // Coalesced, the proxy gets a context shared by the clients asking; not, the request's own.
+  for (const coalesce of ["true", "false"]) {
+    const skip = new CountingRule("%2e%2e");
+    const h = await setup({ CACHE_MODE: "read", COALESCE_REQUESTS: coalesce }, {
+      only: null,
+      skip,
+    });
+    try {
+      const miss = await rawRequest(h.port, `GET ${GOOD} HTTP/1.1`);
+      assert.equal(miss.headers.get("x-cache"), "MISS");
+      assert.deepEqual(skip.asked, [GOOD], "a miss is judged by the lookup, not again");
+      const left = await rawRequest(h.port, `GET ${SKIPPED} HTTP/1.1`);
+      assert.equal(left.headers.get("x-cache"), "BYPASS; reason=rule");
+      assert.deepEqual(skip.asked, [GOOD, SKIPPED]);
+      await h.app.uploader.drain(10_000);
+      const hit = await rawRequest(h.port, `GET ${GOOD} HTTP/1.1`);
+      assert.equal(hit.headers.get("x-cache"), "HIT");
+      assert.deepEqual(skip.asked, [GOOD, SKIPPED, GOOD], `COALESCE_REQUESTS=${coalesce}`);
+    } finally {
+      await h.close();
+    }
   }
 });
