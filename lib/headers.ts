@@ -54,8 +54,11 @@ export interface ClientInfo {
   proto: string;
 }
 
-/** Hop-by-hop headers plus the client's forwarding headers and `Host`. */
-const NOT_FORWARDED = new Set<string>([...HOP_BY_HOP, ...FORWARDING, "host"]);
+/**
+ * Hop-by-hop headers plus the client's forwarding headers, `Host`, and `Accept-Encoding`
+ * (replaced: see {@linkcode upstreamRequestHeaders}).
+ */
+const NOT_FORWARDED = new Set<string>([...HOP_BY_HOP, ...FORWARDING, "host", "accept-encoding"]);
 const HOP_BY_HOP_SET = new Set<string>(HOP_BY_HOP);
 
 /**
@@ -74,11 +77,21 @@ function copyWithout(from: Headers, drop: Set<string>): Headers {
 }
 
 /**
- * Builds the headers sent upstream: the client's, less hop-by-hop ones, with the
- * `X-Forwarded-*` set from what the proxy itself saw and `Host` left to the HTTP client.
+ * Builds the headers sent upstream (all that imgproxy receives): the client's, less hop-by-hop
+ * ones, with the `X-Forwarded-*` set from what the proxy itself saw, `Host` left to the HTTP
+ * client, and `Accept-Encoding: identity`.
+ *
+ * Identity, whatever the client accepts: `fetch` decodes some codings itself (exactly `gzip` or
+ * `br`) unless the request's Accept-Encoding is exactly `identity`, and says nowhere that it
+ * did; and it asks for `gzip,br` on its own when the client named nothing. Asked for identity,
+ * nothing between imgproxy and the proxy should encode (imgproxy itself never does; its `raw`
+ * streams pass the header on to the source), so what arrives is the image itself; whatever
+ * arrives encoded anyway passes through untouched and labelled, and admission never stores it.
+ * Identity is acceptable to every client.
  */
 export function upstreamRequestHeaders(incoming: Headers, client: ClientInfo): Headers {
   const headers = copyWithout(incoming, NOT_FORWARDED);
+  headers.set("accept-encoding", "identity");
   if (client.ip !== undefined) headers.set("x-forwarded-for", client.ip);
   headers.set("x-forwarded-proto", client.proto);
   if (client.host) headers.set("x-forwarded-host", client.host);

@@ -16,6 +16,7 @@ export interface UpstreamRequest {
   method: string;
   /** The raw request target (path and query) exactly as received. */
   target: string;
+  /** Sent as they are: built by `upstreamRequestHeaders` (which asks for identity). */
   headers: Headers;
   body: ReadableStream<Uint8Array> | null;
   signal: AbortSignal;
@@ -139,14 +140,6 @@ export function createUpstream(baseUrl: string): Upstream {
   // When the base itself survives the parse, a plain target appended to it does too.
   const plainBase = fetchPreservesTarget(baseUrl + "/x");
   return (req) => {
-    // Identity, on both paths: fetch decodes some codings itself (exactly `gzip` or `br`)
-    // unless the request's Accept-Encoding is exactly `identity`, and says nowhere that it did;
-    // and it asks for `gzip,br` on its own when the client named nothing. Asked for identity,
-    // nothing between imgproxy and the proxy should encode (imgproxy itself never does; its
-    // `raw` streams pass the header on to the source), so what arrives is the image itself;
-    // whatever arrives encoded anyway passes through untouched and labelled, and admission
-    // never stores it. Identity is acceptable to every client.
-    req.headers.set("accept-encoding", "identity");
     const url = baseUrl + req.target;
     if (!(plainBase && plainTarget(req.target)) && !fetchPreservesTarget(url)) {
       return viaNodeHttp(base, req);
@@ -167,8 +160,8 @@ export function createUpstream(baseUrl: string): Upstream {
         res.body?.cancel().catch(() => {});
         throw bad;
       }
-      // Asked for identity (above), fetch decodes nothing: the body and its Content-Encoding
-      // pass through as imgproxy sent them.
+      // Asked for identity (the headers say so: upstreamRequestHeaders), fetch decodes
+      // nothing: the body and its Content-Encoding pass through as imgproxy sent them.
       return res;
     });
   };

@@ -99,3 +99,31 @@ Deno.test("encoded answers pass through unchanged on both upstream paths and are
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("imgproxy is asked for identity on a read-mode miss and on a pass-through request too", async () => {
+  const upstream = encodingUpstream();
+  const dir = await Deno.makeTempDir({ prefix: "encoding-read-" });
+  const env: Record<string, string> = {
+    IMGPROXY_URL: upstream.url,
+    CACHE_DIR: dir,
+    CACHE_MODE: "read",
+  };
+  const app = await createApp(loadConfig((n) => env[n]), new MemoryLogger());
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
+  try {
+    const asked = { "accept-encoding": "gzip, deflate, br" };
+    const miss = await rawRequest(server.addr.port, "GET /identity/read.jpg HTTP/1.1", asked);
+    assert.equal(miss.headers.get("x-cache-lookup"), "miss");
+    const pass = await rawRequest(server.addr.port, "HEAD /identity/pass.jpg HTTP/1.1", asked);
+    assert.equal(pass.status, 200);
+    assert.deepEqual(upstream.seen, [
+      { target: "/identity/read.jpg", acceptEncoding: "identity" },
+      { target: "/identity/pass.jpg", acceptEncoding: "identity" },
+    ]);
+    await app.uploader.drain(5000);
+  } finally {
+    await server.shutdown();
+    await upstream.server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -87,6 +87,7 @@ Deno.test("upstreamRequestHeaders() sets X-Forwarded-* from the connection, neve
   });
   assert.deepEqual(Object.fromEntries(h), {
     accept: "image/avif,image/webp",
+    "accept-encoding": "identity",
     authorization: "Bearer s3cret",
     "if-none-match": '"abc"',
     "user-agent": "test/1",
@@ -100,14 +101,20 @@ Deno.test("upstreamRequestHeaders() sets X-Forwarded-* from the connection, neve
 });
 
 Deno.test("upstreamRequestHeaders() drops client forwarding headers it cannot replace", () => {
+  const identity = { "accept-encoding": "identity" };
   const rows: [{ ip?: string; host?: string | null; proto: string }, Record<string, string>][] = [
-    [{ proto: "https" }, { "x-forwarded-proto": "https" }],
+    [{ proto: "https" }, { ...identity, "x-forwarded-proto": "https" }],
     [{ ip: "::1", host: null, proto: "http" }, {
+      ...identity,
       "x-forwarded-for": "::1",
       "x-forwarded-proto": "http",
     }],
-    [{ host: "", proto: "http" }, { "x-forwarded-proto": "http" }],
-    [{ host: "h", proto: "http" }, { "x-forwarded-host": "h", "x-forwarded-proto": "http" }],
+    [{ host: "", proto: "http" }, { ...identity, "x-forwarded-proto": "http" }],
+    [{ host: "h", proto: "http" }, {
+      ...identity,
+      "x-forwarded-host": "h",
+      "x-forwarded-proto": "http",
+    }],
   ];
   for (const [client, expected] of rows) {
     const incoming = new Headers({
@@ -122,6 +129,21 @@ Deno.test("upstreamRequestHeaders() drops client forwarding headers it cannot re
       expected,
       JSON.stringify(client),
     );
+  }
+});
+
+Deno.test("upstreamRequestHeaders() asks imgproxy for identity, whatever the client accepts", () => {
+  const rows: [Record<string, string>, string][] = [
+    [{}, "no Accept-Encoding"],
+    [{ "accept-encoding": "gzip, deflate, br" }, "codings"],
+    [{ "accept-encoding": "identity;q=0, *" }, "identity refused"],
+    [{ "accept-encoding": "br", connection: "accept-encoding" }, "named by Connection"],
+  ];
+  for (const [sent, what] of rows) {
+    const incoming = new Headers(sent);
+    const h = upstreamRequestHeaders(incoming, { proto: "http" });
+    assert.deepEqual(h.get("accept-encoding"), "identity", what);
+    assert.equal(incoming.get("accept-encoding"), sent["accept-encoding"] ?? null, what);
   }
 });
 
