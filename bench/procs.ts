@@ -153,12 +153,16 @@ export async function nullStoreCount(store: Proc): Promise<number> {
   return (await res.json()).puts;
 }
 
-/** Starts the proxy the way `bin/start` does, with its computed permission flags. */
+/**
+ * Starts the proxy the way `bin/start` does, with its computed permission flags; `from` is the
+ * checkout whose proxy runs (this one by default).
+ */
 export async function startProxy(
   name: string,
   upstream: Proc,
   store: number | { dir: string },
   extraEnv: Record<string, string> = {},
+  from: string = root,
 ): Promise<Proc> {
   const port = await freePort();
   const storeEnv: Record<string, string> = typeof store === "number"
@@ -170,7 +174,7 @@ export async function startProxy(
       AWS_SECRET_ACCESS_KEY: "benchsecret",
     }
     : { CACHE_DIR: store.dir };
-  const child = spawnLogged(name, "sh", [`${root}/bin/start`, ...PROXY_ARGS], {
+  const child = spawnLogged(name, "sh", [`${from}/bin/start`, ...PROXY_ARGS], {
     DENO,
     HOME: tmp,
     IMGPROXY_URL: `http://127.0.0.1:${upstream.port}`,

@@ -35,6 +35,7 @@ import {
   warmHit,
 } from "./procs.ts";
 import {
+  BASELINE,
   CONNS,
   DURATION,
   IMGPROXY,
@@ -46,6 +47,7 @@ import {
   output,
   PROXY_ENV,
   readCpuModel,
+  root,
   RUNS,
   SCENARIOS,
   sleep,
@@ -98,20 +100,45 @@ async function passThrough(upstream: Proc, nullStore: Proc, bare: Proc): Promise
 }
 
 async function missAndStore(upstream: Proc, bare: Proc): Promise<void> {
-  const store = await startHelper("nullstore");
-  const pNull = await startProxy("proxy-miss-null", upstream, store.port);
-  const vgw = VERSITYGW ? await startVersitygw() : null;
-  const pVgw = vgw ? await startProxy("proxy-miss-versitygw", upstream, vgw.port) : null;
-  const cs: Contender[] = [
-    { name: BARE, port: bare.port, pid: bare.pid },
-    { name: "proxy + null store", port: pNull.port, pid: pNull.pid, settle: true },
-  ];
-  if (pVgw) cs.push({ name: "proxy + versitygw", port: pVgw.port, pid: pVgw.pid, settle: true });
+  const cs: Contender[] = [{ name: BARE, port: bare.port, pid: bare.pid }];
+  const checks: { label: string; proc: Proc; count: () => Promise<number> }[] = [];
+  const stores: Proc[] = [];
+  const proxies: Proc[] = [];
+  // Each checkout's proxies write to stores of their own, so each count is theirs alone.
+  for (const [from, suffix] of BASELINE ? [[root, ""], [BASELINE, " (baseline)"]] : [[root, ""]]) {
+    const tag = suffix === "" ? "" : "-baseline";
+    const store = await startHelper("nullstore");
+    const pNull = await startProxy(`proxy-miss-null${tag}`, upstream, store.port, {}, from);
+    stores.push(store);
+    proxies.push(pNull);
+    cs.push({
+      name: `proxy + null store${suffix}`,
+      port: pNull.port,
+      pid: pNull.pid,
+      settle: true,
+    });
+    checks.push({
+      label: `proxy + null store${suffix}`,
+      proc: pNull,
+      count: () => nullStoreCount(store),
+    });
+    if (!VERSITYGW) continue;
+    const vgw = await startVersitygw();
+    const pVgw = await startProxy(`proxy-miss-versitygw${tag}`, upstream, vgw.port, {}, from);
+    stores.push(vgw);
+    proxies.push(pVgw);
+    cs.push({ name: `proxy + versitygw${suffix}`, port: pVgw.port, pid: pVgw.pid, settle: true });
+    checks.push({
+      label: `proxy + versitygw${suffix}`,
+      proc: pVgw,
+      count: () => versitygwCount(vgw.dir),
+    });
+  }
   const r = await scenario("miss and store 30 KB", cs, {
     connections: CONNS,
     unique: "/30k/{}.webp",
   });
-  const check = async (label: string, proc: Proc, count: () => Promise<number>) => {
+  for (const { label, proc, count } of checks) {
     const stored = await settleCount(count);
     const skipped = await countLog(proc.name, "Upload skipped");
     const failed = await countLog(proc.name, "Upload failed");
@@ -120,10 +147,10 @@ async function missAndStore(upstream: Proc, bare: Proc): Promise<void> {
         r.get(label)!.requests
       } measured responses; skipped ${skipped}, failed ${failed}`,
     );
-  };
-  await check("proxy + null store", pNull, () => nullStoreCount(store));
-  if (pVgw) await check("proxy + versitygw", pVgw, () => versitygwCount(vgw!.dir));
-  await Promise.all([pNull.stop(), pVgw?.stop(), vgw?.stop(), store.stop()]);
+  }
+  // Proxies first (they drain their uploads), then the stores.
+  await Promise.all(proxies.map((p) => p.stop()));
+  await Promise.all(stores.map((p) => p.stop()));
 }
 
 async function hits(upstream: Proc, bare: Proc): Promise<void> {
@@ -138,7 +165,12 @@ async function hits(upstream: Proc, bare: Proc): Promise<void> {
   const s3 = vgw
     ? await startProxy("proxy-hit-versitygw", upstream, vgw.port, { CACHE_MODE: "read" })
     : null;
-  for (const p of [local, quiet, s3]) if (p) await warmHit(p, path);
+  const s3Baseline = vgw && BASELINE
+    ? await startProxy("proxy-hit-versitygw-baseline", upstream, vgw.port, {
+      CACHE_MODE: "read",
+    }, BASELINE)
+    : null;
+  for (const p of [local, quiet, s3, s3Baseline]) if (p) await warmHit(p, path);
   const files = await startHelper("files", await storedFile(dir));
   const cs: Contender[] = [
     { name: FILES, port: files.port, pid: files.pid },
@@ -149,6 +181,13 @@ async function hits(upstream: Proc, bare: Proc): Promise<void> {
   // versitygw ends every connection (Connection: close): each S3 hit opens a new one.
   if (s3) cs.push({ name: BARE_CLOSE, port: bare.port, pid: bare.pid, path: "/close/bare.webp" });
   if (s3) cs.push({ name: "proxy S3 hit (versitygw)", port: s3.port, pid: s3.pid });
+  if (s3Baseline) {
+    cs.push({
+      name: "proxy S3 hit (versitygw) (baseline)",
+      port: s3Baseline.port,
+      pid: s3Baseline.pid,
+    });
+  }
   const r = await scenario("hit 30 KB", cs, { connections: CONNS, path });
   const floor = r.get(FILES)!;
   for (const name of ["proxy local hit", "proxy local hit, ACCESS_LOG=false"]) {
@@ -172,7 +211,8 @@ async function hits(upstream: Proc, bare: Proc): Promise<void> {
         `share of an S3 hit`,
     );
   }
-  await Promise.all([local.stop(), quiet.stop(), s3?.stop(), vgw?.stop(), files.stop()]);
+  await Promise.all([local.stop(), quiet.stop(), s3?.stop(), s3Baseline?.stop(), files.stop()]);
+  await vgw?.stop();
 }
 
 async function memory(upstream: Proc): Promise<void> {

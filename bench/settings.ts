@@ -13,6 +13,9 @@
  *   BENCH_LOAD          "wrk" or "deno" (default: wrk when installed)
  *   BENCH_PROXY_ARGS    extra `deno run` flags for the proxy (e.g. --cpu-prof --cpu-prof-dir=/tmp/p)
  *   BENCH_PROXY_ENV     extra proxy environment, space-separated NAME=VALUE (e.g. ACCESS_LOG=false)
+ *   BENCH_BASELINE      another checkout of the proxy (e.g. a `git worktree` of main): the miss and
+ *                       hit scenarios run its proxy too, named "… (baseline)", for before/after
+ *                       figures in one run
  *   BENCH_KEEP          1 keeps the temporary directory (logs, configs)
  *   VERSITYGW, NGINX, WRK, IMGPROXY  paths of the tools (default: looked up on PATH, ~/go/bin and
  *                       /opt/imgproxy/bin)
@@ -37,6 +40,8 @@ export const PROXY_ENV: Record<string, string> = Object.fromEntries(
   }),
 );
 export const KEEP = env("BENCH_KEEP", "") === "1";
+/** Another checkout whose proxy runs beside this one's in the miss and hit scenarios. */
+export const BASELINE = env("BENCH_BASELINE", "").replace(/\/$/, "") || null;
 /** The proxy's default, stated explicitly to the proxies the benchmark starts. */
 export const UPLOAD_MAX_BYTES_IN_FLIGHT = 134217728;
 export const DENO = Deno.execPath();
