@@ -1,7 +1,8 @@
 /**
  * Micro-benchmark of one S3 PutObject path, against a store given by URL (the null store from
  * bench/servers.ts, or versitygw): `PutObjectCommand` through the SDK's stack and node:http,
- * the project's `S3Store.put` (SDK signer + fetch), and a bare unsigned fetch PUT (the floor).
+ * the project's `S3Store.put` (its own signer + fetch), the SDK's signer + fetch, and a bare
+ * unsigned fetch PUT (the floor).
  *
  * Usage: deno run --allow-net=127.0.0.1 --allow-env --allow-read --allow-sys bench/s3-put.ts
  *   ENDPOINT VARIANT [SECONDS] [CONCURRENCY] [BYTES]

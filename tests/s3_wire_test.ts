@@ -16,6 +16,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { loadConfig, type S3StoreConfig } from "../lib/config.ts";
 import { s3ClientConfig, S3Store } from "../lib/store/s3.ts";
+import { encodeImageHeaders, IMAGE_HEADERS_META } from "../lib/image_headers.ts";
 import { type Captured, startCapture } from "./support/capture.ts";
 
 /** The SDK's telemetry headers: not sent by the store, removed from the SDK's before signing. */
@@ -25,6 +26,11 @@ const SDK_TRANSPORT = ["connection"];
 const FETCH_TRANSPORT = ["accept", "accept-language", "accept-encoding", "user-agent"];
 
 const CREDENTIALS = { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfi" };
+/** Temporary credentials: the session token is sent, and signed, as `x-amz-security-token`. */
+const SESSION = {
+  ...CREDENTIALS,
+  sessionToken: "FwoGZXIvYXdzEJr//////////wEaDGV4YW1wbGU+dG9rZW4=",
+};
 
 function configOf(env: Record<string, string>): S3StoreConfig {
   const config = loadConfig((name) => env[name]);
@@ -65,7 +71,12 @@ const KEYS = [
   "a folder/é ü/+~!'()*&$=;:@,[]%2F#?.png",
 ];
 
-const CASES: { name: string; env: Record<string, string>; host: (bucket: string) => string }[] = [
+const CASES: {
+  name: string;
+  env: Record<string, string>;
+  host: (bucket: string) => string;
+  credentials?: typeof SESSION;
+}[] = [
   {
     name: "path-style, IP endpoint with a port",
     env: { S3_BUCKET: "bkt", S3_ENDPOINT: "http://127.0.0.1:9000" },
@@ -104,7 +115,22 @@ const CASES: { name: string; env: Record<string, string>; host: (bucket: string)
     env: { S3_BUCKET: "my.Bucket_1", S3_ENDPOINT: "http://s3.example.test:9000" },
     host: () => "s3.example.test:9000",
   },
+  {
+    name: "temporary credentials (session token), another region",
+    env: { S3_BUCKET: "bkt", S3_ENDPOINT: "http://127.0.0.1:9000", S3_REGION: "ap-south-2" },
+    host: () => "127.0.0.1:9000",
+    credentials: SESSION,
+  },
 ];
+
+/** Headers an image answer kept beside the object, one of them needing escaping. */
+const IMAGE_HEADERS = {
+  "content-disposition": 'inline; filename="a  b é.png"',
+  "x-result-width": "300",
+};
+
+/** Signing times: two days, so a store signing on past midnight derives the new day's key. */
+const TIMES = [Date.UTC(2026, 10, 29, 12, 34, 56), Date.UTC(2026, 10, 30, 0, 0, 1)];
 
 for (const c of CASES) {
   Deno.test(`S3 requests equal the SDK's on the wire: ${c.name}`, async () => {
@@ -114,10 +140,11 @@ for (const c of CASES) {
     (agent as unknown as { createConnection: () => net.Socket }).createConnection = () =>
       net.connect(cap.port, "127.0.0.1");
     const routed = Deno.createHttpClient({ allowHost: true });
-    const config = configOf({ ...c.env, S3_REGION: "eu-west-3", IMGPROXY_URL: "http://i:1" });
+    const config = configOf({ S3_REGION: "eu-west-3", ...c.env, IMGPROXY_URL: "http://i:1" });
+    const credentials = c.credentials ?? CREDENTIALS;
     const sdk = new S3Client({
       ...s3ClientConfig(config),
-      credentials: CREDENTIALS,
+      credentials,
       requestHandler: { httpAgent: agent },
     });
     // Telemetry off, before the SDK's signer runs (so the signature covers what remains).
@@ -132,7 +159,7 @@ for (const c of CASES) {
     );
     const store = new S3Store(
       config,
-      new S3Client({ ...s3ClientConfig(config), credentials: CREDENTIALS }),
+      new S3Client({ ...s3ClientConfig(config), credentials }),
       (url, init) => {
         // What fetch would send if the name resolved: the URL's host, to the capture server.
         const u = new URL(url as string);
@@ -144,10 +171,9 @@ for (const c of CASES) {
       },
     );
     const realNow = Date.now;
-    const fixed = Date.UTC(2026, 10, 29, 12, 34, 56);
-    Date.now = () => fixed;
     try {
-      for (const key of KEYS) {
+      for (const [time, key] of TIMES.flatMap((t) => KEYS.map((k) => [t, k] as const))) {
+        Date.now = () => time;
         const body = new TextEncoder().encode("image bytes");
         const pairs: [string, () => Promise<unknown>, () => Promise<unknown>][] = [
           [
@@ -176,18 +202,25 @@ for (const c of CASES) {
                   Bucket: config.bucket,
                   Key: key,
                   Body: body,
-                  ContentType: "image/webp",
+                  // Blanks that signing folds: the value as signed is canonical, as sent not.
+                  ContentType: "image/webp;  charset=x",
                   CacheControl: "max-age=31536000, public",
                   IfNoneMatch: "*",
-                  Metadata: { length: String(body.byteLength) },
+                  Metadata: {
+                    length: String(body.byteLength),
+                    [IMAGE_HEADERS_META.slice("x-amz-meta-".length)]: encodeImageHeaders(
+                      IMAGE_HEADERS,
+                    ),
+                  },
                 }),
               ),
             async () =>
               assert.equal(
                 await store.put(key, body, {
-                  contentType: "image/webp",
+                  contentType: "image/webp;  charset=x",
                   cacheControl: "max-age=31536000, public",
                   ifAbsent: true,
+                  headers: IMAGE_HEADERS,
                 }),
                 "stored",
               ),
@@ -204,11 +237,16 @@ for (const c of CASES) {
           await byStore();
           assert.equal(cap.requests.length, before + 2, `${op} ${key}: two requests`);
           const [want, got] = cap.requests.slice(before) as [Captured, Captured];
-          const what = `${op} ${JSON.stringify(key)}`;
+          const what = `${op} ${JSON.stringify(key)} at ${new Date(time).toISOString()}`;
           assert.equal(got.requestLine, want.requestLine, `${what}: request line`);
           const wantHeaders = headerMap(want, SDK_TRANSPORT);
           assert.equal(wantHeaders.get("host"), c.host(config.bucket), `${what}: SDK's host`);
           assert.ok(!TELEMETRY.some((h) => wantHeaders.has(h)), `${what}: telemetry removed`);
+          assert.equal(
+            wantHeaders.get("x-amz-security-token"),
+            c.credentials?.sessionToken,
+            `${what}: SDK's session token`,
+          );
           assert.deepEqual(
             Object.fromEntries(headerMap(got, FETCH_TRANSPORT)),
             Object.fromEntries(wantHeaders),

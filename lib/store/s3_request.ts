@@ -1,8 +1,9 @@
 /**
  * Requests to an S3-compatible bucket, sent the way the AWS SDK's own commands would send them
- * (same addressing, path, query, signed headers, signature: the SDK's SigV4 signer with the
- * client's credentials, region and clock-skew offset), but with `fetch` instead of through the
- * SDK's middleware stack and `node:http`. The answer's body streams natively.
+ * (same addressing, path, query, signed headers, signature), but with `fetch` instead of through
+ * the SDK's middleware stack and `node:http`, and signed by lib/store/s3_sign.ts with the SDK
+ * client's credentials, the region and the client's clock-skew offset. The answer's body streams
+ * natively.
  *
  * The SDK's telemetry headers (`user-agent`, `x-amz-user-agent`, `amz-sdk-invocation-id`,
  * `amz-sdk-request`) are not sent. tests/s3_wire_test.ts proves every other byte equal to what
@@ -11,6 +12,14 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { S3StoreConfig } from "../config.ts";
 import { PERMANENT_ERROR_NAMES, StoreError } from "./store.ts";
+import {
+  canonicalQuery,
+  EMPTY_SHA256,
+  escapeUri,
+  type S3Credentials,
+  sha256Hex,
+  SigV4Signer,
+} from "./s3_sign.ts";
 
 /** S3 error names that mean "slow down" or a transient server problem. */
 const TRANSIENT_NAMES = new Set([
@@ -69,40 +78,15 @@ export function classifyS3Error(err: unknown, what: string): StoreError {
   });
 }
 
-/** The part of the SDK's request signer used here. */
-interface RequestSigner {
-  sign(
-    request: {
-      method: string;
-      protocol: string;
-      hostname: string;
-      port?: number;
-      path: string;
-      query: Record<string, string>;
-      headers: Record<string, string>;
-      body?: Uint8Array;
-    },
-    options: { signingDate: Date; signingRegion: string; signingService: string },
-  ): Promise<{ headers: Record<string, string> }>;
-}
-
 /** Where one bucket's objects are: the SDK's addressing for a custom endpoint. */
 export interface S3Address {
   origin: string;
-  protocol: string;
-  hostname: string;
-  port?: number;
   host: string;
   path(key: string): string;
 }
 
-/** `encodeURIComponent` plus the characters S3 (and the SDK) also escape in keys. */
-function escapeSegment(s: string): string {
-  return encodeURIComponent(s).replace(
-    /[!'()*]/g,
-    (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase(),
-  );
-}
+/** Characters a path segment never escapes, and `/`. */
+const UNRESERVED = /^[A-Za-z0-9\-._~/]*$/;
 
 const HOST_LABEL = /^(?!.*-$)(?!-)[a-zA-Z0-9-]{1,63}$/;
 const IPV4 =
@@ -128,14 +112,12 @@ export function s3Address(config: S3StoreConfig): S3Address {
   const virtual = virtualHosted(config);
   const hostname = virtual ? `${config.bucket}.${u.hostname}` : u.hostname;
   const host = u.port === "" ? hostname : `${hostname}:${u.port}`;
-  const prefix = virtual ? `${base}/` : `${base}/${escapeSegment(config.bucket)}/`;
+  const prefix = virtual ? `${base}/` : `${base}/${escapeUri(config.bucket)}/`;
   return {
     origin: `${u.protocol}//${host}`,
-    protocol: u.protocol,
-    hostname: hostname.replace(/^\[|\]$/g, ""),
-    port: u.port === "" ? undefined : Number(u.port),
     host,
-    path: (key) => prefix + key.split("/").map(escapeSegment).join("/"),
+    // Keys of unreserved characters (the proxy's own: hex digests, folders) need no escaping.
+    path: (key) => prefix + (UNRESERVED.test(key) ? key : key.split("/").map(escapeUri).join("/")),
   };
 }
 
@@ -184,19 +166,30 @@ export function decodeXmlText(text: string): string {
   );
 }
 
-/** The S3 operations sent here, with the method and query the SDK's commands use. */
-const OPERATIONS: Record<string, { method: string; query: Record<string, string> }> = {
-  PutObject: { method: "PUT", query: { "x-id": "PutObject" } },
-  GetObject: { method: "GET", query: { "x-id": "GetObject" } },
-  HeadObject: { method: "HEAD", query: {} },
-  DeleteObject: { method: "DELETE", query: { "x-id": "DeleteObject" } },
+/** An S3 operation's method and query, as the SDK's command sends them. */
+interface Operation {
+  method: string;
+  /** The query in canonical form, as signed. */
+  query: string;
+  /** The query as sent: `?` and the query, or nothing. */
+  search: string;
+}
+
+function operation(method: string, query: Record<string, string>): Operation {
+  const q = canonicalQuery(query);
+  return { method, query: q, search: q === "" ? "" : `?${q}` };
+}
+
+/** The S3 operations sent here. */
+const OPERATIONS: Record<S3Operation, Operation> = {
+  PutObject: operation("PUT", { "x-id": "PutObject" }),
+  GetObject: operation("GET", { "x-id": "GetObject" }),
+  HeadObject: operation("HEAD", {}),
+  DeleteObject: operation("DELETE", { "x-id": "DeleteObject" }),
 };
 
 /** One S3 operation's name. */
 export type S3Operation = "PutObject" | "GetObject" | "HeadObject" | "DeleteObject";
-
-/** SHA-256 of zero bytes, hex. */
-const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /** Signs and sends requests for one bucket. */
 export class S3Requester {
@@ -204,7 +197,7 @@ export class S3Requester {
   readonly #client: S3Client;
   #region: string;
   readonly #fetch: typeof fetch;
-  #signer: Promise<RequestSigner> | undefined;
+  readonly #signer = new SigV4Signer("s3");
 
   /** `fetchFn` replaces `fetch` (tests route requests to a local socket). */
   constructor(config: S3StoreConfig, client: S3Client, fetchFn: typeof fetch = fetch) {
@@ -226,42 +219,34 @@ export class S3Requester {
     body?: Uint8Array,
     signal?: AbortSignal,
   ): Promise<Response> {
-    const { method, query } = OPERATIONS[operation]!;
+    const op = OPERATIONS[operation];
     try {
-      const signer = await (this.#signer ??= this.#createSigner().catch((err) => {
-        this.#signer = undefined; // let the next request try again
-        throw err;
-      }));
+      const credentials = await this.#credentials();
       const a = this.address;
-      headers.host = a.host;
-      if (body !== undefined) headers["content-length"] = String(body.byteLength);
-      // The SDK signs a bodiless request with the hash of the empty payload: given here, the
-      // signer takes it instead of hashing nothing again on every lookup.
-      else headers["x-amz-content-sha256"] = EMPTY_SHA256;
       const path = a.path(key);
       const config = this.#client.config as unknown as { systemClockOffset?: number };
-      const signed = await signer.sign({
-        method,
-        protocol: a.protocol,
-        hostname: a.hostname,
-        port: a.port,
-        path,
-        query,
-        headers,
-        body,
-      }, {
-        signingDate: new Date(Date.now() + (config.systemClockOffset ?? 0)),
-        signingRegion: this.#region,
-        signingService: "s3",
-      });
-      const sent = new Headers();
-      for (const name in signed.headers) {
+      headers.host = a.host;
+      if (body !== undefined) headers["content-length"] = String(body.byteLength);
+      this.#signer.sign(
+        {
+          method: op.method,
+          path,
+          query: op.query,
+          headers,
+          payloadHash: body === undefined ? EMPTY_SHA256 : sha256Hex(body),
+        },
+        credentials,
+        this.#region,
+        Date.now() + (config.systemClockOffset ?? 0),
+      );
+      // A record, not a Headers object: fetch copies a record without iterating it.
+      const sent: Record<string, string> = {};
+      for (const name in headers) {
         // fetch sets Host and Content-Length itself (to the same values).
-        if (name !== "host" && name !== "content-length") sent.set(name, signed.headers[name]!);
+        if (name !== "host" && name !== "content-length") sent[name] = headers[name]!;
       }
-      const id = query["x-id"];
-      return await this.#fetch(a.origin + path + (id === undefined ? "" : `?x-id=${id}`), {
-        method,
+      return await this.#fetch(a.origin + path + op.search, {
+        method: op.method,
         headers: sent,
         body: body as Uint8Array<ArrayBuffer> | undefined,
         signal,
@@ -305,16 +290,16 @@ export class S3Requester {
     return classifyS3Error(err, `${operation} ${key}`);
   }
 
-  /** The SDK's signer for this client (credentials, region, S3's signing rules). */
-  async #createSigner(): Promise<RequestSigner> {
-    const signer = this.#client.config.signer as unknown as (
-      scheme: Record<string, unknown>,
-    ) => Promise<RequestSigner>;
-    return await signer({
-      name: "sigv4",
-      signingName: "s3",
-      signingRegion: this.#region,
-      properties: {},
-    });
+  /**
+   * The client's credentials: its provider (the SDK's chain, memoized, refreshed before they
+   * expire) is asked on every request, as the SDK's own signer does.
+   */
+  async #credentials(): Promise<S3Credentials> {
+    const provider = this.#client.config.credentials as unknown as () => Promise<S3Credentials>;
+    const c = await provider();
+    if (typeof c?.accessKeyId !== "string" || typeof c.secretAccessKey !== "string") {
+      throw new Error("Resolved credential object is not valid");
+    }
+    return c;
   }
 }
