@@ -20,6 +20,7 @@ import { opsHandler } from "./lib/ops.ts";
 import { listen, ListenError, type Server } from "./lib/server.ts";
 import { registerListenerMetrics } from "./lib/defense_metrics.ts";
 import { checkStoreAtStartup, newStoreCheckStats, type StoreRecheck } from "./lib/store_check.ts";
+import { Deadline } from "./lib/timers.ts";
 
 /** Runs the proxy until a signal arrives; returns the exit code. */
 export async function main(
@@ -121,13 +122,8 @@ export async function main(
   // One deadline for everything: responses in flight finish (shutdown waits for streaming
   // bodies, whose uploads would otherwise be lost) while queued uploads carry on, then the
   // upload queue gets whatever time is left.
-  const deadline = Date.now() + config.upload.drainTimeoutMs;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const finished = await Promise.race([
-    Promise.all(servers.map((s) => s.shutdown())).then(() => true),
-    new Promise<boolean>((r) => timer = setTimeout(() => r(false), config.upload.drainTimeoutMs)),
-  ]);
-  clearTimeout(timer);
+  const deadline = new Deadline(config.upload.drainTimeoutMs);
+  const finished = await deadline.within(Promise.all(servers.map((s) => s.shutdown())));
   if (!finished) {
     logger.log("WARN", "Responses still in flight at the deadline: they will be cut at exit", {
       timeoutSec: config.upload.drainTimeoutMs / 1000,
@@ -135,7 +131,7 @@ export async function main(
   }
   await recheck?.stop();
   await app.stopStoreWalk();
-  await drainUploads(app, logger, Math.max(0, deadline - Date.now()));
+  await drainUploads(app, logger, deadline.remainingMs);
   removeSignalListeners();
   return failure === null ? 0 : 1;
 }

@@ -1,6 +1,6 @@
 /**
- * The timer mechanisms, shared by every per-request and per-connection deadline: a few timers
- * for many waits, never one timer per request.
+ * The timer mechanisms, shared by every per-request and per-connection deadline (a few timers
+ * for many waits, never one timer per request) and by shutdown's one deadline.
  */
 
 /**
@@ -82,5 +82,47 @@ export class StallWatch {
         w.stall();
       }
     }
+  }
+}
+
+/**
+ * One deadline for several steps taken in turn (shutdown): each step gets what is left of it,
+ * on the monotonic clock. Unlike {@linkcode Deadlines} (many waits, unref'd timers left armed),
+ * its one wait at a time keeps the process up until the deadline and leaves no timer behind:
+ * work the process waits on need not hold the event loop itself.
+ */
+export class Deadline {
+  readonly #at: number;
+
+  constructor(ms: number) {
+    this.#at = performance.now() + ms;
+  }
+
+  /** What is left (0 once the deadline has passed). */
+  get remainingMs(): number {
+    return Math.max(0, this.#at - performance.now());
+  }
+
+  /**
+   * Waits for `work` until the deadline: true when it settled first, false when the deadline
+   * came first (the work goes on). Rejects when `work` does, before the deadline.
+   */
+  within(work: Promise<unknown>): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      // Never early: a timer that fires a little before the deadline waits out the rest.
+      const wait = () => {
+        const left = this.remainingMs;
+        if (left === 0) resolve(false);
+        else timer = setTimeout(wait, Math.ceil(left));
+      };
+      let timer = setTimeout(wait, Math.ceil(this.remainingMs));
+      work.then(() => {
+        clearTimeout(timer);
+        resolve(true);
+      }, (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
   }
 }
