@@ -14,7 +14,7 @@
 #   - the npm dependencies in Deno's cache (`deno install`, and the tests' own packages from
 #     tests/deno.lock), so tests need no registry later.
 # Without IMGPROXY_SRC, imgproxy is optional: the end-to-end suite uses it when found
-# (IMGPROXY_BIN, PATH or /opt/imgproxy/bin/imgproxy) and a stand-in otherwise, and says which
+# (IMGPROXY_BIN when set, else PATH, GOBIN or ~/go/bin) and a stand-in otherwise, and says which
 # (unless E2E_EXPECT_IMGPROXY demands a real one).
 #
 #   IMGPROXY_SRC=path/to/imgproxy-4.0.12-src.tar.gz sh scripts/install-deps.sh
@@ -209,8 +209,8 @@ fi
 
 log "ready: $(deno --version | head -n 1), versitygw at $(command -v versitygw)," \
   "$(shellcheck --version | sed -n 's/^version: /shellcheck /p')"
-if imgproxy=$(command -v "${IMGPROXY_BIN:-imgproxy}" 2>/dev/null) ||
-  { [ -x /opt/imgproxy/bin/imgproxy ] && imgproxy=/opt/imgproxy/bin/imgproxy; }; then
+# PATH starts with GOBIN here: where the suite looks too.
+if imgproxy=$(command -v "${IMGPROXY_BIN:-imgproxy}" 2>/dev/null); then
   log "imgproxy: $imgproxy ($("$imgproxy" version 2>/dev/null || echo unknown version))"
 else
   log "imgproxy: not installed; the end-to-end suite will use its stand-in"

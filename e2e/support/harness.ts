@@ -40,9 +40,12 @@ export async function waitFor<T>(
 
 export { freePort };
 
-async function findOnPath(name: string): Promise<string | null> {
+async function findOnPath(
+  name: string,
+  path = Deno.env.get("PATH") ?? "",
+): Promise<string | null> {
   if (name.includes("/")) return (await isExecutable(name)) ? name : null;
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+  for (const dir of path.split(":")) {
     if (dir !== "" && await isExecutable(`${dir}/${name}`)) return `${dir}/${name}`;
   }
   return null;
@@ -66,34 +69,48 @@ export interface ImgproxyChoice {
   label: string;
 }
 
+/** Reads an environment variable (a seam for tests). */
+export type Env = (name: string) => string | undefined;
+
 let choice: Promise<ImgproxyChoice> | null = null;
 
 /**
- * Picks imgproxy: `IMGPROXY_BIN`, else `imgproxy` on PATH, else /opt/imgproxy/bin/imgproxy;
- * falls back to the stand-in (which is not imgproxy) when none exists, or when IMGPROXY_BIN
- * names it (`IMGPROXY_BIN=e2e/support/imgproxy-stand-in deno task test:e2e`).
+ * Picks imgproxy, where scripts/install-deps.sh puts it: `IMGPROXY_BIN` when set (and then
+ * only it), else `imgproxy` on PATH, in `GOBIN`, or in ~/go/bin (install-deps.sh links the
+ * binary it builds into `GOBIN`, by default ~/go/bin); falls back to the stand-in (which is not
+ * imgproxy) when none exists, or when IMGPROXY_BIN names it
+ * (`IMGPROXY_BIN=e2e/support/imgproxy-stand-in deno task test:e2e`).
  * With `E2E_EXPECT_IMGPROXY=<version>` (CI sets it) anything but real imgproxy of that version
  * is an error, so a run that was meant to test the real thing cannot pass on the stand-in.
  */
 export function chooseImgproxy(): Promise<ImgproxyChoice> {
-  return choice ??= (async () => {
-    const found = await findImgproxy();
-    const expected = Deno.env.get("E2E_EXPECT_IMGPROXY");
-    if (expected && (!found.real || found.version !== expected)) {
-      throw new Error(
-        `E2E_EXPECT_IMGPROXY=${expected}: expected real imgproxy ${expected}, found ${found.label}` +
-          ` (${found.bin}); build it with IMGPROXY_SRC=... sh scripts/install-deps.sh`,
-      );
-    }
-    return found;
-  })();
+  return choice ??= pickImgproxy((name) => Deno.env.get(name));
 }
 
-async function findImgproxy(): Promise<ImgproxyChoice> {
-  const candidates = [Deno.env.get("IMGPROXY_BIN"), "imgproxy", "/opt/imgproxy/bin/imgproxy"];
+/** {@linkcode chooseImgproxy} for an environment, not remembered. */
+export async function pickImgproxy(env: Env): Promise<ImgproxyChoice> {
+  const found = await findImgproxy(env);
+  const expected = env("E2E_EXPECT_IMGPROXY");
+  if (expected && (!found.real || found.version !== expected)) {
+    throw new Error(
+      `E2E_EXPECT_IMGPROXY=${expected}: expected real imgproxy ${expected}, found ${found.label}` +
+        ` (${found.bin}); build it with IMGPROXY_SRC=... sh scripts/install-deps.sh`,
+    );
+  }
+  return found;
+}
+
+async function findImgproxy(env: Env): Promise<ImgproxyChoice> {
+  const named = env("IMGPROXY_BIN");
+  const home = env("HOME");
+  const gobin = env("GOBIN");
+  // A binary named explicitly is the one meant: nothing else stands in for it.
+  const candidates = named
+    ? [named]
+    : ["imgproxy", gobin && `${gobin}/imgproxy`, home && `${home}/go/bin/imgproxy`];
   for (const c of candidates) {
     if (!c) continue;
-    const bin = await findOnPath(c);
+    const bin = await findOnPath(c, env("PATH") ?? "");
     if (bin === null) continue;
     const version = await imgproxyVersion(bin);
     if (version === "stand-in") break; // IMGPROXY_BIN names the stand-in: use it
