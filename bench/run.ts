@@ -9,7 +9,8 @@
  * - pass-through: unique paths whose answers are not storable (`Cache-Control: no-store`);
  * - latency: the same at one connection (p50);
  * - miss and store: unique paths, every answer stored (null store, versitygw);
- * - hit: read mode, one stored 30 KB image, from the local store and from versitygw;
+ * - hit: read mode, one stored 30 KB image, from the local store and from S3: versitygw (which
+ *   closes every connection) and the null store (which keeps them open);
  * - memory: 256 connections of unique 1 MB misses, RSS growth over idle;
  * - imgproxy: real imgproxy (1600×1200 JPEG → 300×300 JPEG, every request a miss) direct and
  *   behind the proxy, every answer stored.
@@ -61,6 +62,7 @@ import {
 const BARE = "bare Deno proxy";
 const FILES = "bare Deno file server";
 const BARE_CLOSE = "bare Deno proxy, new upstream connection per request";
+const S3_HIT = "proxy S3 hit";
 const targets: string[] = [];
 
 const ratio = (a: number, b: number) =>
@@ -161,16 +163,24 @@ async function hits(upstream: Proc, bare: Proc): Promise<void> {
     CACHE_MODE: "read",
     ACCESS_LOG: "false",
   });
+  // S3 hits from versitygw, which ends every connection (Connection: close: each hit opens a
+  // new one), and from the null store, which keeps them open as AWS S3, R2 or Tigris do.
   const vgw = VERSITYGW ? await startVersitygw() : null;
-  const s3 = vgw
-    ? await startProxy("proxy-hit-versitygw", upstream, vgw.port, { CACHE_MODE: "read" })
-    : null;
-  const s3Baseline = vgw && BASELINE
-    ? await startProxy("proxy-hit-versitygw-baseline", upstream, vgw.port, {
-      CACHE_MODE: "read",
-    }, BASELINE)
-    : null;
-  for (const p of [local, quiet, s3, s3Baseline]) if (p) await warmHit(p, path);
+  const keepAlive = await startHelper("nullstore");
+  const s3: { name: string; proc: Proc }[] = [];
+  for (const [from, suffix] of BASELINE ? [[root, ""], [BASELINE, " (baseline)"]] : [[root, ""]]) {
+    const tag = suffix === "" ? "" : "-baseline";
+    const stores: [string, number][] = [["keep-alive store", keepAlive.port]];
+    if (vgw) stores.unshift(["versitygw", vgw.port]);
+    for (const [store, port] of stores) {
+      const proc = await startProxy(`proxy-hit-${store.replace(/ /g, "-")}${tag}`, upstream, port, {
+        CACHE_MODE: "read",
+      }, from);
+      s3.push({ name: `${S3_HIT} (${store})${suffix}`, proc });
+    }
+  }
+  for (const p of [local, quiet, ...s3.map((x) => x.proc)]) await warmHit(p, path);
+  if (vgw) await sameHit(s3[0]!.proc, s3[1]!.proc, path);
   const files = await startHelper("files", await storedFile(dir));
   const cs: Contender[] = [
     { name: FILES, port: files.port, pid: files.pid },
@@ -178,16 +188,8 @@ async function hits(upstream: Proc, bare: Proc): Promise<void> {
     { name: "proxy local hit, ACCESS_LOG=false", port: quiet.port, pid: quiet.pid },
     { name: BARE, port: bare.port, pid: bare.pid, path: "/30k/bare.webp" },
   ];
-  // versitygw ends every connection (Connection: close): each S3 hit opens a new one.
-  if (s3) cs.push({ name: BARE_CLOSE, port: bare.port, pid: bare.pid, path: "/close/bare.webp" });
-  if (s3) cs.push({ name: "proxy S3 hit (versitygw)", port: s3.port, pid: s3.pid });
-  if (s3Baseline) {
-    cs.push({
-      name: "proxy S3 hit (versitygw) (baseline)",
-      port: s3Baseline.port,
-      pid: s3Baseline.pid,
-    });
-  }
+  if (vgw) cs.push({ name: BARE_CLOSE, port: bare.port, pid: bare.pid, path: "/close/bare.webp" });
+  for (const { name, proc } of s3) cs.push({ name, port: proc.port, pid: proc.pid });
   const r = await scenario("hit 30 KB", cs, { connections: CONNS, path });
   const floor = r.get(FILES)!;
   for (const name of ["proxy local hit", "proxy local hit, ACCESS_LOG=false"]) {
@@ -199,20 +201,49 @@ async function hits(upstream: Proc, bare: Proc): Promise<void> {
       q >= 0.8 && c <= 1.25,
     );
   }
-  if (s3) {
-    const c = cpuUs(r.get("proxy S3 hit (versitygw)")!) / cpuUs(floor);
-    target(`S3 hit: ${c.toFixed(2)}× ${FILES} CPU (≤ 2.5)`, c <= 2.5);
-    notes.push(
-      `S3 hit: ${BARE} (Deno.serve + fetch of 30 KB, no lookup, no signing) costs ${
-        ratio(cpuUs(r.get(BARE)!), cpuUs(floor))
-      }× ${FILES} CPU, ${
-        ratio(cpuUs(r.get(BARE_CLOSE)!), cpuUs(floor))
-      }× with a new upstream connection per request as versitygw demands: the runtime's own ` +
-        `share of an S3 hit`,
-    );
+  for (const store of ["versitygw", "keep-alive store"]) {
+    const h = r.get(`${S3_HIT} (${store})`);
+    if (h === undefined) continue;
+    const c = cpuUs(h) / cpuUs(floor);
+    target(`${S3_HIT} (${store}): ${c.toFixed(2)}× ${FILES} CPU (≤ 2.5)`, c <= 2.5);
   }
-  await Promise.all([local.stop(), quiet.stop(), s3?.stop(), s3Baseline?.stop(), files.stop()]);
-  await vgw?.stop();
+  notes.push(
+    `S3 hit: ${BARE} (Deno.serve + fetch of 30 KB, no lookup, no signing) costs ${
+      ratio(cpuUs(r.get(BARE)!), cpuUs(floor))
+    }× ${FILES} CPU` +
+      (vgw
+        ? `, ${
+          ratio(cpuUs(r.get(BARE_CLOSE)!), cpuUs(floor))
+        }× with a new upstream connection per request as versitygw demands`
+        : "") +
+      `: the runtime's own share of an S3 hit`,
+  );
+  await Promise.all([local.stop(), quiet.stop(), ...s3.map((x) => x.proc.stop()), files.stop()]);
+  await Promise.all([vgw?.stop(), keepAlive.stop()]);
+}
+
+/**
+ * Checks that a hit from the keep-alive store answers as one from versitygw does (status, the
+ * headers a client reads, the body): the stand-in must not measure a different answer.
+ */
+async function sameHit(versitygw: Proc, standIn: Proc, path: string): Promise<void> {
+  const read = async (p: Proc) => {
+    const res = await fetch(`http://127.0.0.1:${p.port}${path}`);
+    const h = res.headers;
+    return JSON.stringify({
+      status: res.status,
+      ...Object.fromEntries(
+        ["content-type", "content-length", "cache-control", "x-cache"].map((n) => [n, h.get(n)]),
+      ),
+      etag: /^"[^"]*"$/.test(h.get("etag") ?? ""),
+      lastModified: h.has("last-modified"),
+      body: Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", await res.bytes()))),
+    });
+  };
+  const [want, got] = [await read(versitygw), await read(standIn)];
+  if (got !== want) {
+    throw new Error(`the keep-alive store's hit differs from versitygw's:\n${got}\n${want}`);
+  }
 }
 
 async function memory(upstream: Proc): Promise<void> {

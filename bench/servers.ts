@@ -7,8 +7,12 @@
  *   Content-Length and `Cache-Control: max-age=31536000, public` (`no-store` for a path
  *   starting with `/nostore/`, which the proxy passes through without storing); a path starting
  *   with `/close/` ends its connection (`Connection: close`, as versitygw does). Counts requests.
- * - `nullstore`: accepts any PUT, reads and discards the body, answers 200 with an ETag (what
- *   the S3 SDK expects). `GET /__count` → the number of PUTs seen.
+ * - `nullstore`: an S3 stand-in that keeps its connections open (versitygw closes each one).
+ *   Accepts any PUT (200 with an ETag, what S3 answers); keeps the last objects written (up to
+ *   32 MiB, the oldest dropped first) with their type, `Cache-Control` and `x-amz-meta-*`, and
+ *   answers GET and HEAD for them as S3 does (`Content-Length`, a strong `ETag`,
+ *   `Last-Modified`), 404 `NoSuchKey` for others; DELETE drops one. Any other request (the
+ *   bucket's HEAD at start-up) → 200. `GET /__count` → the number of PUTs seen.
  * - `stall`: accepts TCP connections, reads and discards whatever arrives, never answers.
  * - `bare`: the floor the runtime sets: a `Deno.serve` + `fetch` proxy to the upstream on
  *   UPSTREAM_PORT with no logic at all (no header rules, no timeout, no cache). What the proxy
@@ -64,17 +68,64 @@ if (kind === "upstream") {
 } else if (kind === "nullstore") {
   let puts = 0;
   let bytes = 0;
+  /** Objects kept, by path (bucket and key), oldest first. */
+  const kept = new Map<string, { body: Uint8Array<ArrayBuffer>; headers: [string, string][] }>();
+  let keptBytes = 0;
+  const KEPT_MAX = 32 * 1024 * 1024;
+  const noSuchKey = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>' +
+    "<Message>The specified key does not exist.</Message></Error>";
   Deno.serve({ hostname: "127.0.0.1", port, onListen: ({ port }) => ready(port) }, async (req) => {
+    const url = req.url;
+    const query = url.indexOf("?");
+    const path = url.slice(url.indexOf("/", 8), query === -1 ? undefined : query);
+    // An object's path is /bucket/key; the bucket's own is /bucket.
+    const isObject = path.indexOf("/", 1) !== -1;
     if (req.method === "PUT") {
-      if (req.body !== null) {
-        for await (const chunk of req.body) bytes += chunk.byteLength;
-      }
+      const body = new Uint8Array(await req.arrayBuffer());
+      bytes += body.byteLength;
       puts++;
-      return new Response(null, { status: 200, headers: { etag: '"0"' } });
+      const etag = `"${puts.toString(16).padStart(32, "0")}"`;
+      if (isObject && body.byteLength <= KEPT_MAX) {
+        const headers: [string, string][] = [
+          ["content-type", req.headers.get("content-type") ?? "binary/octet-stream"],
+          ["etag", etag],
+          ["last-modified", new Date().toUTCString()],
+        ];
+        for (const [name, value] of req.headers) {
+          if (name === "cache-control" || name.startsWith("x-amz-meta-")) {
+            headers.push([name, value]);
+          }
+        }
+        const old = kept.get(path);
+        if (old !== undefined) keptBytes -= old.body.byteLength;
+        kept.delete(path);
+        kept.set(path, { body, headers });
+        keptBytes += body.byteLength;
+        for (const [k, o] of kept) {
+          if (keptBytes <= KEPT_MAX) break;
+          kept.delete(k);
+          keptBytes -= o.body.byteLength;
+        }
+      }
+      return new Response(null, { status: 200, headers: { etag } });
     }
-    if (req.url.endsWith("/__count")) return new Response(JSON.stringify({ puts, bytes }));
+    if (path === "/__count") return new Response(JSON.stringify({ puts, bytes }));
     await req.body?.cancel();
-    return new Response(null, { status: 200 });
+    if (!isObject) return new Response(null, { status: 200 });
+    const o = kept.get(path);
+    if (req.method === "DELETE") {
+      if (o !== undefined) keptBytes -= o.body.byteLength;
+      kept.delete(path);
+      return new Response(null, { status: 204 });
+    }
+    if (o === undefined) {
+      return new Response(req.method === "HEAD" ? null : noSuchKey, {
+        status: 404,
+        headers: { "content-type": "application/xml" },
+      });
+    }
+    // Deno.serve answers HEAD with the headers (Content-Length included) and no body.
+    return new Response(o.body, { headers: o.headers });
   });
 } else if (kind === "stall") {
   const listener = Deno.listen({ hostname: "127.0.0.1", port });
