@@ -17,8 +17,8 @@
  *                       hit scenarios run its proxy too, named "… (baseline)", for before/after
  *                       figures in one run
  *   BENCH_KEEP          1 keeps the temporary directory (logs, configs)
- *   VERSITYGW, NGINX, WRK, IMGPROXY  paths of the tools (default: looked up on PATH, ~/go/bin and
- *                       /opt/imgproxy/bin)
+ *   VERSITYGW, NGINX, WRK, IMGPROXY  paths of the tools (default: looked up on PATH, then where
+ *                       scripts/install-deps.sh installs Go binaries: GOBIN, ~/go/bin)
  */
 export const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const env = (name: string, fallback: string) => Deno.env.get(name) || fallback;
@@ -60,12 +60,12 @@ async function which(name: string, extra: string[] = []): Promise<string | null>
 }
 
 const home = Deno.env.get("HOME") ?? "/root";
+/** Where scripts/install-deps.sh puts Go binaries (versitygw, and the imgproxy it builds). */
+const goBins = [Deno.env.get("GOBIN"), `${home}/go/bin`].filter((d) => d !== undefined);
 export const WRK = Deno.env.get("WRK") ?? await which("wrk");
 export const NGINX = WITH_NGINX ? Deno.env.get("NGINX") ?? await which("nginx") : null;
-export const VERSITYGW = Deno.env.get("VERSITYGW") ??
-  await which("versitygw", [`${home}/go/bin`, "/root/go/bin"]);
-export const IMGPROXY = Deno.env.get("IMGPROXY") ??
-  await which("imgproxy", ["/opt/imgproxy/bin"]);
+export const VERSITYGW = Deno.env.get("VERSITYGW") ?? await which("versitygw", goBins);
+export const IMGPROXY = Deno.env.get("IMGPROXY") ?? await which("imgproxy", goBins);
 export const LOAD = env("BENCH_LOAD", WRK ? "wrk" : "deno");
 
 /** A command's output (stdout then stderr), or the error that kept it from running. */
