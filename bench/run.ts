@@ -80,6 +80,21 @@ async function passThrough(upstream: Proc, nullStore: Proc, bare: Proc): Promise
     { name: BARE, port: bare.port, pid: bare.pid },
     { name: "proxy", port: proxy.port, pid: proxy.pid },
   ];
+  // The access log on (the default) and off, this checkout's and the baseline's.
+  const others: Proc[] = [];
+  for (const [from, suffix] of BASELINE ? [[root, ""], [BASELINE, " (baseline)"]] : [[root, ""]]) {
+    const tag = suffix === "" ? "" : "-baseline";
+    if (suffix !== "") {
+      const p = await startProxy(`proxy-pass${tag}`, upstream, nullStore.port, {}, from);
+      others.push(p);
+      cs.push({ name: `proxy${suffix}`, port: p.port, pid: p.pid });
+    }
+    const quiet = await startProxy(`proxy-pass-nolog${tag}`, upstream, nullStore.port, {
+      ACCESS_LOG: "false",
+    }, from);
+    others.push(quiet);
+    cs.push({ name: `proxy, ACCESS_LOG=false${suffix}`, port: quiet.port, pid: quiet.pid });
+  }
   const nginx = NGINX ? await startNginx(upstream) : null;
   if (nginx) cs.push({ name: "nginx proxy_pass", port: nginx.passPort, pid: nginx.proc.pid });
   if (SCENARIOS.has("pass")) {
@@ -98,7 +113,7 @@ async function passThrough(upstream: Proc, nullStore: Proc, bare: Proc): Promise
     const added = r.get("proxy")!.p50Us - r.get(BARE)!.p50Us;
     target(`1-connection p50 within 30 µs of ${BARE}: +${added.toFixed(0)} µs`, added <= 30);
   }
-  await Promise.all([proxy.stop(), nginx?.proc.stop()]);
+  await Promise.all([proxy.stop(), nginx?.proc.stop(), ...others.map((p) => p.stop())]);
 }
 
 async function missAndStore(upstream: Proc, bare: Proc): Promise<void> {

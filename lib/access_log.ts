@@ -74,10 +74,14 @@ export function cacheStatus(res: Response): { cache: string; reason?: string } {
  *
  * - a body held whole (bytes or text: a hit read from the store, the proxy's own answers) is
  *   written by the runtime in one go; `bytes` is its length;
- * - a streamed body of declared length (`Content-Length`) is `bytes` when it was sent. Deno 2.9 resolves `completed` for a transfer the client cut and for one whose body
- *   failed alike, so the client's side is read from the request's signal (it aborts when the
- *   client leaves mid-body) and the body's from the stream's state: a cut or failed transfer is
- *   `end=aborted` or `end=error` with no `bytes` (how much the client got is not known).
+ * - a streamed body of declared length (`Content-Length`) is `bytes` when it was sent in full.
+ *   Deno 2.9 resolves `completed` for a transfer the client cut and for one whose body failed
+ *   alike, so the client's side is read from the request's signal (it aborts when the client
+ *   closes its side mid-body), the body's from the stream's state, and, on the proxy's own
+ *   listener, a failed write from the connection (lib/answer_sent.ts: it ends with the
+ *   error). A cut or failed transfer is `end=aborted` or `end=error` with no `bytes` (how much
+ *   the client got is not known). A body the runtime streams natively (imgproxy's answer as
+ *   fetched, a file) shows no state: it goes untouched only where the connection tells.
  *
  * A body of unknown length that a layer below already passes through JavaScript (the tee that
  * copies imgproxy's answer to the uploader) is counted by that layer, through the request's
@@ -90,14 +94,20 @@ export function withAccessLog(handler: ContextHandler, logger: Logger): ContextH
     const req = ctx.req;
     const meter = new BodyMeter();
     ctx.meter = meter;
-    const write = (status: number, bytes: number | undefined, end: BodyEnd, res?: Response) => {
+    const write = (
+      status: number,
+      bytes: number | undefined,
+      end: BodyEnd,
+      res?: Response,
+      at = performance.now(),
+    ) => {
       const outcome = res === undefined ? { cache: "NONE" } : cacheStatus(res);
       logger.log("INFO", "Request", {
         method: req.method,
         path: ctx.target ?? req.url,
         status,
         bytes,
-        durationMs: Math.round((performance.now() - start) * 10) / 10,
+        durationMs: Math.round((at - start) * 10) / 10,
         cache: outcome.cache,
         reason: outcome.reason,
         lookup: res?.headers.get("x-cache-lookup") ?? undefined,
@@ -136,17 +146,32 @@ export function withAccessLog(handler: ContextHandler, logger: Logger): ContextH
     const declared = declaredLength(res);
     if (held.kind === "stream" && declared !== null && completed !== undefined) {
       const stream = res.body!;
-      if (streamState(stream) === "readable") {
+      const state = streamState(stream);
+      const sent = ctx.sent;
+      // A stream the runtime reads natively (a fetched body, a file) can be left untouched only
+      // where the connection tells how it ended (the proxy's listener).
+      if (state === "readable" || (sent !== undefined && state === "unknown")) {
         // Taken now: first asked for once the answer is done, it would never abort.
         const left = req.signal;
         // The runtime may stop reading once the declared length is sent, before the stream's
         // end: a stream still open then is complete unless the client left.
-        const done = () => {
-          if (streamState(stream) === "errored") write(res.status, undefined, "error", res);
-          else if (left.aborted) write(res.status, undefined, "aborted", res);
-          else write(res.status, declared, "complete", res);
+        const done = (resolved: boolean) => {
+          const at = performance.now();
+          const end: BodyEnd = streamState(stream) === "errored"
+            ? "error"
+            : left.aborted || !resolved
+            ? "aborted"
+            : "complete";
+          if (end !== "complete" || sent === undefined) {
+            write(res.status, end === "complete" ? declared : undefined, end, res, at);
+          } else {
+            // Deno 2.9 resolves `completed` for a write that failed too: the connection says.
+            sent.known((how) =>
+              write(res.status, how === "complete" ? declared : undefined, how, res, at)
+            );
+          }
         };
-        completed.then(done, done);
+        completed.then(() => done(true), () => done(false));
         return res;
       }
     }

@@ -5,6 +5,7 @@
  */
 import { type CacheRules, ruleFor, type RuleVerdict } from "./cache_rules.ts";
 import { pathOf } from "./key.ts";
+import type { AnswerSent } from "./answer_sent.ts";
 
 /** Connection details `Deno.serve` passes to handlers. */
 export interface ConnInfo {
@@ -13,8 +14,11 @@ export interface ConnInfo {
   readonly completed?: Promise<void>;
 }
 
-/** A request handler in `Deno.serve` shape. */
-export type Handler = (req: Request, info?: ConnInfo) => Promise<Response>;
+/**
+ * A request handler in `Deno.serve` shape; the proxy's own listener also says how each answer's
+ * body ended (`sent`).
+ */
+export type Handler = (req: Request, info?: ConnInfo, sent?: AnswerSent) => Promise<Response>;
 
 /** How a body ended: sent in full, cut because the client left, or failed. */
 export type BodyEnd = "complete" | "aborted" | "error";
@@ -92,6 +96,11 @@ export class RequestContext {
   meter: BodyMeter | undefined;
   #signal: AbortSignal | undefined;
   #info: ConnInfo | undefined;
+  /**
+   * From the proxy's own listener: how the answer's body ended, told by its connection (see
+   * lib/answer_sent.ts). Undefined under `Deno.serve` and for a request made in-process.
+   */
+  sent: AnswerSent | undefined;
   /** The cache rules' verdict, once judged (undefined: not yet). */
   #rule: RuleVerdict | undefined;
 
@@ -165,12 +174,12 @@ export class RequestContext {
   }
 }
 
-/** The context of a request as `Deno.serve` hands it over. */
-export function contextOf(req: Request, info?: ConnInfo): RequestContext {
+/** The context of a request as `Deno.serve` (or the proxy's listener) hands it over. */
+export function contextOf(req: Request, info?: ConnInfo, sent?: AnswerSent): RequestContext {
   const url = req.url;
   const host = req.headers.get("host");
   const remote = info?.remoteAddr as { hostname?: string } | undefined;
-  return new RequestContext(
+  const ctx = new RequestContext(
     req,
     targetOf(url, host),
     host,
@@ -179,6 +188,8 @@ export function contextOf(req: Request, info?: ConnInfo): RequestContext {
     undefined,
     info,
   );
+  ctx.sent = sent;
+  return ctx;
 }
 
 /**
@@ -198,5 +209,5 @@ export function contextFor(req: Request, target: string): RequestContext {
 
 /** A `Deno.serve` handler that computes each request's context once and hands it to `inner`. */
 export function serveContexts(inner: ContextHandler): Handler {
-  return (req, info) => inner(contextOf(req, info));
+  return (req, info, sent) => inner(contextOf(req, info, sent));
 }

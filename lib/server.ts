@@ -27,7 +27,8 @@
  */
 import { bindHostPort } from "./config_types.ts";
 import type { Logger } from "./log.ts";
-import { StallWatch, type Watched } from "./timers.ts";
+import { Deadlines, StallWatch, type Watched } from "./timers.ts";
+import { type AnswerSent, ConnectionAnswers, SETTLE_MS } from "./answer_sent.ts";
 import { errorMessage } from "./error_message.ts";
 
 /** Limits of one listener. */
@@ -42,10 +43,14 @@ export interface ServerOptions {
   logger: Logger;
 }
 
-/** A handler in `Deno.serve` shape. */
+/**
+ * A handler in `Deno.serve` shape; the listener also says how each answer's body ended, from
+ * what became of its connection (`sent`).
+ */
 export type ServeHandler = (
   req: Request,
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  sent?: AnswerSent,
 ) => Response | Promise<Response>;
 
 /** Counters of one listener (also exported as metrics). */
@@ -172,6 +177,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
   const conns = new Set<Connection>();
   const headerWatch = new StallWatch(options.headerTimeoutMs);
   const idleWatch = new StallWatch(options.idleTimeoutMs);
+  const settle = new Deadlines(SETTLE_MS);
   let stopping = false;
   let draining = false;
   let slotFreed: (() => void) | null = null;
@@ -236,6 +242,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
     const settled = () => {
       if (--c.active === 0) c.since = performance.now();
     };
+    const answers = new ConnectionAnswers(settle);
     const onRequest: ServeHandler = (req, info) => {
       if (c.requests++ === 0) {
         headerWatch.unwatch(c);
@@ -244,7 +251,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       c.active++;
       c.since = -1;
       info.completed.then(settled, settled);
-      const res = handler(req, info);
+      const res = handler(req, info, answers.next());
       return res instanceof Response ? markClose(res) : res.then(markClose);
     };
     conns.add(c);
@@ -260,7 +267,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       }
       c.server = { finished: Promise.reject(err), shutdown: () => Promise.resolve() };
     }
-    c.server.finished.catch(() => {}).finally(() => {
+    c.server.finished.then(() => answers.ended(null), (err) => answers.ended(err)).finally(() => {
       unwatch(c);
       conns.delete(c);
       stats.open--;

@@ -1,0 +1,217 @@
+/**
+ * How an answer's body ended, told by its connection: the rules of `ConnectionAnswers`, then the
+ * access log over real sockets on the proxy's listener, for bodies the runtime streams natively
+ * (a file, a fetched body), whose `completed` resolves even when the client reset the connection.
+ */
+import assert from "node:assert/strict";
+import { ConnectionAnswers, endOf, type SettleTimer } from "../lib/answer_sent.ts";
+import { withAccessLog } from "../lib/access_log.ts";
+import { type BodyEnd, type ContextHandler, serveContexts } from "../lib/context.ts";
+import { type Fields, type Level, type Logger, MemoryLogger } from "../lib/log.ts";
+import { listen } from "../lib/server.ts";
+import { within } from "./support/within.ts";
+
+/** A settle timer the test fires by hand. */
+class ManualTimer implements SettleTimer {
+  readonly due = new Set<() => void>();
+  add(fn: () => void): () => void {
+    this.due.add(fn);
+    return () => void this.due.delete(fn);
+  }
+  fire(): void {
+    const calls = [...this.due];
+    this.due.clear();
+    for (const fn of calls) fn();
+  }
+}
+
+Deno.test("ConnectionAnswers: a later request on the connection proves the answer before it was sent", () => {
+  const timer = new ManualTimer();
+  const answers = new ConnectionAnswers(timer);
+  const first = answers.next();
+  const ends: BodyEnd[] = [];
+  first.known((end) => ends.push(end));
+  assert.deepEqual(ends, [], "nothing known yet");
+  answers.next();
+  assert.deepEqual(ends, ["complete"]);
+  assert.equal(timer.due.size, 0, "its wait is cancelled");
+  answers.ended(new Error("BrokenPipe: Broken pipe (os error 32)"));
+  assert.deepEqual(ends, ["complete"], "told once");
+});
+
+Deno.test("ConnectionAnswers: a connection that ends with an error cuts the answer it was writing", () => {
+  for (
+    const [error, expected] of [
+      [new Error("BrokenPipe: Broken pipe (os error 32)"), "aborted"],
+      [new Error("ConnectionReset: Connection reset by peer (os error 104)"), "aborted"],
+      [new TypeError("error reading a body from connection"), "error"],
+      [null, "complete"],
+    ] as const
+  ) {
+    const timer = new ManualTimer();
+    const answers = new ConnectionAnswers(timer);
+    const ends: BodyEnd[] = [];
+    answers.next().known((end) => ends.push(end));
+    answers.ended(error);
+    assert.deepEqual(ends, [expected], String(error));
+    assert.equal(timer.due.size, 0);
+    // Asked after the end: told at once, the same.
+    answers.next().known((end) => ends.push(end));
+    assert.deepEqual(ends, [expected, expected]);
+    timer.fire();
+    assert.equal(ends.length, 2);
+  }
+});
+
+Deno.test("ConnectionAnswers: an answer on a connection left open counts as sent once the wait passes", () => {
+  const timer = new ManualTimer();
+  const answers = new ConnectionAnswers(timer);
+  const ends: BodyEnd[] = [];
+  answers.next().known((end) => ends.push(end));
+  timer.fire();
+  assert.deepEqual(ends, ["complete"]);
+  answers.ended(new Error("BrokenPipe"));
+  assert.deepEqual(ends, ["complete"], "told once");
+});
+
+Deno.test("endOf() tells the client's side failing from the body failing", () => {
+  assert.equal(endOf(null), "complete");
+  assert.equal(endOf(new Deno.errors.Http("BrokenPipe: Broken pipe (os error 32)")), "aborted");
+  assert.equal(endOf(new Deno.errors.Http("error reading a body from connection")), "error");
+});
+
+/** Access lines' fields, with a way to wait for the next ones. */
+class AccessLines implements Logger {
+  readonly lines: Fields[] = [];
+  #waiters: { count: number; resolve: () => void }[] = [];
+  log(_level: Level, msg: string, fields?: Fields): void {
+    if (msg !== "Request") return;
+    this.lines.push(fields ?? {});
+    this.#waiters = this.#waiters.filter((w) => {
+      if (this.lines.length < w.count) return true;
+      w.resolve();
+      return false;
+    });
+  }
+  until(count: number): Promise<void> {
+    if (this.lines.length >= count) return Promise.resolve();
+    const written = new Promise<void>((resolve) => this.#waiters.push({ count, resolve }));
+    return within(`access line ${count} (${this.lines.length} written)`, written);
+  }
+}
+
+/** Larger than the socket buffers on both sides: a client that stops reading cuts it. */
+const BIG = 16 << 20;
+
+/**
+ * The proxy's listener with the access log in front of `inner`, keeping each answer as `inner`
+ * built it and as it reached the runtime; a file of `BIG` bytes and an upstream serving it.
+ */
+async function withListener(
+  fn: (env: {
+    base: URL;
+    lines: AccessLines;
+    built: Response[];
+    returned: Response[];
+  }) => Promise<void>,
+) {
+  const dir = await Deno.makeTempDir({ prefix: "answer-sent-" });
+  const file = `${dir}/big.bin`;
+  await Deno.writeFile(file, new Uint8Array(BIG).fill(7));
+  const upstream = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, async () => {
+    const f = await Deno.open(file);
+    return new Response(f.readable, { headers: { "content-length": String(BIG) } });
+  });
+  const inner: ContextHandler = async (ctx) => {
+    if (ctx.target === "/fetched") return await fetch(`http://127.0.0.1:${upstream.addr.port}/`);
+    const f = await Deno.open(file);
+    return new Response(f.readable, { headers: { "content-length": String(BIG) } });
+  };
+  const lines = new AccessLines();
+  const built: Response[] = [];
+  const returned: Response[] = [];
+  const handler = serveContexts(withAccessLog(async (ctx) => {
+    const res = await inner(ctx);
+    built.push(res);
+    return res;
+  }, lines));
+  const server = listen({
+    variable: "IMGPROXY_BIND",
+    hostname: "127.0.0.1",
+    port: 0,
+    headerTimeoutMs: 10_000,
+    idleTimeoutMs: 10_000,
+    maxConnections: 64,
+    logger: new MemoryLogger(),
+  }, async (req, info, sent) => {
+    const res = await handler(req, info, sent);
+    returned.push(res);
+    return res;
+  });
+  try {
+    await fn({ base: new URL(`http://127.0.0.1:${server.addr.port}`), lines, built, returned });
+  } finally {
+    await server.shutdown();
+    await upstream.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Asks for `path` on a raw connection and reads `bytes` of the answer; returns the socket. */
+async function readSome(base: URL, path: string, bytes: number): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect({ hostname: base.hostname, port: Number(base.port) });
+  await conn.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+  const buf = new Uint8Array(64 * 1024);
+  let got = 0;
+  while (got < bytes) {
+    const n = await conn.read(buf);
+    assert.ok(n !== null, "the answer ended early");
+    got += n;
+  }
+  return conn;
+}
+
+for (const path of ["/file", "/fetched"]) {
+  Deno.test(`access log on the listener (${path}): a natively streamed body goes untouched and is logged sent in full`, async () => {
+    await withListener(async ({ base, lines, built, returned }) => {
+      // Read in full on a connection the client keeps open and sends nothing more on: the line
+      // comes all the same.
+      const res = await fetch(new URL(path, base));
+      assert.equal((await res.bytes()).byteLength, BIG);
+      await lines.until(1);
+      assert.equal(lines.lines[0]!.bytes, BIG);
+      assert.equal(lines.lines[0]!.end, undefined);
+      assert.equal(returned[0], built[0], "not wrapped to be counted");
+      // A second request on the same connection.
+      assert.equal((await (await fetch(new URL(path, base))).bytes()).byteLength, BIG);
+      await lines.until(2);
+      assert.equal(lines.lines[1]!.bytes, BIG);
+      assert.equal(lines.lines.length, 2);
+    });
+  });
+
+  // Deno 2.9 resolves `completed` here and the request's signal does not abort: only the
+  // connection ending with the failed write's error tells.
+  Deno.test(`access log on the listener (${path}): a client that resets the connection mid-body is logged aborted, claiming no bytes`, async () => {
+    await withListener(async ({ base, lines, built, returned }) => {
+      const conn = await readSome(base, path, 100);
+      conn.close(); // unread bytes: the kernel resets the connection
+      await lines.until(1);
+      assert.equal(lines.lines[0]!.end, "aborted");
+      assert.equal(lines.lines[0]!.bytes, undefined);
+      assert.equal(lines.lines[0]!.status, 200);
+      assert.equal(returned[0], built[0]);
+    });
+  });
+
+  Deno.test(`access log on the listener (${path}): a client that closes its side mid-body is logged aborted`, async () => {
+    await withListener(async ({ base, lines }) => {
+      const conn = await readSome(base, path, 100);
+      await conn.closeWrite();
+      await lines.until(1);
+      conn.close();
+      assert.equal(lines.lines[0]!.end, "aborted");
+      assert.equal(lines.lines[0]!.bytes, undefined);
+    });
+  });
+}
