@@ -19,6 +19,7 @@ import type { Store } from "./store/store.ts";
 import { DEFAULT_ATTEMPT_TIMEOUT_MS, writeOnce } from "./upload_attempt.ts";
 import { Collector, type CollectorSink } from "./upload_collector.ts";
 import { RecentKeys } from "./upload_recent.ts";
+import { Deadline } from "./timers.ts";
 import { backoff, type RetryPolicy, RetryWaits } from "./upload_retry.ts";
 import type {
   SkipReason,
@@ -99,7 +100,8 @@ export class Uploader implements CollectorSink {
   #active = 0;
   #closed = false;
   readonly #abort = new AbortController();
-  #idle: PromiseWithResolvers<void> | null = null;
+  /** drain()'s wait, woken each time a body or a write settles; null when nothing waits. */
+  #wait: { done: () => boolean; resolve: () => void } | null = null;
   readonly #waits = new RetryWaits(this.#abort.signal);
   /** Keys given up because the drain deadline passed. */
   readonly #cutOff: string[] = [];
@@ -172,7 +174,7 @@ export class Uploader implements CollectorSink {
   release(collector: Collector, reason: SkipReason): void {
     this.#letGo(collector.key, collector.reserved);
     this.#skip(reason, collector.key, undefined);
-    this.#checkIdle();
+    this.#settled();
   }
 
   /** A body left the uploader (stored, given up or abandoned): its key and bytes are free. */
@@ -214,7 +216,7 @@ export class Uploader implements CollectorSink {
         this.stats.queueDepth--;
         this.#letGo(job.key, job.reserved);
         this.#pump();
-        this.#checkIdle();
+        this.#settled();
       });
     }
   }
@@ -300,8 +302,21 @@ export class Uploader implements CollectorSink {
     return this.#busy.size;
   }
 
-  #checkIdle(): void {
-    if (this.#idle !== null && this.#busy.size === 0) this.#idle.resolve();
+  /** A body or a write settled: wakes drain() if what it waits for has come. */
+  #settled(): void {
+    if (this.#wait !== null && this.#wait.done()) this.#wait.resolve();
+  }
+
+  /** Waits until `done()` holds (checked as bodies and writes settle) or `deadline` passes. */
+  async #until(done: () => boolean, deadline: Deadline): Promise<void> {
+    if (done()) return;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#wait = { done, resolve };
+    try {
+      await deadline.within(promise);
+    } finally {
+      this.#wait = null;
+    }
   }
 
   /**
@@ -310,13 +325,7 @@ export class Uploader implements CollectorSink {
    */
   async drain(timeoutMs: number): Promise<DrainResult> {
     this.#closed = true;
-    if (this.#busy.size > 0) {
-      this.#idle = Promise.withResolvers<void>();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-      await Promise.race([this.#idle.promise, deadline]);
-      clearTimeout(timer);
-    }
+    await this.#until(() => this.#busy.size === 0, new Deadline(timeoutMs));
     if (this.#busy.size > 0) {
       // Abort writes under way and cut retry waits short, then wait for them to settle.
       this.#abort.abort(abortError());
@@ -328,8 +337,7 @@ export class Uploader implements CollectorSink {
       }
       // Writes that honour the abort settle at once; one that ignores it is not waited for
       // beyond a short grace, so shutdown keeps its deadline.
-      const grace = Date.now() + DRAIN_GRACE_MS;
-      while (this.#active > 0 && Date.now() < grace) await new Promise((r) => setTimeout(r, 5));
+      await this.#until(() => this.#active === 0, new Deadline(DRAIN_GRACE_MS));
     }
     // Lost: what shutdown cut off, and what is still unsettled after the grace. A write that
     // completed within the grace is stored, not lost.

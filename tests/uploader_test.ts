@@ -685,6 +685,33 @@ Deno.test("Uploader abandons a write with no answer within attemptTimeoutMs and 
   );
 });
 
+Deno.test("Uploader.drain() returns as soon as a write finishing in the grace settles, not at a later check", async () => {
+  // The write ignores the abort and ends in the next turn of the event loop; the drain must
+  // have returned before a timer set right after it fires (a drain that looked again every
+  // few milliseconds would not have).
+  let drainedFirst: boolean | undefined;
+  let done = false;
+  const { uploader } = setup((call) => {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    call.options.signal!.addEventListener("abort", () => {
+      setTimeout(() => {
+        resolve();
+        setTimeout(() => (drainedFirst = done), 0);
+      }, 0);
+    }, { once: true });
+    return promise;
+  });
+  upload(uploader, "k");
+  const result = await uploader.drain(20);
+  done = true;
+  assert.deepEqual(result, { lost: [] });
+  assert.equal(uploader.stats.stored, 1);
+  // Let the check run, then see that the drain had returned before it.
+  await new Promise<void>((r) => setTimeout(r, 0));
+  await new Promise<void>((r) => setTimeout(r, 0));
+  assert.equal(drainedFirst, true);
+});
+
 Deno.test("Uploader.drain() counts a write that completes within the grace as stored, not lost", async () => {
   // A write that ignores the abort (a local disk) and lands 80 ms in, after a 20 ms deadline.
   const { uploader } = setup(() => sleep(80));
