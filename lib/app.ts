@@ -73,6 +73,8 @@ export interface AppOverrides {
   onUploadSettled?: UploaderOptions["onSettled"];
   /** The store check's counters (exported as metrics). */
   storeChecks?: StoreCheckStats;
+  /** The level of the line per object stored (default: INFO with the access log, else DEBUG). */
+  storedLogLevel?: UploaderOptions["storedLogLevel"];
   /**
    * Remove a crashed run's leftovers from a local store's directory at start-up (the server
    * does; commands that run beside it need not).
@@ -127,6 +129,7 @@ export async function createApp(
     conditionalWrite: config.store.kind === "s3" ? config.store.conditionalWrite : true,
     onSettled: overrides.onUploadSettled,
     breaker: breakers.upload,
+    storedLogLevel: overrides.storedLogLevel ?? (config.accessLog ? "INFO" : "DEBUG"),
   }, logger);
   const rules: AdmissionRules = {
     cacheVariants: config.cacheVariants,

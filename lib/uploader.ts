@@ -14,7 +14,7 @@
  *   reports what was lost.
  */
 import { type Breaker, isOutage } from "./breaker.ts";
-import type { Logger } from "./log.ts";
+import type { Level, Logger } from "./log.ts";
 import type { Store } from "./store/store.ts";
 import { DEFAULT_ATTEMPT_TIMEOUT_MS, writeOnce } from "./upload_attempt.ts";
 import { Collector, type CollectorSink } from "./upload_collector.ts";
@@ -50,6 +50,12 @@ export interface UploaderOptions extends RetryPolicy {
    * failed or skipped (so a key skipped as `in-progress` is reported again by its writer).
    */
   onSettled?: (key: string, outcome: UploadOutcome) => void;
+  /**
+   * The level of the line written for each object stored (default `INFO`, the line the Go
+   * program wrote): `DEBUG` when the access log is off, since an operator who turned off the
+   * per-request lines does not want one per miss either (stores are counted in the metrics).
+   */
+  storedLogLevel?: Level;
   /** Injected for tests: the jitter source (0 ≤ x < 1). */
   random?: () => number;
   /**
@@ -251,7 +257,11 @@ export class Uploader implements CollectorSink {
         this.options.onSettled?.(key, { kind: result });
         if (result === "stored") {
           this.stats.stored++;
-          this.logger.log("INFO", this.store.storedMessage, { path, ...this.store.logFields, key });
+          this.logger.log(this.options.storedLogLevel ?? "INFO", this.store.storedMessage, {
+            path,
+            ...this.store.logFields,
+            key,
+          });
         } else {
           this.stats.alreadyPresent++;
         }

@@ -101,7 +101,12 @@ export async function runWarm(args: string[], io: WarmIO): Promise<number> {
     return 1;
   }
   const outcomes = new UploadOutcomes();
-  const app = await createApp(warmConfig, printer, { store, onUploadSettled: outcomes.record });
+  // Its INFO lines (printed with -v) keep the line per object stored.
+  const app = await createApp(warmConfig, printer, {
+    store,
+    onUploadSettled: outcomes.record,
+    storedLogLevel: "INFO",
+  });
 
   // imgproxy is only needed once a path is missing: a run where everything is present does
   // not wait for it (or send it anything).

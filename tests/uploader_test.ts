@@ -180,6 +180,18 @@ Deno.test("Uploader logs a write as the Go program does: Uploaded to S3 path=...
   );
 });
 
+Deno.test("Uploader writes the line per object stored at the level it is given", async () => {
+  const { uploader, logger } = setup(undefined, { storedLogLevel: "DEBUG" });
+  upload(uploader, "k");
+  await settled(uploader);
+  assert.equal(uploader.stats.stored, 1);
+  assert.equal(logger.lines.length, 1);
+  assert.match(
+    logger.lines[0]!,
+    / DEBUG Uploaded to S3 path=\/insecure\/plain\/k\.jpg bucket=test-bucket key=k$/,
+  );
+});
+
 Deno.test("Uploader stores a body of unknown length by concatenating its chunks", async () => {
   const { store, uploader } = setup();
   const c = begin(uploader, "k", null);
