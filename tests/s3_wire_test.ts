@@ -269,3 +269,47 @@ for (const c of CASES) {
     }
   });
 }
+
+Deno.test("S3 requests take renewed credentials when they expire, and keep those that do not", async () => {
+  const cap = startCapture(respond);
+  const config = configOf({
+    S3_BUCKET: "bkt",
+    S3_ENDPOINT: `http://127.0.0.1:${cap.port}`,
+    S3_REGION: "eu-west-3",
+    IMGPROXY_URL: "http://i:1",
+  });
+  const keyIds = (from: number) =>
+    cap.requests.slice(from).map((r) =>
+      /Credential=([^/]+)\//.exec(
+        r.headers.find(([n]) => n.toLowerCase() === "authorization")?.[1] ?? "",
+      )?.[1]
+    );
+  try {
+    for (const expiring of [true, false]) {
+      let asked = 0;
+      // Expiring within the SDK's refresh window (5 minutes): renewed on every request.
+      const provider = () =>
+        Promise.resolve({
+          ...CREDENTIALS,
+          accessKeyId: `AKID${++asked}`,
+          ...(expiring ? { expiration: new Date(Date.now() + 60_000) } : {}),
+        });
+      const client = new S3Client({ ...s3ClientConfig(config), credentials: provider });
+      const store = new S3Store(config, client);
+      const from = cap.requests.length;
+      for (let i = 0; i < 3; i++) assert.equal(await store.has("k"), true);
+      const used = keyIds(from);
+      if (expiring) {
+        // A new identity for each request, the latest the provider gave.
+        assert.equal(new Set(used).size, 3, `${used}`);
+        assert.equal(used[2], `AKID${asked}`);
+      } else {
+        assert.deepEqual(used, ["AKID1", "AKID1", "AKID1"]);
+        assert.equal(asked, 1);
+      }
+      client.destroy();
+    }
+  } finally {
+    await cap.close();
+  }
+});
