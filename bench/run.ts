@@ -62,6 +62,7 @@ import {
 const BARE = "bare Deno proxy";
 const FILES = "bare Deno file server";
 const BARE_CLOSE = "bare Deno proxy, new upstream connection per request";
+const BARE_WHOLE = "bare Deno proxy, body read whole before answering";
 const S3_HIT = "proxy S3 hit";
 const targets: string[] = [];
 
@@ -202,6 +203,7 @@ async function hits(upstream: Proc, bare: Proc): Promise<void> {
     { name: "proxy local hit", port: local.port, pid: local.pid },
     { name: "proxy local hit, ACCESS_LOG=false", port: quiet.port, pid: quiet.pid },
     { name: BARE, port: bare.port, pid: bare.pid, path: "/30k/bare.webp" },
+    { name: BARE_WHOLE, port: bare.port, pid: bare.pid, path: "/whole/30k/bare.webp" },
   ];
   if (vgw) cs.push({ name: BARE_CLOSE, port: bare.port, pid: bare.pid, path: "/close/bare.webp" });
   for (const { name, proc } of s3) cs.push({ name, port: proc.port, pid: proc.pid });
@@ -231,7 +233,10 @@ async function hits(upstream: Proc, bare: Proc): Promise<void> {
           ratio(cpuUs(r.get(BARE_CLOSE)!), cpuUs(floor))
         }× with a new upstream connection per request as versitygw demands`
         : "") +
-      `: the runtime's own share of an S3 hit`,
+      `, ${
+        ratio(cpuUs(r.get(BARE_WHOLE)!), cpuUs(floor))
+      }× when it reads the body whole before answering, as the proxy does with a small hit: ` +
+      `the runtime's own share of an S3 hit`,
   );
   await Promise.all([local.stop(), quiet.stop(), ...s3.map((x) => x.proc.stop()), files.stop()]);
   await Promise.all([vgw?.stop(), keepAlive.stop()]);

@@ -16,7 +16,10 @@
  * - `stall`: accepts TCP connections, reads and discards whatever arrives, never answers.
  * - `bare`: the floor the runtime sets: a `Deno.serve` + `fetch` proxy to the upstream on
  *   UPSTREAM_PORT with no logic at all (no header rules, no timeout, no cache). What the proxy
- *   costs beyond it is ours to remove; what it costs itself is Deno's.
+ *   costs beyond it is ours to remove; what it costs itself is Deno's. A path starting with
+ *   `/whole/` is asked of the upstream without that prefix, its body read whole before the
+ *   answer is made of it (what the proxy does with a small S3 hit, so that a store stalling
+ *   mid-body cannot hang the client).
  *
  * - `files`: the floor for a hit from the local store: a `Deno.serve` streaming FILE (its
  *   size and type known up front, as a static file server with an index would) for every path.
@@ -143,6 +146,17 @@ if (kind === "upstream") {
   Deno.serve({ hostname: "127.0.0.1", port, onListen: ({ port }) => ready(port) }, async (req) => {
     const url = req.url;
     const path = url.slice(url.indexOf("/", 8));
+    if (path.startsWith("/whole/")) {
+      const res = await fetch(upstream + path.slice(6), { headers: req.headers });
+      const h = res.headers;
+      return new Response(await res.bytes(), {
+        status: res.status,
+        headers: [["content-type", h.get("content-type")!], [
+          "cache-control",
+          h.get("cache-control")!,
+        ]],
+      });
+    }
     const res = await fetch(upstream + path, { headers: req.headers });
     if (!path.startsWith("/close/")) return res;
     // The upstream's Connection: close is about its own connection, not the client's.
