@@ -1,7 +1,57 @@
 /**
- * The timer mechanisms, shared by every per-request and per-connection deadline (a few timers
- * for many waits, never one timer per request) and by shutdown's one deadline.
+ * The timer mechanisms: every wait in the program goes through this module. Per-request and
+ * per-connection deadlines share a few timers ({@linkcode Deadlines}, {@linkcode StallWatch}:
+ * never one timer per request), shutdown has one monotonic {@linkcode Deadline}, and the few
+ * other waits (back-offs, retries, flushes, progress) use {@linkcode after},
+ * {@linkcode sleep} and {@linkcode every}, each saying whether it keeps the process alive.
  */
+
+/**
+ * Whether a wait keeps the process alive. Every caller decides, with a one-line why:
+ * `ref: true` when something awaits its end (a request, shutdown, a command's run: the wait
+ * must fire even if nothing else holds the event loop); `ref: false` for background
+ * bookkeeping that alone must not keep a finished process up. An awaited unref'd wait with
+ * nothing else pending ends the program with Deno's "event loop has already resolved" error.
+ */
+export interface WaitOptions {
+  ref: boolean;
+}
+
+/** Calls `fn` once after `ms`; returns the function that cancels it (any number of times). */
+export function after(ms: number, fn: () => void, options: WaitOptions): () => void {
+  const timer = setTimeout(fn, Math.max(0, ms));
+  if (!options.ref) Deno.unrefTimer(timer);
+  return () => clearTimeout(timer);
+}
+
+/**
+ * Waits `ms`; resolves true when the time has passed, false as soon as `signal` aborts (at once
+ * when it already has), the timer cleared either way. Never rejects.
+ */
+export function sleep(
+  ms: number,
+  options: WaitOptions & { signal?: AbortSignal },
+): Promise<boolean> {
+  const { signal } = options;
+  if (signal?.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const end = (elapsed: boolean) => {
+      cancel();
+      signal?.removeEventListener("abort", woken);
+      resolve(elapsed);
+    };
+    const woken = () => end(false);
+    const cancel = after(ms, () => end(true), options);
+    signal?.addEventListener("abort", woken, { once: true });
+  });
+}
+
+/** Calls `fn` every `ms` until the returned function is called (any number of times). */
+export function every(ms: number, fn: () => void, options: WaitOptions): () => void {
+  const timer = setInterval(fn, Math.max(1, ms));
+  if (!options.ref) Deno.unrefTimer(timer);
+  return () => clearInterval(timer);
+}
 
 /**
  * Calls back after a fixed delay, for many requests at once: deadlines are grouped into slots
@@ -27,10 +77,11 @@ export class Deadlines {
       const due = new Set<() => void>();
       // Left armed when its calls are cancelled: at most one timer per slot, however many
       // requests come and go.
-      setTimeout(() => {
+      // Unref'd: a pending deadline alone keeps no process up (its request's socket does).
+      after(slot * this.#slotMs - performance.now(), () => {
         this.#slots.delete(slot);
         for (const call of due) call();
-      }, Math.max(0, slot * this.#slotMs - performance.now())).unref();
+      }, { ref: false });
       this.#slots.set(slot, calls = due);
     }
     calls.add(fn);
@@ -52,7 +103,7 @@ export interface Watched {
 export class StallWatch {
   readonly #watched = new Set<Watched>();
   readonly #checkMs: number;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #stop: (() => void) | undefined;
 
   constructor(readonly limitMs: number) {
     this.#checkMs = Math.max(10, Math.min(1000, Math.floor(limitMs / 4)));
@@ -60,17 +111,15 @@ export class StallWatch {
 
   watch(w: Watched): void {
     this.#watched.add(w);
-    if (this.#timer === undefined) {
-      this.#timer = setInterval(() => this.#check(), this.#checkMs);
-      Deno.unrefTimer(this.#timer);
-    }
+    // Unref'd: what is watched (a stream, a connection) holds the process up, not the watch.
+    this.#stop ??= every(this.#checkMs, () => this.#check(), { ref: false });
   }
 
   unwatch(w: Watched): void {
     this.#watched.delete(w);
-    if (this.#watched.size === 0 && this.#timer !== undefined) {
-      clearInterval(this.#timer);
-      this.#timer = undefined;
+    if (this.#watched.size === 0 && this.#stop !== undefined) {
+      this.#stop();
+      this.#stop = undefined;
     }
   }
 
@@ -110,17 +159,18 @@ export class Deadline {
   within(work: Promise<unknown>): Promise<boolean> {
     return new Promise((resolve, reject) => {
       // Never early: a timer that fires a little before the deadline waits out the rest.
+      // Ref'd: shutdown awaits it, and the work it waits on need not hold the event loop.
       const wait = () => {
         const left = this.remainingMs;
         if (left === 0) resolve(false);
-        else timer = setTimeout(wait, Math.ceil(left));
+        else cancel = after(Math.ceil(left), wait, { ref: true });
       };
-      let timer = setTimeout(wait, Math.ceil(this.remainingMs));
+      let cancel = after(Math.ceil(this.remainingMs), wait, { ref: true });
       work.then(() => {
-        clearTimeout(timer);
+        cancel();
         resolve(true);
       }, (err) => {
-        clearTimeout(timer);
+        cancel();
         reject(err);
       });
     });

@@ -1,9 +1,10 @@
 /**
- * The shared timer mechanisms: one deadline for steps taken in turn (shutdown's responses in
- * flight, then its upload drain).
+ * The shared timer mechanisms: the waits every caller goes through (after, sleep, every: each
+ * keeps the process up or not, as asked), and one deadline for steps taken in turn (shutdown's
+ * responses in flight, then its upload drain).
  */
 import assert from "node:assert/strict";
-import { Deadline } from "../lib/timers.ts";
+import { after, Deadline, every, sleep } from "../lib/timers.ts";
 
 Deno.test("Deadline: work settled in time is true, and the next step gets what is left", async () => {
   const deadline = new Deadline(60_000);
@@ -19,4 +20,103 @@ Deno.test("Deadline: work still going at the deadline is false, and nothing is l
   // Never early: by the time it says so, the deadline has passed for every later step too.
   assert.equal(deadline.remainingMs, 0);
   assert.equal(await deadline.within(never), false);
+});
+
+Deno.test("after(): calls back once, never early, and a cancelled call never comes", async () => {
+  const started = performance.now();
+  const order: string[] = [];
+  const cancelled = after(10, () => order.push("cancelled"), { ref: true });
+  cancelled();
+  cancelled(); // cancelling twice is harmless
+  const fired = Promise.withResolvers<number>();
+  after(30, () => {
+    order.push("fired");
+    fired.resolve(performance.now() - started);
+  }, { ref: true });
+  // Timers fire in the order they are due: by the time the later one has, the cancelled one
+  // would have too.
+  const elapsed = await fired.promise;
+  assert.ok(elapsed >= 29, `fired after ${elapsed} ms`); // 1 ms: timers count whole ms
+  assert.deepEqual(order, ["fired"]);
+});
+
+Deno.test("sleep(): true once the time has passed", async () => {
+  const started = performance.now();
+  assert.equal(await sleep(20, { ref: true }), true);
+  assert.ok(performance.now() - started >= 19);
+});
+
+Deno.test("sleep(): an abort wakes it at once with false", async () => {
+  // A sleep that ignored the abort would not end within the test (its timer being cleared is
+  // checked in a process of its own, below: Deno's test sanitizers do not see timers).
+  const wake = new AbortController();
+  const sleeping = sleep(3_600_000, { ref: true, signal: wake.signal });
+  wake.abort();
+  assert.equal(await sleeping, false);
+  assert.equal(await sleep(3_600_000, { ref: true, signal: wake.signal }), false, "aborted before");
+});
+
+Deno.test("every(): calls back repeatedly until stopped, then never again", async () => {
+  let calls = 0;
+  const third = Promise.withResolvers<void>();
+  const stop = every(5, () => {
+    if (++calls === 3) third.resolve();
+  }, { ref: true });
+  await third.promise;
+  stop();
+  const at = calls;
+  // Several periods later, still no call.
+  await sleep(50, { ref: true });
+  assert.equal(calls, at);
+  stop(); // stopping twice is harmless
+});
+
+/** Runs `code` (importing the timer module) in a fresh `deno`, returning its code and output. */
+async function runAlone(code: string): Promise<{ code: number; stdout: string; ms: number }> {
+  const module = new URL("../lib/timers.ts", import.meta.url).href;
+  const started = performance.now();
+  const out = await new Deno.Command("deno", {
+    args: ["eval", "--no-prompt", `import { after, every, sleep } from "${module}";\n${code}`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  assert.equal(out.code, 0, text.decode(out.stderr));
+  return {
+    code: out.code,
+    stdout: text.decode(out.stdout),
+    ms: performance.now() - started,
+  };
+}
+
+Deno.test("ref: true keeps the process up until the wait ends; ref: false keeps nothing up", async () => {
+  const refd = await runAlone(
+    `after(50, () => console.log("after"), { ref: true });
+     sleep(60, { ref: true }).then(() => console.log("sleep"));
+     const stop = every(20, () => { console.log("every"); stop(); }, { ref: true });`,
+  );
+  assert.deepEqual(refd.stdout.trim().split("\n").sort(), ["after", "every", "sleep"]);
+  // Two minutes each, unref'd: the process ends at once without them (the margin is for a
+  // loaded machine; a process they held up would take the two minutes).
+  const unrefd = await runAlone(
+    `after(120_000, () => console.log("after"), { ref: false });
+     every(120_000, () => console.log("every"), { ref: false });
+     console.log("end");`,
+  );
+  assert.equal(unrefd.stdout, "end\n");
+  assert.ok(unrefd.ms < 60_000, `took ${unrefd.ms} ms`);
+});
+
+Deno.test("a cancelled after(), an aborted sleep() and a stopped every() leave no timer behind", async () => {
+  // Each ref'd for two minutes: one left armed would hold the process up that long.
+  const { stdout, ms } = await runAlone(
+    `after(120_000, () => console.log("after"), { ref: true })();
+     const wake = new AbortController();
+     const slept = sleep(120_000, { ref: true, signal: wake.signal });
+     every(120_000, () => console.log("every"), { ref: true })();
+     wake.abort();
+     console.log("slept", await slept);`,
+  );
+  assert.equal(stdout, "slept false\n");
+  assert.ok(ms < 60_000, `took ${ms} ms`);
 });
