@@ -34,6 +34,7 @@ import { Uploader, type UploaderOptions } from "./uploader.ts";
 import type { StoreCheckStats } from "./store_check.ts";
 import { createUpstream, type Upstream } from "./upstream.ts";
 import { errorMessage } from "./error_message.ts";
+import { Deadline, sleep } from "./timers.ts";
 
 /** The running parts of the proxy. */
 export interface App {
@@ -293,12 +294,13 @@ export async function waitForImgproxy(
 ): Promise<boolean> {
   if (timeoutMs === 0) return true;
   logger.log("INFO", "Waiting for imgproxy to be ready...", { url: imgproxyUrl });
-  const deadline = Date.now() + timeoutMs;
+  // The monotonic clock: a wall-clock step must not cut the wait short or stretch it.
+  const deadline = new Deadline(timeoutMs);
   let last = "no answer yet";
-  while (Date.now() < deadline) {
+  while (deadline.remainingMs > 0) {
     if (signal?.aborted) return false;
     try {
-      const timeout = AbortSignal.timeout(Math.max(1, Math.min(2000, deadline - Date.now())));
+      const timeout = AbortSignal.timeout(Math.max(1, Math.min(2000, deadline.remainingMs)));
       const res = await fetch(`${imgproxyUrl}/health`, {
         signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
       });
@@ -311,15 +313,8 @@ export async function waitForImgproxy(
     } catch (err) {
       last = errorMessage(err);
     }
-    await new Promise<void>((r) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", done);
-        r();
-      };
-      const timer = setTimeout(done, Math.max(0, Math.min(intervalMs, deadline - Date.now())));
-      signal?.addEventListener("abort", done, { once: true });
-    });
+    // Ref'd: the start (or a warm run) awaits it, with nothing else to hold the process up.
+    await sleep(Math.min(intervalMs, deadline.remainingMs), { ref: true, signal });
   }
   if (signal?.aborted) return false;
   logger.log("ERROR", "imgproxy did not become ready in time", {
