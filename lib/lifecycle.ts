@@ -36,11 +36,12 @@ export function onShutdownSignal(
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     const listener = () => {
       if (firstAt !== null) {
-        if (Date.now() - firstAt < debounceMs) return;
+        if (performance.now() - firstAt < debounceMs) return;
         logger.log("WARN", "Second signal: exiting without waiting", { signal });
         Deno.exit(signalExitCode(signal));
       }
-      firstAt = Date.now();
+      // The monotonic clock: a wall-clock step must not turn one Ctrl-C into two.
+      firstAt = performance.now();
       logger.log("INFO", "Shutting down", { signal });
       onFirst(signal);
     };

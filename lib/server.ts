@@ -27,7 +27,7 @@
  */
 import { bindHostPort } from "./config_types.ts";
 import type { Logger } from "./log.ts";
-import { Deadlines, StallWatch, type Watched } from "./timers.ts";
+import { Deadlines, sleep, StallWatch, type Watched } from "./timers.ts";
 import { type AnswerSent, ConnectionAnswers, SETTLE_MS } from "./answer_sent.ts";
 import { errorMessage } from "./error_message.ts";
 
@@ -299,25 +299,21 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
   const waitForSlot = () => new Promise<void>((resolve) => (slotFreed = resolve));
 
   let pause = 0;
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        slotFreed = null;
-        resolve();
-      }, ms);
-      // shutdown() wakes the loop at once.
-      slotFreed = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
+  /** Waits `ms`, or less when a connection ends or shutdown() begins (both wake the loop). */
+  const pauseFor = async (ms: number): Promise<void> => {
+    const woken = new AbortController();
+    slotFreed = () => woken.abort();
+    // Ref'd: no accept is pending meanwhile, and the loop must come back to accept.
+    await sleep(ms, { ref: true, signal: woken.signal });
+    slotFreed = null;
+  };
 
   const acceptLoop = async (): Promise<void> => {
     while (!stopping) {
       if (conns.size >= options.maxConnections) {
         const wait = evictIdle();
         // An evicted connection wakes the loop when it is gone, as does any that ends.
-        await (wait === 0 || wait === Infinity ? waitForSlot() : sleep(Math.ceil(wait)));
+        await (wait === 0 || wait === Infinity ? waitForSlot() : pauseFor(Math.ceil(wait)));
         continue;
       }
       let conn: Deno.Conn;
@@ -336,7 +332,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
         }
         // Go's net/http pauses the same way: 5 ms, doubling up to a second.
         pause = Math.min(MAX_ACCEPT_PAUSE_MS, pause === 0 ? 5 : pause * 2);
-        await sleep(pause);
+        await pauseFor(pause);
         continue;
       }
       if (pause !== 0) {

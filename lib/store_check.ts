@@ -10,6 +10,7 @@ import type { Logger } from "./log.ts";
 import { checkLocalDir } from "./store/local_check.ts";
 import type { S3CheckResult } from "./store/s3_check.ts";
 import { errorMessage } from "./error_message.ts";
+import { after } from "./timers.ts";
 
 /** Each request of the probe gets this long. */
 export const CHECK_TIMEOUT_MS = 10_000;
@@ -119,7 +120,7 @@ export class StoreRecheck {
   readonly #probe: S3Probe;
   readonly #stop = new AbortController();
   #intervalMs: number;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #cancelWait: (() => void) | undefined;
   #running: Promise<void> | null = null;
   #attempts = 0;
   /** Settles when the checking has ended (store answered, misconfigured, or stopped). */
@@ -140,10 +141,11 @@ export class StoreRecheck {
   /** Schedules the next check. */
   start(): void {
     if (this.#stop.signal.aborted) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
+    // Ref'd: `done` is awaited (a warm run, tests), and shutdown stops it (stop()).
+    this.#cancelWait = after(this.#intervalMs, () => {
+      this.#cancelWait = undefined;
       this.#running = this.#check();
-    }, this.#intervalMs);
+    }, { ref: true });
     this.#intervalMs = Math.min(this.#intervalMs * 2, this.#maxIntervalMs);
   }
 
@@ -195,8 +197,8 @@ export class StoreRecheck {
   /** Stops checking; waits for a check under way to end (it is aborted). */
   async stop(): Promise<void> {
     this.#stop.abort();
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancelWait?.();
+    this.#cancelWait = undefined;
     await this.#running;
     this.#resolveDone();
   }

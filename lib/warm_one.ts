@@ -15,6 +15,7 @@ import type { App } from "./app.ts";
 import { contextFor, type RequestContext } from "./context.ts";
 import { errorMessage as message } from "./error_message.ts";
 import { objectKey, pathOf } from "./key.ts";
+import { Deadline } from "./timers.ts";
 import type { UploadOutcomes } from "./upload_outcomes.ts";
 
 /** The origin warm-up requests are addressed to (never contacted: the handler runs in process). */
@@ -120,9 +121,10 @@ async function settle(
   key: string,
   settings: WarmSettings,
 ): Promise<Outcome> {
-  const deadline = Date.now() + settings.settleTimeoutMs;
+  // The monotonic clock: a wall-clock step must not end the wait early or stretch it.
+  const deadline = new Deadline(settings.settleTimeoutMs);
   for (;;) {
-    const left = deadline - Date.now();
+    const left = deadline.remainingMs;
     const outcome = left > 0
       ? await outcomes.next(key, Math.min(left, settings.pollIntervalMs))
       : null;

@@ -2,6 +2,7 @@
  * What a warm run prints: the tally, a progress bar on a terminal or periodic progress lines
  * otherwise ({@linkcode Reporter}), and the final summary.
  */
+import { every } from "./timers.ts";
 import type { WarmCounts } from "./warm_run.ts";
 
 /** `40 stored, 3 already present, 2 failed`. */
@@ -48,9 +49,9 @@ const CLEAR = "\r\x1b[2K";
 /** Progress output: a bar on a terminal, periodic summary lines otherwise. */
 export class Reporter {
   #shown = false;
-  #lastDraw = 0;
+  #lastDraw = -Infinity;
   #lastLineDone = 0;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #stopLines: (() => void) | undefined;
 
   constructor(
     readonly out: WarmOutput,
@@ -63,7 +64,10 @@ export class Reporter {
 
   start(): void {
     if (this.out.isTerminal) this.#draw(true);
-    else if (this.intervalMs > 0) this.#timer = setInterval(() => this.#line(), this.intervalMs);
+    // Unref'd: the run's own work keeps the command up; progress lines alone must not.
+    else if (this.intervalMs > 0) {
+      this.#stopLines = every(this.intervalMs, () => this.#line(), { ref: false });
+    }
   }
 
   /** After each path. */
@@ -81,8 +85,8 @@ export class Reporter {
 
   /** Removes the bar (leaving its final state) and stops the timer. */
   stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stopLines?.();
+    this.#stopLines = undefined;
     if (this.out.isTerminal && this.#shown) {
       this.#draw(true);
       this.out.stdout("\n");
@@ -91,7 +95,8 @@ export class Reporter {
   }
 
   #draw(force: boolean): void {
-    const now = Date.now();
+    // The monotonic clock: a wall-clock step back must not freeze the bar.
+    const now = performance.now();
     if (!force && now - this.#lastDraw < 100 && this.counts.done < this.counts.total) return;
     this.#lastDraw = now;
     this.#shown = true;

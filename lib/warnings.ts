@@ -9,6 +9,7 @@
  * counters (metrics); the log shows that it happens, an example, and how often.
  */
 import type { Fields, Level, Logger } from "./log.ts";
+import { after } from "./timers.ts";
 
 interface Repeats {
   level: Level;
@@ -23,7 +24,7 @@ export class AggregatingLogger implements Logger {
   readonly #intervalMs: number;
   /** Kinds seen in the current interval, with the repeats not yet written. */
   readonly #seen = new Map<string, Repeats>();
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #cancelFlush: (() => void) | undefined;
 
   constructor(inner: Logger, intervalMs = 10_000) {
     this.#inner = inner;
@@ -45,24 +46,19 @@ export class AggregatingLogger implements Logger {
       return;
     }
     this.#seen.set(kind, { level, msg, reason, count: 0 });
-    if (this.#timer === undefined) {
-      // One timer for the whole interval, only while something was logged in it; unref'd: a
-      // pending summary alone keeps no process up (shutdown calls flush()).
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.flush();
-      }, this.#intervalMs);
-      Deno.unrefTimer(this.#timer);
-    }
+    // One timer for the whole interval, only while something was logged in it; unref'd: a
+    // pending summary alone keeps no process up (shutdown calls flush()).
+    this.#cancelFlush ??= after(this.#intervalMs, () => {
+      this.#cancelFlush = undefined;
+      this.flush();
+    }, { ref: false });
     this.#inner.log(level, msg, fields);
   }
 
   /** Writes the counts of the interval so far and starts a new one. */
   flush(): void {
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
+    this.#cancelFlush?.();
+    this.#cancelFlush = undefined;
     const seen = [...this.#seen.values()];
     this.#seen.clear();
     for (const r of seen) {

@@ -19,6 +19,7 @@ import type {
 import { isVariantKey, PERMANENT_ERROR_NAMES, StoreError } from "./store.ts";
 import { errorMessage } from "../error_message.ts";
 import { isAuxiliaryName, META_SUFFIX, tempPath } from "./local_names.ts";
+import { sleep } from "../timers.ts";
 
 /**
  * Errors a retry within seconds will not fix: a full disk or quota (ENOSPC, EDQUOT), a file
@@ -294,7 +295,8 @@ async function readMeta(path: string): Promise<ObjectMeta | null> {
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     }
-    await new Promise((r) => setTimeout(r, 10));
+    // Ref'd: a request awaits the read.
+    await sleep(10, { ref: true });
   }
   return null;
 }
