@@ -1,6 +1,18 @@
 /** Gathers one response body as it streams past, within the byte budget its sink grants. */
 import type { SkipReason, UploadJob, UploadMeta } from "./upload_types.ts";
 
+/**
+ * Gives a body's memory back now. A buffer nobody else holds would otherwise wait for the next
+ * full garbage collection (V8 frees an array buffer's bytes only when it collects the object,
+ * and a body that lived through its upload is old by then), which under a flood of large
+ * misses is tens of megabytes past the budget; detaching it frees them at once. Only for
+ * buffers the uploader owns: the copy it collected, never a chunk passed on to the client.
+ */
+export function discard(body: Uint8Array): void {
+  const buffer = body.buffer;
+  if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0);
+}
+
 /** What a collector reports to: the uploader, which owns the budget and the queue. */
 export interface CollectorSink {
   /** Reserves `bytes` more for a collector of unknown length; null when granted. */
@@ -72,6 +84,7 @@ export class Collector {
       for (const c of this.#chunks) {
         body.set(c, offset);
         offset += c.byteLength;
+        discard(c);
       }
       this.#chunks = [];
     }
@@ -82,7 +95,9 @@ export class Collector {
   abort(reason: SkipReason = "incomplete"): void {
     if (this.#done) return;
     this.#done = true;
+    for (const c of this.#chunks) discard(c);
     this.#chunks = [];
+    if (this.#buffer !== null) discard(this.#buffer);
     this.#buffer = null;
     this.sink.release(this, reason);
   }

@@ -17,7 +17,7 @@ import { type Breaker, isOutage } from "./breaker.ts";
 import type { Level, Logger } from "./log.ts";
 import type { Store } from "./store/store.ts";
 import { DEFAULT_ATTEMPT_TIMEOUT_MS, writeOnce } from "./upload_attempt.ts";
-import { Collector, type CollectorSink } from "./upload_collector.ts";
+import { Collector, type CollectorSink, discard } from "./upload_collector.ts";
 import { RecentKeys } from "./upload_recent.ts";
 import { Deadline } from "./timers.ts";
 import { backoff, type RetryPolicy, RetryWaits } from "./upload_retry.ts";
@@ -203,6 +203,7 @@ export class Uploader implements CollectorSink {
   enqueue(job: UploadJob): void {
     if (this.#abort.signal.aborted) {
       // The drain deadline has passed: nothing new may start.
+      discard(job.body);
       this.#letGo(job.key, job.reserved);
       this.#cutOff.push(job.key);
       this.#skip("closed", job.key, job.path);
@@ -220,6 +221,8 @@ export class Uploader implements CollectorSink {
       this.#run(job).finally(() => {
         this.#active--;
         this.stats.queueDepth--;
+        // Its last write has settled: the store is done with the bytes (a store keeps a copy).
+        discard(job.body);
         this.#letGo(job.key, job.reserved);
         this.#pump();
         this.#settled();
@@ -342,6 +345,7 @@ export class Uploader implements CollectorSink {
       this.#waits.wakeAll();
       for (const job of this.#queue.splice(0)) {
         this.stats.queueDepth--;
+        discard(job.body);
         this.#letGo(job.key, job.reserved);
         this.#fail(job, 0, SHUTDOWN_REASON);
       }

@@ -192,6 +192,44 @@ Deno.test("Uploader writes the line per object stored at the level it is given",
   );
 });
 
+Deno.test("Uploader frees its copy of a body once its last write settles, never the chunks it was given", async () => {
+  const { store, uploader } = setup((call) => {
+    if (call.attempt === 0) throw new StoreError("SlowDown (HTTP 503)", true, "SlowDown");
+  });
+  const given = [new Uint8Array([1, 2, 3]), new Uint8Array([4, 5])];
+  for (const length of [5, null]) {
+    const key = `k${length}`;
+    const c = begin(uploader, key, length);
+    for (const chunk of given) assert.ok(c.add(chunk));
+    c.finish();
+    await settled(uploader);
+    // The retry wrote the same bytes as the first attempt: nothing was freed in between.
+    assert.deepEqual(store.objects.get(key)!.body, new Uint8Array([1, 2, 3, 4, 5]));
+    const lent = store.calls.filter((call) => call.key === key).map((call) => call.body);
+    assert.equal(lent.length, 2);
+    for (const body of lent) {
+      assert.equal((body.buffer as ArrayBuffer).detached, true, "freed once the write settled");
+    }
+  }
+  // The chunks went on to the client: they stay whole.
+  assert.deepEqual(given, [new Uint8Array([1, 2, 3]), new Uint8Array([4, 5])]);
+});
+
+Deno.test("Uploader frees the copy of a body given up (cut short, or cut off by shutdown)", async () => {
+  const { store, uploader } = setup(hang, { concurrency: 1 });
+  const chunk = new Uint8Array([1, 2, 3]);
+  const cut = begin(uploader, "cut", null);
+  assert.ok(cut.add(chunk));
+  cut.abort("incomplete");
+  upload(uploader, "a");
+  upload(uploader, "b"); // queued behind a: never written
+  assert.deepEqual((await uploader.drain(20)).lost.toSorted(), ["a", "b"]);
+  assert.deepEqual(chunk, new Uint8Array([1, 2, 3]), "a chunk passed on stays whole");
+  assert.equal(store.calls.length, 1);
+  assert.equal((store.calls[0]!.body.buffer as ArrayBuffer).detached, true);
+  assert.equal(uploader.stats.bytesInFlight, 0);
+});
+
 Deno.test("Uploader stores a body of unknown length by concatenating its chunks", async () => {
   const { store, uploader } = setup();
   const c = begin(uploader, "k", null);

@@ -57,6 +57,11 @@ export interface Store {
   readonly storedMessage: string;
   /** Fields added to every log line about this store, e.g. `{ bucket }`. */
   readonly logFields: Fields;
+  /**
+   * Writes `body` under `key`. The bytes are lent for the call only: once the returned promise
+   * settles the caller frees them (the uploader detaches its buffer), so a store that keeps
+   * them keeps a copy.
+   */
   put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult>;
   has(key: string, signal?: AbortSignal): Promise<boolean>;
   get(key: string, signal?: AbortSignal): Promise<StoredObject | null>;
