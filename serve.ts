@@ -5,7 +5,9 @@
  * The app is built lazily from the environment, once, on the first request. Nothing here
  * starts a subprocess or writes to disk when `S3_BUCKET` is set (without it the local-directory
  * store is used, which needs a writable `CACHE_DIR`: fine for `deno serve` on a machine, not on
- * Deploy). The address comes from `deno serve --host/--port` (Deploy chooses it);
+ * Deploy; as under `deno run`, a crashed run's leftovers there are removed in the background,
+ * from the first request on: only those too old to be a write under way, so `--parallel`
+ * workers sharing the directory are safe). The address comes from `deno serve --host/--port` (Deploy chooses it);
  * `IMGPROXY_BIND` is not used. There is no wait for imgproxy's `/health`: until it answers,
  * requests get the proxy's 502.
  *
@@ -39,7 +41,7 @@ async function build(): Promise<App> {
     if (verdict.kind === "stop") throw new ConfigError([verdict.message]);
     config = verdict.config;
   }
-  const built = await createApp(config, logger, { storeChecks });
+  const built = await createApp(config, logger, { storeChecks, cleanStore: true });
   logStartup(built, logger);
   logger.log("INFO", "Serving (deno serve)", { imgproxy: config.imgproxyUrl });
   listenForShutdown(built);
@@ -48,6 +50,7 @@ async function build(): Promise<App> {
 
 function listenForShutdown(built: App): void {
   onShutdownSignal(logger, async () => {
+    await built.stopStoreWalk();
     await drainUploads(built, logger);
     Deno.exit(0);
   });

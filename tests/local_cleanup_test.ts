@@ -8,6 +8,7 @@ import { basename, join } from "node:path";
 import { LocalStore } from "../lib/store/local.ts";
 import { META_SUFFIX, parseStoreName, tempPath } from "../lib/store/local_names.ts";
 import { walkLocalStore } from "../lib/store/local_walk.ts";
+import { after } from "../lib/timers.ts";
 import { exists, freePort } from "./support/net_fs.ts";
 import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
 
@@ -98,6 +99,109 @@ Deno.test("process: a crashed run's leftovers are removed at start-up, in the ba
       assert.equal(code, 0, output);
     } finally {
       await stopAndWait(proxy);
+      await Deno.remove(outside);
+    }
+  });
+});
+
+/** `deno serve serve.ts` on `port` with the flags lib/permissions.ts computes for `env`. */
+async function startServe(env: Record<string, string>, port: number) {
+  const root = new URL("..", import.meta.url).pathname;
+  const flags = await new Deno.Command("deno", {
+    args: ["run", "--quiet", "--no-prompt", "--allow-env", `${root}lib/permissions.ts`],
+    env,
+    clearEnv: true,
+    stdout: "piped",
+  }).output();
+  assert.equal(flags.code, 0);
+  const child = new Deno.Command("deno", {
+    args: [
+      "serve",
+      "--no-prompt",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      ...new TextDecoder().decode(flags.stdout).trim().split("\n"),
+      `${root}serve.ts`,
+    ],
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const lines = new Map<string, PromiseWithResolvers<string>>();
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      text += chunk;
+      for (const [needle, found] of lines) {
+        const line = text.split("\n").find((l) => l.includes(needle));
+        if (line !== undefined) found.resolve(line);
+      }
+    }
+  };
+  const reading = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const done = (async () => {
+    const status = await child.status;
+    await reading;
+    for (const found of lines.values()) found.reject(new Error(`exited:\n${text}`));
+    return { code: status.code, output: text };
+  })();
+  return {
+    child,
+    done,
+    /** The first line with `needle`, when it is written (rejects at exit or after `ms`). */
+    line(needle: string, ms = 60_000): Promise<string> {
+      const found = Promise.withResolvers<string>();
+      const cancel = after(ms, () => {
+        found.reject(new Error(`no line with ${JSON.stringify(needle)} in ${ms} ms:\n${text}`));
+      }, { ref: true });
+      found.promise.catch(() => {}).finally(cancel);
+      lines.set(needle, found);
+      const line = text.split("\n").find((l) => l.includes(needle));
+      if (line !== undefined) found.resolve(line);
+      return found.promise;
+    },
+  };
+}
+
+Deno.test("process: `deno serve` removes a crashed run's leftovers too, once it builds the proxy", async () => {
+  await withFakeImgproxy("cleanup-serve-", async (fake, dir) => {
+    const port = freePort();
+    const { leftovers, kept, outside } = await crashLeftovers(dir, new Date(Date.now() - 3600e3));
+    const env = {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? dir,
+      IMGPROXY_URL: fake.url,
+      CACHE_DIR: dir,
+      // Only so lib/permissions.ts grants the address `deno serve --port` binds.
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      NO_COLOR: "1",
+    };
+    const serve = await startServe(env, port);
+    try {
+      // The first request builds the proxy (Deno prints its address before: it is listening).
+      await serve.line("Listening on");
+      const res = await fetch(`http://127.0.0.1:${port}/health`);
+      await res.body?.cancel();
+      assert.equal(res.status, 200);
+      const line = await serve.line("Removed a crashed run's leftovers");
+      assert.match(line, /tempFiles=3 orphans=2 bytes=500/);
+      for (const name of leftovers) assert.equal(await exists(`${dir}/${name}`), false, name);
+      for (const name of kept) assert.equal(await exists(`${dir}/${name}`), true, name);
+      serve.child.kill("SIGINT");
+      const { code, output } = await serve.done;
+      assert.equal(code, 0, output);
+      assert.doesNotMatch(output, /NotCapable|Requires \w+ access|Uncaught/);
+    } finally {
+      try {
+        serve.child.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+      await serve.done;
       await Deno.remove(outside);
     }
   });
