@@ -179,6 +179,24 @@ async function hits(upstream: Proc, bare: Proc): Promise<void> {
     CACHE_MODE: "read",
     ACCESS_LOG: "false",
   });
+  // The baseline's local hits beside this checkout's, on the same directory.
+  const localBaseline: { name: string; proc: Proc }[] = [];
+  if (BASELINE) {
+    for (
+      const [name, env] of [["", {}], [", ACCESS_LOG=false", { ACCESS_LOG: "false" }]] as const
+    ) {
+      const proc = await startProxy(
+        `proxy-hit-local${name === "" ? "" : "-nolog"}-baseline`,
+        upstream,
+        {
+          dir,
+        },
+        { CACHE_MODE: "read", ...env },
+        BASELINE,
+      );
+      localBaseline.push({ name: `proxy local hit${name} (baseline)`, proc });
+    }
+  }
   // S3 hits from versitygw, which ends every connection (Connection: close: each hit opens a
   // new one), and from the null store, which keeps them open as AWS S3, R2 or Tigris do.
   const vgw = VERSITYGW ? await startVersitygw() : null;
@@ -195,7 +213,9 @@ async function hits(upstream: Proc, bare: Proc): Promise<void> {
       s3.push({ name: `${S3_HIT} (${store})${suffix}`, proc });
     }
   }
-  for (const p of [local, quiet, ...s3.map((x) => x.proc)]) await warmHit(p, path);
+  for (const p of [local, quiet, ...localBaseline.map((x) => x.proc), ...s3.map((x) => x.proc)]) {
+    await warmHit(p, path);
+  }
   if (vgw) await sameHit(s3[0]!.proc, s3[1]!.proc, path);
   const files = await startHelper("files", await storedFile(dir));
   const cs: Contender[] = [
@@ -205,6 +225,7 @@ async function hits(upstream: Proc, bare: Proc): Promise<void> {
     { name: BARE, port: bare.port, pid: bare.pid, path: "/30k/bare.webp" },
     { name: BARE_WHOLE, port: bare.port, pid: bare.pid, path: "/whole/30k/bare.webp" },
   ];
+  for (const { name, proc } of localBaseline) cs.push({ name, port: proc.port, pid: proc.pid });
   if (vgw) cs.push({ name: BARE_CLOSE, port: bare.port, pid: bare.pid, path: "/close/bare.webp" });
   for (const { name, proc } of s3) cs.push({ name, port: proc.port, pid: proc.pid });
   const r = await scenario("hit 30 KB", cs, { connections: CONNS, path });
@@ -238,7 +259,12 @@ async function hits(upstream: Proc, bare: Proc): Promise<void> {
       }× when it reads the body whole before answering, as the proxy does with a small hit: ` +
       `the runtime's own share of an S3 hit`,
   );
-  await Promise.all([local.stop(), quiet.stop(), ...s3.map((x) => x.proc.stop()), files.stop()]);
+  await Promise.all([
+    local.stop(),
+    quiet.stop(),
+    ...[...localBaseline, ...s3].map((x) => x.proc.stop()),
+    files.stop(),
+  ]);
   await Promise.all([vgw?.stop(), keepAlive.stop()]);
 }
 

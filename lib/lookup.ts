@@ -18,7 +18,7 @@ import { sameSecret, sha256 } from "./secret.ts";
 import type { ContextHandler, RequestContext } from "./context.ts";
 import { expired, lengthMismatch, watchHitBody, WHOLE_HIT_BYTES } from "./hit.ts";
 import { Deadlines, StallWatch } from "./timers.ts";
-import type { OpenedObject, Store, StoredObject } from "./store/store.ts";
+import type { OpenedObject, ReadObject, Store, StoredObject } from "./store/store.ts";
 import type { Uploader } from "./uploader.ts";
 import { errorMessage } from "./error_message.ts";
 
@@ -161,8 +161,8 @@ export function withLookup(inner: ContextHandler, options: LookupOptions): Conte
           },
         });
       }
-      const obj = await withDeadline<OpenedObject | StoredObject | null>(
-        store.open ? store.open(key, signal) : store.get(key, signal),
+      const obj = await withDeadline<OpenedObject | ReadObject | StoredObject | null>(
+        store.open ? store.open(key, signal, WHOLE_HIT_BYTES) : store.get(key, signal),
         signal,
         // A hit that arrives after the deadline is not used: let its stream go.
         (late) => late !== null && late.body instanceof ReadableStream && late.body.cancel(),

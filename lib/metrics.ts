@@ -4,7 +4,7 @@
  */
 import { readOnly, type Route } from "./ops.ts";
 import type { EvictionStats } from "./store/bounded_local.ts";
-import type { Store } from "./store/store.ts";
+import type { OpenObject, Store } from "./store/store.ts";
 import type { StoreCheckStats } from "./store_check.ts";
 import type { SkipReason, UploaderStats } from "./upload_types.ts";
 import type { Upstream } from "./upstream.ts";
@@ -305,7 +305,16 @@ export function instrumentStore(store: Store, metrics: ProxyMetrics): Store {
     put: (key, body, options) => timed("put", () => store.put(key, body, options)),
     get: (key, signal) => timed("get", () => store.get(key, signal)),
     has: (key, signal) => timed("head", () => store.has(key, signal)),
-    open: store.open ? (key, signal) => timed("get", () => store.open!(key, signal)) : undefined,
+    open: store.open
+      ? ((key: string, signal?: AbortSignal, wholeUpTo?: number) =>
+        timed(
+          "get",
+          () =>
+            wholeUpTo === undefined
+              ? store.open!(key, signal)
+              : store.open!(key, signal, wholeUpTo),
+        )) as OpenObject
+      : undefined,
     variants: (baseKey, signal) => timed("list", () => store.variants(baseKey, signal)),
     delete: (key, signal) => timed("delete", () => store.delete(key, signal)),
     close: store.close ? () => store.close!() : undefined,

@@ -105,3 +105,43 @@ Deno.test("LocalStore: delete() forgets the object, so a new one under the key i
     assert.deepEqual(await opened(store, "k"), { ...OTHER, contentLength: 3, body: [3, 3, 3] });
   });
 });
+
+Deno.test("LocalStore: a known object up to wholeUpTo bytes comes read whole, a larger or unknown one as a stream", async () => {
+  await withDir(async (dir) => {
+    await new LocalStore(dir).put("k", new Uint8Array([1, 2, 3]), { ...META, ifAbsent: true });
+    const store = new LocalStore(dir, { trustMs: 60_000 });
+    // Not known yet: opened (size and sidecar read), then remembered.
+    const first = await store.open("k", undefined, 3);
+    assert.ok(first !== null && first.body instanceof ReadableStream);
+    await first.body.cancel();
+    const whole = await store.open("k", undefined, 3);
+    assert.ok(whole !== null && whole.body instanceof Uint8Array, "read whole");
+    assert.deepEqual({ ...whole, body: [...whole.body] }, {
+      ...META,
+      length: 3,
+      etag: whole.etag,
+      lastModified: whole.lastModified,
+      contentLength: 3,
+      body: [1, 2, 3],
+    });
+    const larger = await store.open("k", undefined, 2);
+    assert.ok(larger !== null && larger.body instanceof ReadableStream, "over wholeUpTo: a stream");
+    await larger.body.cancel();
+
+    // Rewritten behind the store's back with another length: the length read is the one on
+    // disk, so the hit's length check sees the object is not the one written.
+    await rewriteBehind(dir, "k", new Uint8Array([9, 9]));
+    const rewritten = await store.open("k", undefined, 3);
+    assert.ok(rewritten !== null && rewritten.body instanceof Uint8Array);
+    assert.equal(rewritten.contentLength, 2);
+    assert.equal(rewritten.length, 3, "what was recorded at write");
+
+    // Gone: absent, and forgotten.
+    await Deno.remove(`${dir}/k`);
+    assert.equal(await store.open("k", undefined, 3), null);
+    await Deno.writeFile(`${dir}/k`, new Uint8Array([5]));
+    const back = await store.open("k", undefined, 3);
+    assert.ok(back !== null && back.body instanceof ReadableStream, "forgotten: opened again");
+    await back.body.cancel();
+  });
+});

@@ -17,7 +17,14 @@ import type { Logger } from "../log.ts";
 import { LocalBudget } from "./local_budget.ts";
 import { logLeftovers, type ReadDir, walkLocalStore } from "./local_walk.ts";
 import type { LocalStore } from "./local.ts";
-import type { OpenedObject, PutOptions, PutResult, Store, StoredObject } from "./store.ts";
+import type {
+  OpenedObject,
+  PutOptions,
+  PutResult,
+  ReadObject,
+  Store,
+  StoredObject,
+} from "./store.ts";
 import { errorMessage as message } from "../error_message.ts";
 
 /** Eviction counters (exported as metrics). */
@@ -138,8 +145,18 @@ export class BoundedLocalStore implements Store {
     return this.inner.has(key);
   }
 
-  async open(key: string): Promise<OpenedObject | null> {
-    const obj = await this.inner.open(key);
+  open(key: string, signal?: AbortSignal): Promise<OpenedObject | null>;
+  open(
+    key: string,
+    signal: AbortSignal | undefined,
+    wholeUpTo: number,
+  ): Promise<OpenedObject | ReadObject | null>;
+  async open(
+    key: string,
+    _signal?: AbortSignal,
+    wholeUpTo = -1,
+  ): Promise<OpenedObject | ReadObject | null> {
+    const obj = await this.inner.open(key, undefined, wholeUpTo);
     if (obj !== null) this.budget.touch(key);
     return obj;
   }

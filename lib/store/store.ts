@@ -49,6 +49,27 @@ export interface OpenedObject extends ObjectMeta {
   contentLength: number | null;
 }
 
+/** An object opened for a hit and read whole at once (see {@linkcode OpenObject}). */
+export interface ReadObject extends ObjectMeta {
+  body: Uint8Array;
+  contentLength: number;
+}
+
+/**
+ * Opens an object for streaming (read-mode hits), so a hit never holds a whole image in memory;
+ * null when the key is absent. With `wholeUpTo`, an object the store already knows to be at
+ * most that long may come read whole instead ({@linkcode ReadObject}): the caller would read it
+ * whole anyway, and one read costs less than a stream.
+ */
+export interface OpenObject {
+  (key: string, signal?: AbortSignal): Promise<OpenedObject | null>;
+  (
+    key: string,
+    signal: AbortSignal | undefined,
+    wholeUpTo: number,
+  ): Promise<OpenedObject | ReadObject | null>;
+}
+
 /** A place to keep processed images. */
 export interface Store {
   /** A short description for start-up logs, such as `s3://bucket (https://host)`. */
@@ -65,11 +86,8 @@ export interface Store {
   put(key: string, body: Uint8Array, options: PutOptions): Promise<PutResult>;
   has(key: string, signal?: AbortSignal): Promise<boolean>;
   get(key: string, signal?: AbortSignal): Promise<StoredObject | null>;
-  /**
-   * Opens an object for streaming (read-mode hits), so a hit never holds a whole image in
-   * memory; null when the key is absent. Stores without it are read with `get`.
-   */
-  open?(key: string, signal?: AbortSignal): Promise<OpenedObject | null>;
+  /** {@linkcode OpenObject}; stores without it are read with `get`. */
+  open?: OpenObject;
   /**
    * Keys of every stored variant of `baseKey` (a key without variant suffix): the key itself
    * and each `<baseKey>-<suffix>`, found by listing whatever suffixes exist.
