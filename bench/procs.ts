@@ -92,7 +92,7 @@ export function spawnLogged(
 }
 
 export async function startHelper(
-  kind: "upstream" | "nullstore" | "stall" | "bare" | "files",
+  kind: "upstream" | "nullstore" | "stall" | "bare" | "barejs" | "files",
   upstream?: Proc | string,
 ): Promise<Proc> {
   const port = await freePort();

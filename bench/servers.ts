@@ -20,6 +20,9 @@
  *   `/whole/` is asked of the upstream without that prefix, its body read whole before the
  *   answer is made of it (what the proxy does with a small S3 hit, so that a store stalling
  *   mid-body cannot hang the client).
+ * - `barejs`: `bare`, with each answer's body read through JavaScript (a pull stream passing the
+ *   chunks on, as the proxy does for an answer it copies to the store or counts): the floor for
+ *   an answer read in JavaScript, which the runtime cannot pipe natively from socket to socket.
  *
  * - `files`: the floor for a hit from the local store: a `Deno.serve` streaming FILE (its
  *   size and type known up front, as a static file server with an index would) for every path.
@@ -164,6 +167,23 @@ if (kind === "upstream") {
     headers.delete("connection");
     return new Response(res.body, { status: res.status, headers });
   });
+} else if (kind === "barejs") {
+  const upstream = `http://127.0.0.1:${Deno.args[2]}`;
+  Deno.serve({ hostname: "127.0.0.1", port, onListen: ({ port }) => ready(port) }, async (req) => {
+    const url = req.url;
+    const res = await fetch(upstream + url.slice(url.indexOf("/", 8)), { headers: req.headers });
+    if (res.body === null) return res;
+    const reader = res.body.getReader();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    }, { highWaterMark: 0 });
+    return new Response(body, { status: res.status, headers: res.headers });
+  });
 } else if (kind === "files") {
   const file = Deno.args[2]!;
   const headers = {
@@ -176,7 +196,7 @@ if (kind === "upstream") {
   });
 } else {
   console.error(
-    "usage: servers.ts upstream|nullstore|stall|bare|files [PORT] [UPSTREAM_PORT|FILE]",
+    "usage: servers.ts upstream|nullstore|stall|bare|barejs|files [PORT] [UPSTREAM_PORT|FILE]",
   );
   Deno.exit(2);
 }
