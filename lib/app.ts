@@ -34,7 +34,7 @@ import { Uploader, type UploaderOptions } from "./uploader.ts";
 import type { StoreCheckStats } from "./store_check.ts";
 import { createUpstream, type Upstream } from "./upstream.ts";
 import { errorMessage } from "./error_message.ts";
-import { Deadline, sleep } from "./timers.ts";
+import { Deadline, sleep, timeLimit } from "./timers.ts";
 
 /** The running parts of the proxy. */
 export interface App {
@@ -299,11 +299,11 @@ export async function waitForImgproxy(
   let last = "no answer yet";
   while (deadline.remainingMs > 0) {
     if (signal?.aborted) return false;
+    const ms = Math.max(1, Math.min(2000, deadline.remainingMs));
+    // Ref'd: the start awaits this answer.
+    const limit = timeLimit(ms, `no answer within ${ms} ms`, { ref: true, signal });
     try {
-      const timeout = AbortSignal.timeout(Math.max(1, Math.min(2000, deadline.remainingMs)));
-      const res = await fetch(`${imgproxyUrl}/health`, {
-        signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
-      });
+      const res = await fetch(`${imgproxyUrl}/health`, { signal: limit.signal });
       await res.body?.cancel();
       if (res.status === 200) {
         logger.log("INFO", "imgproxy is ready");
@@ -312,6 +312,8 @@ export async function waitForImgproxy(
       last = `HTTP ${res.status}`;
     } catch (err) {
       last = errorMessage(err);
+    } finally {
+      limit.clear();
     }
     // Ref'd: the start (or a warm run) awaits it, with nothing else to hold the process up.
     await sleep(Math.min(intervalMs, deadline.remainingMs), { ref: true, signal });

@@ -9,6 +9,7 @@
 import type { Store } from "./store/store.ts";
 import { plainText, readOnly, type Route } from "./ops.ts";
 import { errorMessage } from "./error_message.ts";
+import { timeLimit } from "./timers.ts";
 
 /** `GET /livez`: 200 while the process serves. */
 export const livez: Route = readOnly(() => plainText(200, "live"));
@@ -33,12 +34,16 @@ const message = (err: unknown) =>
 
 /** Asks imgproxy's `/health`; returns why it is not ready, or null. */
 async function imgproxyProblem(url: string, timeoutMs: number): Promise<string | null> {
+  // Ref'd: a readiness request awaits it.
+  const limit = timeLimit(timeoutMs, `no answer within ${timeoutMs} ms`, { ref: true });
   try {
-    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(`${url}/health`, { signal: limit.signal });
     await res.body?.cancel();
     return res.status === 200 ? null : `imgproxy: /health answered ${res.status}`;
   } catch (err) {
     return `imgproxy: ${message(err) ?? `no answer within ${timeoutMs} ms`}`;
+  } finally {
+    limit.clear();
   }
 }
 
@@ -49,7 +54,11 @@ async function imgproxyProblem(url: string, timeoutMs: number): Promise<string |
 async function storeProblem(o: ReadinessOptions): Promise<string | null> {
   const skipped = o.storeSkipped?.() ?? null;
   if (skipped !== null) return `store: ${skipped}`;
-  const signal = AbortSignal.timeout(o.storeTimeoutMs);
+  // Ref'd: a readiness request awaits it.
+  const limit = timeLimit(o.storeTimeoutMs, `no answer within ${o.storeTimeoutMs} ms`, {
+    ref: true,
+  });
+  const signal = limit.signal;
   try {
     await new Promise<boolean>((resolve, reject) => {
       signal.addEventListener("abort", () => reject(signal.reason), { once: true });
@@ -60,6 +69,8 @@ async function storeProblem(o: ReadinessOptions): Promise<string | null> {
     return `store: ${
       signal.aborted ? `no answer within ${o.storeTimeoutMs} ms` : message(err) ?? "timed out"
     }`;
+  } finally {
+    limit.clear();
   }
 }
 

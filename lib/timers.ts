@@ -2,8 +2,9 @@
  * The timer mechanisms: every wait in the program goes through this module. Per-request and
  * per-connection deadlines share a few timers ({@linkcode Deadlines}, {@linkcode StallWatch}:
  * never one timer per request), shutdown has one monotonic {@linkcode Deadline}, and the few
- * other waits (back-offs, retries, flushes, progress) use {@linkcode after},
- * {@linkcode sleep} and {@linkcode every}, each saying whether it keeps the process alive.
+ * other waits (back-offs, retries, flushes, progress, time limits on requests) use
+ * {@linkcode after}, {@linkcode sleep}, {@linkcode every} and {@linkcode timeLimit}, each
+ * saying whether it keeps the process alive.
  */
 
 /**
@@ -175,4 +176,50 @@ export class Deadline {
       });
     });
   }
+}
+
+/** A time limit on one piece of work: see {@linkcode timeLimit}. */
+export interface TimeLimit {
+  /** Aborts when the limit passes (a "TimeoutError") or the caller's signal aborts. */
+  readonly signal: AbortSignal;
+  /** True when the limit, not the caller's signal, aborted it. */
+  readonly timedOut: boolean;
+  /** The work has ended: cancels the timer and stops following the caller's signal. */
+  clear(): void;
+}
+
+/**
+ * A signal for work that may take at most `ms`: it aborts with a "TimeoutError" DOMException
+ * saying `message` when the time passes, or with the reason of `options.signal` when that aborts
+ * first. Unlike `AbortSignal.timeout()`, its timer is gone as soon as {@linkcode TimeLimit.clear}
+ * is called.
+ */
+export function timeLimit(
+  ms: number,
+  message: string,
+  options: WaitOptions & { signal?: AbortSignal },
+): TimeLimit {
+  const controller = new AbortController();
+  const outer = options.signal;
+  let timedOut = false;
+  const follow = () => {
+    cancel();
+    controller.abort(outer?.reason);
+  };
+  const cancel = after(ms, () => {
+    timedOut = true;
+    controller.abort(new DOMException(message, "TimeoutError"));
+  }, options);
+  if (outer?.aborted) follow();
+  else outer?.addEventListener("abort", follow, { once: true });
+  return {
+    signal: controller.signal,
+    get timedOut() {
+      return timedOut;
+    },
+    clear() {
+      cancel();
+      outer?.removeEventListener("abort", follow);
+    },
+  };
 }

@@ -4,7 +4,7 @@
  * responses in flight, then its upload drain).
  */
 import assert from "node:assert/strict";
-import { after, Deadline, every, sleep } from "../lib/timers.ts";
+import { after, Deadline, every, sleep, timeLimit } from "../lib/timers.ts";
 
 Deno.test("Deadline: work settled in time is true, and the next step gets what is left", async () => {
   const deadline = new Deadline(60_000);
@@ -71,12 +71,46 @@ Deno.test("every(): calls back repeatedly until stopped, then never again", asyn
   stop(); // stopping twice is harmless
 });
 
+Deno.test("timeLimit(): aborts with a TimeoutError once the time has passed, not before", async () => {
+  const started = performance.now();
+  const limit = timeLimit(20, "no answer within 0.02 s", { ref: true });
+  const aborted = Promise.withResolvers<void>();
+  limit.signal.addEventListener("abort", () => aborted.resolve(), { once: true });
+  await aborted.promise;
+  assert.ok(performance.now() - started >= 19);
+  assert.equal(limit.timedOut, true);
+  assert.equal((limit.signal.reason as DOMException).name, "TimeoutError");
+  assert.equal((limit.signal.reason as DOMException).message, "no answer within 0.02 s");
+  limit.clear();
+});
+
+Deno.test("timeLimit(): follows the caller's signal, with its reason, until cleared", () => {
+  const caller = new AbortController();
+  const limit = timeLimit(3_600_000, "late", { ref: true, signal: caller.signal });
+  caller.abort("stopping");
+  assert.equal(limit.signal.reason, "stopping");
+  assert.equal(limit.timedOut, false);
+  limit.clear();
+  const gone = timeLimit(3_600_000, "late", { ref: true, signal: caller.signal });
+  assert.equal(gone.signal.reason, "stopping", "a signal aborted before is followed at once");
+  gone.clear();
+  const other = new AbortController();
+  const cleared = timeLimit(3_600_000, "late", { ref: true, signal: other.signal });
+  cleared.clear();
+  other.abort();
+  assert.equal(cleared.signal.aborted, false, "a cleared limit no longer follows");
+});
+
 /** Runs `code` (importing the timer module) in a fresh `deno`, returning its code and output. */
 async function runAlone(code: string): Promise<{ code: number; stdout: string; ms: number }> {
   const module = new URL("../lib/timers.ts", import.meta.url).href;
   const started = performance.now();
   const out = await new Deno.Command("deno", {
-    args: ["eval", "--no-prompt", `import { after, every, sleep } from "${module}";\n${code}`],
+    args: [
+      "eval",
+      "--no-prompt",
+      `import { after, every, sleep, timeLimit } from "${module}";\n${code}`,
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -107,13 +141,14 @@ Deno.test("ref: true keeps the process up until the wait ends; ref: false keeps 
   assert.ok(unrefd.ms < 60_000, `took ${unrefd.ms} ms`);
 });
 
-Deno.test("a cancelled after(), an aborted sleep() and a stopped every() leave no timer behind", async () => {
+Deno.test("a cancelled after(), an aborted sleep(), a stopped every() and a cleared timeLimit() leave no timer behind", async () => {
   // Each ref'd for two minutes: one left armed would hold the process up that long.
   const { stdout, ms } = await runAlone(
     `after(120_000, () => console.log("after"), { ref: true })();
      const wake = new AbortController();
      const slept = sleep(120_000, { ref: true, signal: wake.signal });
      every(120_000, () => console.log("every"), { ref: true })();
+     timeLimit(120_000, "late", { ref: true }).clear();
      wake.abort();
      console.log("slept", await slept);`,
   );
