@@ -2,6 +2,8 @@
  * `deno run lib/healthcheck.ts URL`: exits 0 when URL answers 200 within 4 s, else prints why
  * and exits 1. Run by bin/healthcheck (the container's HEALTHCHECK) against /readyz.
  */
+import { timeLimit } from "./timers.ts";
+
 if (import.meta.main) {
   const url = Deno.args[0];
   if (url === undefined) {
@@ -10,7 +12,10 @@ if (import.meta.main) {
   }
   let code = 1;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(4000) });
+    // Ref'd, and never cleared: the process exits right after.
+    const res = await fetch(url, {
+      signal: timeLimit(4000, "no answer within 4 s", { ref: true }).signal,
+    });
     const text = (await res.text()).trim();
     if (res.status === 200) code = 0;
     else console.error(`${url}: ${res.status} ${text.replaceAll("\n", "; ")}`);
