@@ -5,6 +5,7 @@
 import { type PutResult, type Store, StoreError } from "./store/store.ts";
 import type { UploadJob } from "./upload_types.ts";
 import { errorMessage } from "./error_message.ts";
+import { after } from "./timers.ts";
 
 /** How long one write may take when the options do not say. */
 export const DEFAULT_ATTEMPT_TIMEOUT_MS = 30_000;
@@ -32,11 +33,12 @@ export async function writeOnce(
   const attemptAbort = new AbortController();
   const onShutdown = () => attemptAbort.abort(shutdown.reason);
   shutdown.addEventListener("abort", onShutdown, { once: true });
-  const timer = setTimeout(() => {
+  // Ref'd: the uploader awaits the write, and shutdown awaits the uploader.
+  const cancelTimeout = after(timeoutMs, () => {
     attemptAbort.abort(new DOMException(`no answer within ${timeoutMs / 1000} s`, "TimeoutError"));
-  }, timeoutMs);
+  }, { ref: true });
   const settled = () => {
-    clearTimeout(timer);
+    cancelTimeout();
     shutdown.removeEventListener("abort", onShutdown);
   };
   try {

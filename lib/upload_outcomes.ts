@@ -2,6 +2,7 @@
  * Per-key upload outcomes, as the uploader's `onSettled` hook reports them, for a caller that
  * waits for how the upload of one key ended (the warm-up waits on each path it requested).
  */
+import { after } from "./timers.ts";
 import type { UploadOutcome } from "./upload_types.ts";
 
 interface Watch {
@@ -45,11 +46,12 @@ export class UploadOutcomes {
     if (ready !== undefined) return Promise.resolve(ready);
     return new Promise((resolve) => {
       const done = () => {
-        clearTimeout(timer);
+        cancel();
         if (w.wake === done) w.wake = null;
         resolve(w.outcomes.shift() ?? null);
       };
-      const timer = setTimeout(done, Math.max(0, ms));
+      // Ref'd: the warm run awaits the outcome.
+      const cancel = after(ms, done, { ref: true });
       w.wake = done;
     });
   }

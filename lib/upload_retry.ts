@@ -2,6 +2,7 @@
  * The uploader's retry policy: how long to wait before the next attempt, and waits that
  * shutdown can cut short.
  */
+import { after } from "./timers.ts";
 
 /** The retry settings. */
 export interface RetryPolicy {
@@ -27,11 +28,12 @@ export class RetryWaits {
     if (this.stop.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
-        clearTimeout(timer);
+        cancel();
         this.#wakes.delete(done);
         resolve();
       };
-      const timer = setTimeout(done, ms);
+      // Ref'd: a body waits in it to be stored, and shutdown's drain wakes it (wakeAll()).
+      const cancel = after(ms, done, { ref: true });
       this.#wakes.add(done);
     });
   }
