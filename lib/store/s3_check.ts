@@ -18,6 +18,7 @@ import { HeadBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import type { S3StoreConfig } from "../config.ts";
 import { s3ClientConfig, S3Store } from "./s3.ts";
 import { StoreError } from "./store.ts";
+import { after } from "../timers.ts";
 
 /** The outcome of one check. */
 export type S3CheckResult =
@@ -97,10 +98,11 @@ async function timed<T>(
 ): Promise<{ value: T } | { error: unknown; timedOut: boolean }> {
   const controller = new AbortController();
   let timedOut = false;
-  const timer = setTimeout(() => {
+  // Ref'd: the start-up check (or the re-check) awaits it.
+  const cancelTimeout = after(options.timeoutMs, () => {
     timedOut = true;
     controller.abort(new DOMException("Store check timed out", "TimeoutError"));
-  }, options.timeoutMs);
+  }, { ref: true });
   const onAbort = () => controller.abort(options.signal?.reason);
   options.signal?.addEventListener("abort", onAbort, { once: true });
   try {
@@ -108,7 +110,7 @@ async function timed<T>(
   } catch (error) {
     return { error, timedOut };
   } finally {
-    clearTimeout(timer);
+    cancelTimeout();
     options.signal?.removeEventListener("abort", onAbort);
   }
 }
