@@ -155,3 +155,27 @@ Deno.test("a cancelled after(), an aborted sleep(), a stopped every() and a clea
   assert.equal(stdout, "slept false\n");
   assert.ok(ms < 60_000, `took ${ms} ms`);
 });
+
+Deno.test("one timer mechanism: no timer is armed outside lib/timers.ts", async () => {
+  const root = new URL("..", import.meta.url);
+  const files = ["main.ts", "serve.ts", "warm.ts", "purge.ts", "mod.ts"];
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(new URL(dir, root))) {
+      if (e.isDirectory) await walk(`${dir}/${e.name}`);
+      else if (e.name.endsWith(".ts")) files.push(`${dir}/${e.name}`);
+    }
+  };
+  await walk("lib");
+  assert.ok(files.includes("lib/timers.ts") && files.includes("lib/store/local.ts"));
+  const armed: string[] = [];
+  for (const file of files) {
+    if (file === "lib/timers.ts") continue;
+    const lines = (await Deno.readTextFile(new URL(file, root))).split("\n");
+    lines.forEach((line, i) => {
+      if (/\b(setTimeout|setInterval|AbortSignal\.timeout|Deno\.unrefTimer)\(/.test(line)) {
+        armed.push(`${file}:${i + 1}: ${line.trim()}`);
+      }
+    });
+  }
+  assert.deepEqual(armed, [], "use after/sleep/every/timeLimit/Deadline(s)/StallWatch instead");
+});
