@@ -4,7 +4,7 @@
  * responses in flight, then its upload drain).
  */
 import assert from "node:assert/strict";
-import { after, Deadline, every, sleep, timeLimit } from "../lib/timers.ts";
+import { after, Deadline, Deadlines, every, sleep, StallWatch, timeLimit } from "../lib/timers.ts";
 
 Deno.test("Deadline: work settled in time is true, and the next step gets what is left", async () => {
   const deadline = new Deadline(60_000);
@@ -99,6 +99,43 @@ Deno.test("timeLimit(): follows the caller's signal, with its reason, until clea
   cleared.clear();
   other.abort();
   assert.equal(cleared.signal.aborted, false, "a cleared limit no longer follows");
+});
+
+Deno.test("Deadlines: each call back comes once its delay has passed, never before; a cancelled one never", async () => {
+  const deadlines = new Deadlines(40, 10);
+  const started = performance.now();
+  const fired: string[] = [];
+  const both = Promise.withResolvers<void>();
+  const cancel = deadlines.add(() => fired.push("cancelled"));
+  deadlines.add(() => fired.push("a"));
+  deadlines.add(() => {
+    fired.push("b");
+    both.resolve(); // the last of its slot: the others have been called by now
+  });
+  cancel();
+  // Held up by a ref'd wait: the deadlines' own timers keep no process up.
+  const holding = after(60_000, () => {}, { ref: true });
+  await both.promise;
+  holding();
+  assert.ok(performance.now() - started >= 39, `after ${performance.now() - started} ms`);
+  assert.deepEqual(fired.sort(), ["a", "b"]);
+});
+
+Deno.test("StallWatch: what has waited past the limit is stalled, not before; what is not waiting, never", async () => {
+  const watch = new StallWatch(20);
+  const stalled = Promise.withResolvers<number>();
+  let busyStalls = 0;
+  const started = performance.now();
+  const waiting = { since: performance.now(), stall: () => stalled.resolve(performance.now()) };
+  const busy = { since: -1, stall: () => busyStalls++ };
+  watch.watch(waiting);
+  watch.watch(busy);
+  const holding = after(60_000, () => {}, { ref: true });
+  const at = await stalled.promise;
+  holding();
+  assert.ok(at - started >= 19, `stalled after ${at - started} ms`);
+  assert.equal(busyStalls, 0);
+  watch.unwatch(busy); // the last one: the watch's timer stops
 });
 
 /** Runs `code` (importing the timer module) in a fresh `deno`, returning its code and output. */
