@@ -42,7 +42,7 @@ export interface UploaderOptions extends RetryPolicy {
   dedupKeys: number;
   /** How long a stored key is remembered (ms): objects can be expired or deleted later. */
   dedupTtlMs?: number;
-  /** Injected for tests: the clock. */
+  /** Injected for tests: the clock (monotonic, in ms). */
   now?: () => number;
   conditionalWrite: boolean;
   /**
@@ -122,7 +122,8 @@ export class Uploader implements CollectorSink {
     this.#recent = new RecentKeys(
       options.dedupKeys,
       options.dedupTtlMs ?? Infinity,
-      options.now ?? Date.now,
+      // The monotonic clock: a wall-clock step must not forget or keep keys early.
+      options.now ?? (() => performance.now()),
     );
   }
 
