@@ -112,6 +112,7 @@ export async function createApp(
   const metrics = config.metricsBind === null ? null : createProxyMetrics(registry);
   let store = overrides.store ?? await createStore(config);
   const bounded = store instanceof BoundedLocalStore ? store : null;
+  // The wall clock, unlike every wait: it is compared with the files' modification times.
   const cleanBefore = overrides.cleanStore
     ? Date.now() - config.upload.attemptTimeoutMs
     : undefined;
