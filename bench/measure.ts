@@ -4,6 +4,9 @@
  */
 import { DENO, DURATION, LOAD, output, root, RUNS, THREADS, WRK } from "./settings.ts";
 import { statusKb, treeTicks, waitIdle } from "./procs.ts";
+import { median, type RunSample, summarize } from "./summary.ts";
+
+export { median };
 
 const CLK_TCK = 100;
 
@@ -108,19 +111,32 @@ export interface Row {
 export const rows: Row[] = [];
 export const notes: string[] = [];
 
-export const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+/**
+ * Starts a new peak-RSS measurement for `pid` (Linux's `clear_refs` 5 resets `VmHWM` to the
+ * current RSS); false when the kernel refuses, and the peak then covers the process's life.
+ * Written by a shell: Deno lets only a fully privileged program write under /proc.
+ */
+async function resetPeak(pid: number): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command("sh", {
+      args: ["-c", 'echo 5 > "/proc/$1/clear_refs"', "sh", String(pid)],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
 
 export async function scenario(
   name: string,
   contenders: Contender[],
   opts: { connections: number; unique?: string; path?: string; warmup?: number },
 ): Promise<Map<string, Row>> {
-  const results = new Map<string, { r: LoadResult[]; ticks: number; requests: number }>();
-  for (const c of contenders) results.set(c.name, { r: [], ticks: 0, requests: 0 });
+  const results = new Map<string, RunSample[]>();
+  for (const c of contenders) results.set(c.name, []);
+  let peaksPerRun = true;
   console.error(
     `\n# ${name}: ${contenders.map((c) => c.name).join(" vs ")}, ` +
       `${opts.connections} connections, ${RUNS} × ${DURATION}s`,
@@ -134,6 +150,7 @@ export async function scenario(
     // Alternate: rotate the order each run so no contender always goes first.
     const order = contenders.map((_, i) => contenders[(i + run) % contenders.length]!);
     for (const c of order) {
+      if (!await resetPeak(c.pid)) peaksPerRun = false;
       const t0 = await treeTicks(c.pid);
       const r = await load(c.port, {
         ...opts,
@@ -142,33 +159,31 @@ export async function scenario(
       });
       if (c.settle) await waitIdle(c.pid);
       const t1 = await treeTicks(c.pid);
-      const acc = results.get(c.name)!;
-      acc.r.push(r);
-      acc.ticks += t1 - t0;
-      acc.requests += r.requests;
+      let peakRssKb: number | null = null;
+      try {
+        peakRssKb = await statusKb(c.pid, "VmHWM");
+      } catch { /* gone */ }
+      results.get(c.name)!.push({
+        ...r,
+        errors: r.errors + r.non2xx,
+        cpuTicks: t1 - t0,
+        peakRssKb,
+      });
       console.error(
         `  run ${run + 1} ${c.name.padEnd(28)} ${r.rps.toFixed(0).padStart(7)} req/s  ` +
           `p50 ${fmtUs(r.p50Us)}  p99 ${fmtUs(r.p99Us)}  errors ${r.errors} non2xx ${r.non2xx}`,
       );
     }
   }
+  if (!peaksPerRun) {
+    notes.push(`${name}: peak RSS is over the whole scenario (the kernel refused to reset it)`);
+  }
   const out = new Map<string, Row>();
   for (const c of contenders) {
-    const acc = results.get(c.name)!;
-    let rss: number | null = null;
-    try {
-      rss = (await statusKb(c.pid, "VmHWM")) / 1024;
-    } catch { /* gone */ }
     const row: Row = {
       scenario: name,
       contender: c.name,
-      rps: median(acc.r.map((x) => x.rps)),
-      p50Us: median(acc.r.map((x) => x.p50Us)),
-      p99Us: median(acc.r.map((x) => x.p99Us)),
-      cpuPer1k: acc.requests === 0 ? NaN : (acc.ticks / CLK_TCK) / acc.requests * 1000,
-      rssMb: rss,
-      requests: acc.requests,
-      errors: acc.r.reduce((a, x) => a + x.errors + x.non2xx, 0),
+      ...summarize(results.get(c.name)!, CLK_TCK),
     };
     rows.push(row);
     out.set(c.name, row);

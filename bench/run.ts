@@ -3,8 +3,9 @@
  *
  * Each scenario runs the proxy (a real subprocess through `bin/start`) beside the floor the
  * runtime sets for the same work: a bare `Deno.serve` + `fetch` proxy, a bare `Deno.serve`
- * streaming a file. Contenders alternate run by run; medians are printed, with each contender's
- * CPU time per request (its own process, from /proc), the figure to steer by on a shared machine.
+ * streaming a file. Contenders alternate run by run; medians over the runs are printed, with each
+ * contender's CPU time per request (its own process, from /proc), the figure to steer by on a
+ * shared machine, and its peak RSS (each run's own, bench/summary.ts).
  *
  * - pass-through: unique paths whose answers are not storable (`Cache-Control: no-store`);
  * - latency: the same at one connection (p50);
@@ -428,7 +429,8 @@ async function report(loadBefore?: string, loadAfter?: string): Promise<void> {
     } before, ${loadAfter ?? "?"} after (above the CPU count: shared, loaded: compare within a ` +
     `scenario, steer by CPU per request)`,
     `load: ${LOAD} (${THREADS} thread(s)); ${RUNS} runs × ${DURATION}s per contender, ` +
-    `alternating, medians` + (NGINX ? `; nginx ${NGINX_WORKERS} worker(s)` : "") +
+    `alternating; every figure the median over the runs (CPU per request and peak RSS taken ` +
+    `run by run)` + (NGINX ? `; nginx ${NGINX_WORKERS} worker(s)` : "") +
     (Object.keys(PROXY_ENV).length > 0 ? `; proxy env ${JSON.stringify(PROXY_ENV)}` : ""),
     `versions: ${versions.join("; ")}`,
     "",
