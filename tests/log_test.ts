@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import {
-  consoleLogger,
   createLogger,
   formatJsonLine,
   formatLine,
@@ -108,23 +107,49 @@ Deno.test("MemoryLogger keeps formatted lines and finds them by text", () => {
   assert.deepEqual(logger.find("nothing"), []);
 });
 
-Deno.test("consoleLogger writes INFO/DEBUG to stdout and WARN/ERROR to stderr", () => {
-  const out: string[] = [];
-  const err: string[] = [];
-  const { log, error } = console;
-  console.log = (...a: unknown[]) => out.push(a.join(" "));
-  console.error = (...a: unknown[]) => err.push(a.join(" "));
-  try {
-    consoleLogger.log("INFO", "i", { k: "v" });
-    consoleLogger.log("DEBUG", "d");
-    consoleLogger.log("WARN", "w");
-    consoleLogger.log("ERROR", "e");
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-  assert.deepEqual(out.map((l) => l.slice(20)), ["INFO i k=v", "DEBUG d"]);
-  assert.deepEqual(err.map((l) => l.slice(20)), ["WARN w", "ERROR e"]);
+Deno.test("consoleLogger writes INFO/DEBUG to stdout and WARN/ERROR to stderr, one line each", async () => {
+  const script = `import { consoleLogger } from ${
+    JSON.stringify(new URL("../lib/log.ts", import.meta.url).href)
+  };
+consoleLogger.log("INFO", "i", { k: "v" });
+consoleLogger.log("DEBUG", "d");
+consoleLogger.log("WARN", "w");
+consoleLogger.log("ERROR", "e");
+consoleLogger.log("INFO", "é ${"x".repeat(100_000)}");`;
+  const out = await new Deno.Command("deno", {
+    args: ["eval", "--quiet", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const lines = (bytes: Uint8Array) =>
+    new TextDecoder().decode(bytes).split("\n").map((l) => l.slice(20, 40));
+  assert.deepEqual(lines(out.stdout), ["INFO i k=v", "DEBUG d", `INFO é ${"x".repeat(13)}`, ""]);
+  assert.deepEqual(lines(out.stderr), ["WARN w", "ERROR e", ""]);
+  assert.equal(
+    out.stdout.byteLength,
+    new TextEncoder().encode(
+      new TextDecoder().decode(out.stdout),
+    ).byteLength,
+  );
+  assert.ok(new TextDecoder().decode(out.stdout).endsWith("x".repeat(100_000) + "\n"), "in full");
+});
+
+Deno.test("consoleLogger: a closed stdout loses the line, not the process", async () => {
+  const script = `import { consoleLogger } from ${
+    JSON.stringify(new URL("../lib/log.ts", import.meta.url).href)
+  };
+for (let i = 0; i < 100; i++) consoleLogger.log("INFO", "x".repeat(10_000));
+consoleLogger.log("WARN", "still here");`;
+  const child = new Deno.Command("deno", {
+    args: ["eval", "--quiet", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  await child.stdout.cancel();
+  const out = await child.output();
+  assert.equal(out.code, 0);
+  assert.match(new TextDecoder().decode(out.stderr), /WARN still here\n$/);
 });
 
 /** A sink that keeps lines, by stream. */
