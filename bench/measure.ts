@@ -4,7 +4,7 @@
  */
 import { DENO, DURATION, LOAD, output, root, RUNS, THREADS, WRK } from "./settings.ts";
 import { statusKb, treeTicks, waitIdle } from "./procs.ts";
-import { median, type RunSample, summarize } from "./summary.ts";
+import { median, type RunSample, summarize, type Summary } from "./summary.ts";
 
 export { median };
 
@@ -95,16 +95,9 @@ export interface Contender {
   path?: string;
 }
 
-export interface Row {
+export interface Row extends Summary {
   scenario: string;
   contender: string;
-  rps: number;
-  p50Us: number;
-  p99Us: number;
-  cpuPer1k: number;
-  rssMb: number | null;
-  requests: number;
-  errors: number;
   note?: string;
 }
 

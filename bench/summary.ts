@@ -25,8 +25,8 @@ export function median(xs: number[]): number {
   return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** Medians over `runs`; `clkTck`: clock ticks per second. */
-export function summarize(runs: RunSample[], clkTck: number): {
+/** What a contender's runs come to. */
+export interface Summary {
   rps: number;
   p50Us: number;
   p99Us: number;
@@ -34,9 +34,14 @@ export function summarize(runs: RunSample[], clkTck: number): {
   cpuPer1k: number;
   /** Median of the runs' peak RSS (MB); null when no run's could be measured. */
   rssMb: number | null;
+  /** Over all runs. */
   requests: number;
+  /** Over all runs. */
   errors: number;
-} {
+}
+
+/** Medians over `runs`; `clkTck`: clock ticks per second. */
+export function summarize(runs: RunSample[], clkTck: number): Summary {
   const served = runs.filter((r) => r.requests > 0);
   const peaks = runs.flatMap((r) => r.peakRssKb === null ? [] : [r.peakRssKb / 1024]);
   return {
