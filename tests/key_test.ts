@@ -11,7 +11,7 @@ import {
 const EXAMPLE = "/resize:fill:300:300/plain/https://example.com/image.jpg";
 const EXAMPLE_KEY = "c9009a400f110797b2710ce2a5bd60a4";
 
-Deno.test("objectKey() gives the issue's example key", () => {
+Deno.test("objectKey() gives the example key of docs/keys-and-variants.md", () => {
   assert.equal(objectKey(EXAMPLE), EXAMPLE_KEY);
   assert.equal(md5Hex(EXAMPLE), EXAMPLE_KEY);
 });

@@ -146,7 +146,7 @@ Deno.test("proxy stores a GET image under md5 of the raw path", async () => {
   }
 });
 
-Deno.test("proxy stores the issue's example path under c9009a400f110797b2710ce2a5bd60a4", async () => {
+Deno.test("proxy stores the documented example path under c9009a400f110797b2710ce2a5bd60a4", async () => {
   const h = await setup();
   try {
     const path = "/resize:fill:300:300/plain/https://example.com/image.jpg";
