@@ -45,15 +45,18 @@ function plain(status: number, text: string, extra?: Record<string, string>): Re
  * With `idle`, a body that sends nothing for `idle.watch.limitMs` is given up (the client's
  * answer ends in an error, the copy is dropped): a stalled imgproxy must not hold an upload
  * reservation. With `meter`, the bytes passed on and how the body ended are reported there
- * (the access log then needs no wrap of its own).
+ * (the access log then needs no wrap of its own). With `length` (the declared length), the body is
+ * read into buffers of what is left of it ({@linkcode readSize}).
  */
 export function teeToCollector(
   body: ReadableStream<Uint8Array>,
   collector: Collector,
   idle?: { watch: StallWatch; onStall?: () => void },
   meter?: BodyMeter,
+  length: number | null = null,
 ): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
+  const byob = length === null ? null : byobReader(body);
+  const reader = byob ?? body.getReader();
   let collecting = true;
   let stalled = false;
   let bytes = 0;
@@ -73,7 +76,9 @@ export function teeToCollector(
       let result: ReadableStreamReadResult<Uint8Array>;
       if (watched !== null) watched.since = performance.now();
       try {
-        result = await reader.read();
+        result = byob === null
+          ? await (reader as ReadableStreamDefaultReader<Uint8Array>).read()
+          : await byob.read(new Uint8Array(readSize(length!, bytes)));
       } catch (err) {
         done();
         collector.abort("incomplete");
@@ -114,6 +119,30 @@ export function teeToCollector(
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
+}
+
+/** The most one read of a body of known length asks for (the runtime's own chunk size). */
+const READ_CHUNK = 64 * 1024;
+
+/**
+ * A reader that reads into buffers of our size, or null for a stream that is not a byte stream.
+ * A body of known length is then read in chunks of exactly what is left (a 30 KB image: one
+ * 30 KB buffer), where the default reader allocates 64 KiB for every read, the last one (which
+ * only finds the end) included: memory the garbage collector has to come back for.
+ */
+function byobReader(body: ReadableStream<Uint8Array>): ReadableStreamBYOBReader | null {
+  try {
+    return body.getReader({ mode: "byob" });
+  } catch {
+    return null;
+  }
+}
+
+/** How much the next read of a body of `length` bytes asks for, `read` bytes in. */
+function readSize(length: number, read: number): number {
+  const left = length - read;
+  // At the end, a 1-byte read finds the end; past it (a body longer than declared), full reads.
+  return left > 0 ? Math.min(left, READ_CHUNK) : left === 0 ? 1 : READ_CHUNK;
 }
 
 /** Creates the proxy's request handler. */
@@ -192,14 +221,20 @@ export function createHandler(options: ProxyOptions): ContextHandler {
         }, verdict.contentLength);
         if (typeof collector !== "string") {
           const meter = ctx.meter;
-          body = teeToCollector(body, collector, {
-            watch: stalls,
-            onStall: () =>
-              logger.log("WARN", "imgproxy stopped sending the body: answer cut, not stored", {
-                path,
-                timeoutSec: upstreamTimeoutMs / 1000,
-              }),
-          }, meter);
+          body = teeToCollector(
+            body,
+            collector,
+            {
+              watch: stalls,
+              onStall: () =>
+                logger.log("WARN", "imgproxy stopped sending the body: answer cut, not stored", {
+                  path,
+                  timeoutSec: upstreamTimeoutMs / 1000,
+                }),
+            },
+            meter,
+            verdict.contentLength,
+          );
           if (meter !== undefined) meter.stream = body;
         }
       }
