@@ -97,6 +97,8 @@ export function loadConfig(read: EnvReader): Readonly<Config> {
       headerTimeoutMs: p.int("CLIENT_HEADER_TIMEOUT_IN_SEC", 10, 1, 3600) * 1000,
       idleTimeoutMs: p.int("CLIENT_IDLE_TIMEOUT_IN_SEC", 75, 1, 86400) * 1000,
       maxConnections: p.int("MAX_CLIENT_CONNECTIONS", 4096, 1, 1_000_000),
+      sendTimeoutMs: p.int("CLIENT_SEND_TIMEOUT_IN_SEC", 10, 1, 86400) * 1000,
+      minSendBytesPerSec: p.int("CLIENT_MIN_SEND_RATE_BYTES", 1024, 0, 1_000_000_000),
     },
     imgproxyUrl: p.url("IMGPROXY_URL", p.string("IMGPROXY_URL", "http://127.0.0.1:8081")),
     healthCheckTimeoutMs: p.int("HEALTH_CHECK_TIMEOUT_IN_SEC", 30, 0, 86400) * 1000,

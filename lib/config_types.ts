@@ -59,6 +59,10 @@ export interface ServerLimits {
   idleTimeoutMs: number;
   /** Connections open at once per listener. */
   maxConnections: number;
+  /** Time every answer gets to be sent, whatever its length. */
+  sendTimeoutMs: number;
+  /** The slowest reading a declared length is given time for (0: every answer within the grace). */
+  minSendBytesPerSec: number;
 }
 
 /** The whole configuration. */

@@ -27,7 +27,7 @@ export function registerHitMetrics(registry: Registry, stats: Readonly<HitStats>
 /**
  * The listeners' connection metrics, labelled by listener (`proxy`, `metrics`):
  * `imgproxy_cache_connections_open`, `imgproxy_cache_connections_closed_total{reason}`
- * (header_timeout, idle_timeout, evicted) and `imgproxy_cache_accept_errors_total`.
+ * (header_timeout, idle_timeout, send_timeout, evicted) and `imgproxy_cache_accept_errors_total`.
  */
 export function registerListenerMetrics(
   registry: Registry,
@@ -42,13 +42,14 @@ export function registerListenerMetrics(
   });
   registry.counter(
     "imgproxy_cache_connections_closed_total",
-    "Client connections the proxy closed, by listener and reason: header_timeout (no complete request head in time), idle_timeout, evicted (idle, to make room at MAX_CLIENT_CONNECTIONS).",
+    "Client connections the proxy closed, by listener and reason: header_timeout (no complete request head in time), idle_timeout, send_timeout (an answer not taken within CLIENT_SEND_TIMEOUT_IN_SEC plus its length at CLIENT_MIN_SEND_RATE_BYTES), evicted (idle, to make room at MAX_CLIENT_CONNECTIONS).",
     {
       labelNames: ["listener", "reason"],
       collect: (c) => {
         for (const [listener, s] of entries) {
           c.setTotal({ listener, reason: "header_timeout" }, s.headerTimeouts);
           c.setTotal({ listener, reason: "idle_timeout" }, s.idleTimeouts);
+          c.setTotal({ listener, reason: "send_timeout" }, s.sendTimeouts);
           c.setTotal({ listener, reason: "evicted" }, s.evicted);
         }
       },

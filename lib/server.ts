@@ -11,6 +11,8 @@
  * - a connection with no request in flight for `idleTimeoutMs` is closed. The runtime says
  *   when a request's head is complete, not when its first byte arrives, so this also bounds
  *   how long the head of a later request may take on a kept-alive connection;
+ * - a connection whose answer is not sent within `sendTimeoutMs` plus its declared length at
+ *   `minSendBytesPerSec` is closed (a client that stops reading: lib/send_limit.ts);
  * - at most `maxConnections` are open: at the cap the oldest connection with no request in
  *   flight (for a quarter of a second at least) is closed to make room, and when every one is
  *   busy accepting waits for a slot;
@@ -29,7 +31,8 @@ import { bindHostPort } from "./config_types.ts";
 import type { Logger } from "./log.ts";
 import { Deadlines, sleep, StallWatch, type Watched } from "./timers.ts";
 import { type AnswerSent, ConnectionAnswers, SETTLE_MS } from "./answer_sent.ts";
-import { errorMessage } from "./error_message.ts";
+import { reasonOf, transientAcceptError } from "./accept_errors.ts";
+import { type ConnectionSend, SendLimits } from "./send_limit.ts";
 
 /** Limits of one listener. */
 export interface ServerOptions {
@@ -40,6 +43,10 @@ export interface ServerOptions {
   headerTimeoutMs: number;
   idleTimeoutMs: number;
   maxConnections: number;
+  /** Time every answer gets to be sent, whatever its length. */
+  sendTimeoutMs: number;
+  /** The slowest reading a declared length is given time for (0: none). */
+  minSendBytesPerSec: number;
   logger: Logger;
 }
 
@@ -62,6 +69,8 @@ export interface ServerStats {
   headerTimeouts: number;
   /** Closed after `idleTimeoutMs` without a request. */
   idleTimeouts: number;
+  /** Closed for not taking an answer within its send limit. */
+  sendTimeouts: number;
   /** Idle connections closed to make room at the cap. */
   evicted: number;
   /** Accept errors retried (descriptors or memory ran out). */
@@ -111,31 +120,6 @@ function serveOnConnection(): ServeOnConnection {
   return fn;
 }
 
-function reasonOf(err: unknown): string {
-  const message = errorMessage(err);
-  // "Address already in use (os error 98)" → "address already in use (os error 98)"
-  return message.charAt(0).toLowerCase() + message.slice(1);
-}
-
-/** Accept errors that free descriptors, memory or a later connection can fix. */
-const TRANSIENT_ACCEPT = new Set([
-  "EMFILE",
-  "ENFILE",
-  "ENOBUFS",
-  "ENOMEM",
-  "ECONNABORTED",
-  "ECONNRESET",
-  "EPROTO",
-  "EINTR",
-  "EAGAIN",
-]);
-
-function transientAcceptError(err: unknown): boolean {
-  const e = err as { code?: string };
-  return TRANSIENT_ACCEPT.has(e?.code ?? "") || err instanceof Deno.errors.ConnectionAborted ||
-    err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.Interrupted;
-}
-
 /** One accepted connection. */
 interface Connection extends Watched {
   /** Requests whose answer is not yet fully sent. */
@@ -143,6 +127,7 @@ interface Connection extends Watched {
   /** Requests seen (0: still waiting for the first head). */
   requests: number;
   abort: AbortController;
+  send: ConnectionSend;
   server: { finished: Promise<void>; shutdown(): Promise<void> } | null;
   closing: boolean;
 }
@@ -171,12 +156,17 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
     accepted: 0,
     headerTimeouts: 0,
     idleTimeouts: 0,
+    sendTimeouts: 0,
     evicted: 0,
     acceptErrors: 0,
   };
   const conns = new Set<Connection>();
   const headerWatch = new StallWatch(options.headerTimeoutMs);
   const idleWatch = new StallWatch(options.idleTimeoutMs);
+  const sendLimits = new SendLimits({
+    graceMs: options.sendTimeoutMs,
+    minBytesPerSec: options.minSendBytesPerSec,
+  });
   const settle = new Deadlines(SETTLE_MS);
   let stopping = false;
   let draining = false;
@@ -192,6 +182,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
     c.closing = true;
     headerWatch.unwatch(c);
     idleWatch.unwatch(c);
+    c.send.close();
   };
 
   const cut = (c: Connection) => {
@@ -231,6 +222,20 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       active: 0,
       requests: 0,
       abort: new AbortController(),
+      send: sendLimits.connection((owedBytes) => {
+        if (c.closing) return;
+        stats.sendTimeouts++;
+        logger.log("WARN", "Client did not take its answer in time, connection closed", {
+          client: (conn.remoteAddr as Deno.NetAddr).hostname,
+          owedBytes,
+          graceSec: options.sendTimeoutMs / 1000,
+          minSendBytesPerSec: options.minSendBytesPerSec,
+        });
+        // The runtime ends a connection closed this way without an error: the answer in
+        // flight was not taken, whatever that end says.
+        answers.ended(new Deno.errors.ConnectionAborted("answer not taken in time"));
+        cut(c);
+      }),
       server: null,
       closing: false,
       stall() {
@@ -240,7 +245,9 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       },
     };
     const settled = () => {
-      if (--c.active === 0) c.since = performance.now();
+      if (--c.active !== 0) return;
+      c.since = performance.now();
+      c.send.idle();
     };
     const answers = new ConnectionAnswers(settle);
     const onRequest: ServeHandler = (req, info) => {
@@ -251,8 +258,12 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       c.active++;
       c.since = -1;
       info.completed.then(settled, settled);
+      const handOver = (res: Response): Response => {
+        c.send.handedOver(req, res);
+        return markClose(res);
+      };
       const res = handler(req, info, answers.next());
-      return res instanceof Response ? markClose(res) : res.then(markClose);
+      return res instanceof Response ? handOver(res) : res.then(handOver);
     };
     conns.add(c);
     headerWatch.watch(c);

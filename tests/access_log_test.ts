@@ -85,6 +85,8 @@ async function withProxy(
       headerTimeoutMs: 10_000,
       idleTimeoutMs: 10_000,
       maxConnections: 64,
+      sendTimeoutMs: 10_000,
+      minSendBytesPerSec: 1024,
       logger: new MemoryLogger(),
     }, app.handler)
     : Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);

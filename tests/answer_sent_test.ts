@@ -142,6 +142,8 @@ async function withListener(
     headerTimeoutMs: 10_000,
     idleTimeoutMs: 10_000,
     maxConnections: 64,
+    sendTimeoutMs: 10_000,
+    minSendBytesPerSec: 1024,
     logger: new MemoryLogger(),
   }, async (req, info, sent) => {
     const res = await handler(req, info, sent);

@@ -31,7 +31,13 @@ function configError(vars: Record<string, string>): ConfigError {
 Deno.test("loadConfig() gives every documented default when the environment is empty", () => {
   const expected: Config = {
     bind: { hostname: "0.0.0.0", port: 8080 },
-    clients: { headerTimeoutMs: 10_000, idleTimeoutMs: 75_000, maxConnections: 4096 },
+    clients: {
+      headerTimeoutMs: 10_000,
+      idleTimeoutMs: 75_000,
+      maxConnections: 4096,
+      sendTimeoutMs: 10_000,
+      minSendBytesPerSec: 1024,
+    },
     imgproxyUrl: "http://127.0.0.1:8081",
     healthCheckTimeoutMs: 30_000,
     upstreamTimeoutMs: 30_000,
@@ -88,6 +94,8 @@ Deno.test("loadConfig() defaults agree with the VARIABLES table", () => {
     ["CLIENT_HEADER_TIMEOUT_IN_SEC", String(c.clients.headerTimeoutMs / 1000)],
     ["CLIENT_IDLE_TIMEOUT_IN_SEC", String(c.clients.idleTimeoutMs / 1000)],
     ["MAX_CLIENT_CONNECTIONS", String(c.clients.maxConnections)],
+    ["CLIENT_SEND_TIMEOUT_IN_SEC", String(c.clients.sendTimeoutMs / 1000)],
+    ["CLIENT_MIN_SEND_RATE_BYTES", String(c.clients.minSendBytesPerSec)],
     ["UPLOAD_CONCURRENCY", String(c.upload.concurrency)],
     ["UPLOAD_MAX_BYTES_IN_FLIGHT", String(c.upload.maxBytesInFlight)],
     ["UPLOAD_MAX_OBJECT_BYTES", String(c.upload.maxObjectBytes)],
@@ -312,6 +320,9 @@ Deno.test("loadConfig() parses whole numbers strictly and within range", () => {
     ["CLIENT_HEADER_TIMEOUT_IN_SEC", "0"],
     ["CLIENT_IDLE_TIMEOUT_IN_SEC", "10s"],
     ["MAX_CLIENT_CONNECTIONS", "0"],
+    ["CLIENT_SEND_TIMEOUT_IN_SEC", "0"],
+    ["CLIENT_MIN_SEND_RATE_BYTES", "-1"],
+    ["CLIENT_MIN_SEND_RATE_BYTES", "1k"],
   ];
   for (const [name, value] of bad) {
     const err = configError({ [name]: value });

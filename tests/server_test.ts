@@ -20,6 +20,8 @@ function start(handler: ServeHandler, options: Partial<ServerOptions> = {}) {
     headerTimeoutMs: 500,
     idleTimeoutMs: 500,
     maxConnections: 1000,
+    sendTimeoutMs: 10_000,
+    minSendBytesPerSec: 1024,
     logger,
     ...options,
   }, handler);
@@ -181,6 +183,8 @@ Deno.test("listen: a taken address is a ListenError naming the variable and the 
           headerTimeoutMs: 1000,
           idleTimeoutMs: 1000,
           maxConnections: 10,
+          sendTimeoutMs: 1000,
+          minSendBytesPerSec: 1024,
           logger: new MemoryLogger(),
         }, hello),
       (err: unknown) => {
