@@ -135,9 +135,17 @@ export function withAccessLog(handler: ContextHandler, logger: Logger): ContextH
       if (completed === undefined) {
         write(res.status, bytes, "complete", res);
       } else {
+        const sent = ctx.sent;
         // Rejected: the runtime says the answer was not sent; claim none of it.
         completed.then(
-          () => write(res.status, bytes, "complete", res),
+          () => {
+            if (bytes === 0 || sent === undefined) return write(res.status, bytes, "complete", res);
+            const at = performance.now();
+            // Deno 2.9 resolves `completed` for a write that failed too: the connection says.
+            sent.known((how) =>
+              write(res.status, how === "complete" ? bytes : undefined, how, res, at)
+            );
+          },
           () => write(res.status, bytes === 0 ? 0 : undefined, "error", res),
         );
       }

@@ -123,6 +123,7 @@ async function withListener(
     return new Response(f.readable, { headers: { "content-length": String(BIG) } });
   });
   const inner: ContextHandler = async (ctx) => {
+    if (ctx.target === "/whole") return new Response(new Uint8Array(BIG).fill(3));
     if (ctx.target === "/fetched") return await fetch(`http://127.0.0.1:${upstream.addr.port}/`);
     const f = await Deno.open(file);
     return new Response(f.readable, { headers: { "content-length": String(BIG) } });
@@ -206,3 +207,20 @@ for (const path of ["/file", "/fetched"]) {
     });
   });
 }
+
+// A body held whole larger than the socket buffers: the runtime writes it in one go, and
+// `completed` resolves even when the client reset the connection part-way.
+Deno.test("access log on the listener: a body held whole that the client resets mid-way is logged aborted, claiming no bytes", async () => {
+  await withListener(async ({ base, lines }) => {
+    const conn = await readSome(base, "/whole", 100);
+    conn.close(); // unread bytes: the kernel resets the connection
+    await lines.until(1);
+    assert.equal(lines.lines[0]!.end, "aborted");
+    assert.equal(lines.lines[0]!.bytes, undefined);
+    // Read in full: sent in full.
+    assert.equal((await (await fetch(new URL("/whole", base))).bytes()).byteLength, BIG);
+    await lines.until(2);
+    assert.equal(lines.lines[1]!.bytes, BIG);
+    assert.equal(lines.lines[1]!.end, undefined);
+  });
+});
