@@ -63,3 +63,18 @@ Deno.test("versitygw: a region the store rejects is replaced by the one it names
     assert.equal(await store.has("b"), true);
   });
 });
+
+Deno.test("versitygw: a clock an hour off is corrected from a HEAD's Date too, whose error has no body to name it", async () => {
+  await withStore("us-east-1", async (store) => {
+    const config = store.client.config as unknown as { systemClockOffset: number };
+    config.systemClockOffset = -3_600_000;
+    const err = await store.has("c").then(() => null, (e: StoreError) => e);
+    assert.ok(err !== null, "a HEAD signed an hour late is refused");
+    assert.equal(err.code, "RequestTimeTooSkewed");
+    assert.equal(err.retryable, true);
+    assert.ok(Math.abs(config.systemClockOffset) < 60_000, `${config.systemClockOffset}`);
+    assert.equal(await store.has("c"), false);
+    assert.equal(await put(store, "c"), "stored");
+    assert.equal(await store.has("c"), true);
+  });
+});

@@ -78,6 +78,9 @@ export function classifyS3Error(err: unknown, what: string): StoreError {
   });
 }
 
+/** A signing clock this far from the store's `Date` is corrected (the SDK's threshold). */
+const MAX_SKEW_MS = 5 * 60_000;
+
 /** Where one bucket's objects are: the SDK's addressing for a custom endpoint. */
 export interface S3Address {
   origin: string;
@@ -259,17 +262,24 @@ export class S3Requester {
   }
 
   /**
-   * The classified error for an answer that is not a success; a `RequestTimeTooSkewed`
-   * corrects the clock offset from the server's `Date` first, as the SDK does.
+   * The classified error for an answer that is not a success. A `RequestTimeTooSkewed`, or a
+   * 403 whose `Date` is more than {@linkcode MAX_SKEW_MS} from the signing clock (a HEAD's
+   * error has no body to name it), corrects the clock offset from that `Date` first, as the
+   * SDK does.
    */
   async fail(res: Response, operation: S3Operation, key: string): Promise<StoreError> {
     const err = await s3ErrorFrom(res);
-    if (err.name === "RequestTimeTooSkewed") {
-      const serverTime = Date.parse(res.headers.get("date") ?? "");
-      if (!Number.isNaN(serverTime)) {
-        (this.#client.config as unknown as { systemClockOffset: number }).systemClockOffset =
-          serverTime - Date.now();
-      }
+    const config = this.#client.config as unknown as { systemClockOffset?: number };
+    const serverTime = Date.parse(res.headers.get("date") ?? "");
+    const offset = config.systemClockOffset ?? 0;
+    if (
+      !Number.isNaN(serverTime) &&
+      (err.name === "RequestTimeTooSkewed" ||
+        (res.status === 403 && Math.abs(serverTime - (Date.now() + offset)) > MAX_SKEW_MS))
+    ) {
+      config.systemClockOffset = serverTime - Date.now();
+      // Named for what it is, so it is retried (signed with the corrected clock).
+      err.name = "RequestTimeTooSkewed";
     }
     // A store that names the region it expects (AWS in x-amz-bucket-region, MinIO and
     // versitygw in AuthorizationHeaderMalformed) gets it from now on, as the SDK's region
