@@ -7,6 +7,8 @@
  * in and read from a WeakMap; a `setTimeout`/`clearTimeout` pair per store lookup.
  * New: one context per request, the shared signal a field of a copy, the lookup deadline in the
  * shared `Deadlines` slots.
+ * The listener's send limit, per answer: handing it over and its settling, against nothing (no
+ * limit).
  *
  * Each piece is run `REPEAT` times per request, old and new alternating, for `REQUESTS` requests
  * over one connection; printed as ns per request (per single use of the piece).
@@ -15,6 +17,7 @@
  */
 import { contextOf, rawTarget, type RequestContext } from "../lib/context.ts";
 import { Deadlines } from "../lib/timers.ts";
+import { SendLimits } from "../lib/send_limit.ts";
 
 const REQUESTS = Number(Deno.args[0] ?? 3000);
 const REPEAT = Number(Deno.args[1] ?? 50);
@@ -33,6 +36,9 @@ type Piece = {
   now: (req: Request, ctx: RequestContext) => unknown;
 };
 const deadlines = new Deadlines(1000);
+const send = new SendLimits({ graceMs: 10_000, minBytesPerSec: 1024 }).connection(() => {});
+/** The answer of the request being served (built outside the timing, as the proxy builds it). */
+let answer = new Response("ok");
 const flight = new AbortController();
 const pieces: Piece[] = [
   {
@@ -59,6 +65,14 @@ const pieces: Piece[] = [
     old: () => clearTimeout(setTimeout(() => {}, 1000)),
     now: () => deadlines.add(() => {})(),
   },
+  {
+    name: "send limit: answer handed over, then settled (none → shared StallWatch)",
+    old: () => undefined,
+    now: (req) => {
+      send.handedOver(req, answer);
+      send.idle();
+    },
+  },
 ];
 
 const totals = pieces.map(() => ({ old: 0, now: 0 }));
@@ -66,6 +80,7 @@ let served = 0;
 const done = Promise.withResolvers<void>();
 const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
   const ctx = contextOf(req);
+  answer = new Response("ok", { headers: { "content-length": "2", "x-cache": "HIT" } });
   pieces.forEach((p, i) => {
     const flip = served % 2 === 0;
     for (const which of flip ? ["old", "now"] as const : ["now", "old"] as const) {
@@ -88,6 +103,7 @@ for (let i = 0; i < REQUESTS; i++) {
 await done.promise;
 client.close();
 await server.shutdown();
+send.close();
 console.log(`${REQUESTS} requests × ${REPEAT} repeats, ns per use:`);
 pieces.forEach((p, i) => {
   const ns = (ms: number) => (ms * 1e6 / REQUESTS / REPEAT).toFixed(0).padStart(6);
