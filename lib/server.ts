@@ -21,7 +21,9 @@
  *   other ends the server with a {@linkcode ListenError}, which the caller turns into a
  *   non-zero exit;
  * - while shutting down, every answer carries `Connection: close`, so a client never sends
- *   another request on a connection that is about to close.
+ *   another request on a connection that is about to close; a connection is handed to the
+ *   runtime's graceful shutdown once it has no answer in flight (until then the send limit may
+ *   still cut it: the runtime cannot abort a connection it is shutting down).
  *
  * Each connection is served by the runtime's own HTTP/1.1 server (`serveHttpOnConnection`,
  * the function `Deno.serve` itself is built on): parsing, bodies and writes cost what they
@@ -32,6 +34,7 @@ import type { Logger } from "./log.ts";
 import { Deadlines, sleep, StallWatch, type Watched } from "./timers.ts";
 import { type AnswerSent, ConnectionAnswers, SETTLE_MS } from "./answer_sent.ts";
 import { reasonOf, transientAcceptError } from "./accept_errors.ts";
+import { serveOnConnection } from "./serve_connection.ts";
 import { type ConnectionSend, SendLimits } from "./send_limit.ts";
 
 /** Limits of one listener. */
@@ -101,25 +104,6 @@ export interface Server {
   shutdown(): Promise<void>;
 }
 
-/** The runtime's per-connection HTTP server (what `Deno.serve` runs for each connection). */
-type ServeOnConnection = (
-  conn: Deno.Conn,
-  signal: AbortSignal,
-  handler: ServeHandler,
-  onError: (err: unknown) => Response,
-  onListen: () => void,
-) => { finished: Promise<void>; shutdown(): Promise<void> };
-
-function serveOnConnection(): ServeOnConnection {
-  // deno-lint-ignore no-explicit-any
-  const internal = (Deno as any)[(Deno as any).internal];
-  const fn = internal?.serveHttpOnConnection;
-  if (typeof fn !== "function") {
-    throw new Error("this Deno has no per-connection HTTP server (serveHttpOnConnection)");
-  }
-  return fn;
-}
-
 /** One accepted connection. */
 interface Connection extends Watched {
   /** Requests whose answer is not yet fully sent. */
@@ -130,6 +114,11 @@ interface Connection extends Watched {
   send: ConnectionSend;
   server: { finished: Promise<void>; shutdown(): Promise<void> } | null;
   closing: boolean;
+  /**
+   * The runtime is shutting it down: aborting it now fails inside the runtime (Deno 2.9: an
+   * uncaught BadResource), so no timeout may cut it. Asked only once no answer is in flight.
+   */
+  released: boolean;
 }
 
 const MAX_ACCEPT_PAUSE_MS = 1000;
@@ -186,9 +175,16 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
   };
 
   const cut = (c: Connection) => {
-    if (c.closing) return;
+    if (c.closing || c.released) return;
     unwatch(c);
     c.abort.abort();
+  };
+
+  /** Lets the runtime close `c` gracefully (shutting down; `c` has no answer in flight). */
+  const release = (c: Connection) => {
+    if (c.released) return;
+    c.released = true;
+    c.server?.shutdown().catch(() => {});
   };
 
   const markClose = (res: Response): Response => {
@@ -223,7 +219,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       requests: 0,
       abort: new AbortController(),
       send: sendLimits.connection((owedBytes) => {
-        if (c.closing) return;
+        if (c.closing || c.released) return;
         stats.sendTimeouts++;
         logger.log("WARN", "Client did not take its answer in time, connection closed", {
           client: (conn.remoteAddr as Deno.NetAddr).hostname,
@@ -238,6 +234,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       }),
       server: null,
       closing: false,
+      released: false,
       stall() {
         if (c.requests === 0) stats.headerTimeouts++;
         else stats.idleTimeouts++;
@@ -248,6 +245,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       if (--c.active !== 0) return;
       c.since = performance.now();
       c.send.idle();
+      if (draining) release(c);
     };
     const answers = new ConnectionAnswers(settle);
     const onRequest: ServeHandler = (req, info) => {
@@ -394,7 +392,9 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
         await loop.catch(() => {});
         await Promise.all(
           [...conns].map(async (c) => {
-            await c.server?.shutdown().catch(() => {});
+            // One with an answer in flight is released once it settles: until then the
+            // send limit may still cut it.
+            if (c.active === 0) release(c);
             await c.server?.finished.catch(() => {});
           }),
         );

@@ -278,3 +278,25 @@ class AccessLines implements Logger {
     return within(`access line ${count} (${this.lines.length} written)`, written);
   }
 }
+
+Deno.test("send limit: shutting down with a client that never reads ends once the limit cuts it", async () => {
+  let asked!: () => void;
+  const handed = new Promise<void>((r) => asked = r);
+  const handler: ServeHandler = () => {
+    asked();
+    return streamed(16 * MiB);
+  };
+  const { server, port } = start(handler, { minSendBytesPerSec: 16 * MiB });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(encoder.encode("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"));
+    await within("the request reaching the handler", handed);
+    // The drain waits for answers in flight: the limit is what ends this one.
+    await within("shutdown", server.shutdown());
+    assert.equal(server.stats.sendTimeouts, 1);
+    assert.equal(server.stats.open, 0);
+  } finally {
+    conn.close();
+    await server.shutdown();
+  }
+});
