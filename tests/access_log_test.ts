@@ -6,37 +6,16 @@ import assert from "node:assert/strict";
 import { cacheStatus, countBytes } from "../lib/access_log.ts";
 import { createApp } from "../lib/app.ts";
 import { loadConfig } from "../lib/config.ts";
-import { type Fields, type Level, type Logger, MemoryLogger } from "../lib/log.ts";
+import { MemoryLogger } from "../lib/log.ts";
 import { listen } from "../lib/server.ts";
 import { type ContextHandler, serveContexts } from "../lib/context.ts";
 import { withAccessLog } from "../lib/access_log.ts";
 import { imageBytes, startFakeImgproxy } from "./support/fake_imgproxy.ts";
-import { within } from "./support/within.ts";
+import { AccessLines } from "./support/access_lines.ts";
 import { createHandler } from "../lib/proxy.ts";
 import { createUpstream } from "../lib/upstream.ts";
 import { Uploader } from "../lib/uploader.ts";
 import { LocalStore } from "../lib/store/local.ts";
-
-/** A logger keeping the access lines' fields, with a way to wait for the next ones. */
-class AccessLines implements Logger {
-  readonly lines: Fields[] = [];
-  #waiters: { count: number; resolve: () => void }[] = [];
-  log(_level: Level, msg: string, fields?: Fields): void {
-    if (msg !== "Request") return;
-    this.lines.push(fields ?? {});
-    this.#waiters = this.#waiters.filter((w) => {
-      if (this.lines.length < w.count) return true;
-      w.resolve();
-      return false;
-    });
-  }
-  /** Resolves once `count` access lines have been written. */
-  until(count: number): Promise<void> {
-    if (this.lines.length >= count) return Promise.resolve();
-    const written = new Promise<void>((resolve) => this.#waiters.push({ count, resolve }));
-    return within(`access line ${count} (${this.lines.length} written)`, written);
-  }
-}
 
 /**
  * Serves `inner` behind the access log on a real socket, keeping each answer as `inner` built it

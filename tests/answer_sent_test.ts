@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { ConnectionAnswers, endOf, type SettleTimer } from "../lib/answer_sent.ts";
 import { withAccessLog } from "../lib/access_log.ts";
 import { type BodyEnd, type ContextHandler, serveContexts } from "../lib/context.ts";
-import { type Fields, type Level, type Logger, MemoryLogger } from "../lib/log.ts";
+import { MemoryLogger } from "../lib/log.ts";
 import { listen } from "../lib/server.ts";
-import { within } from "./support/within.ts";
+import { AccessLines } from "./support/access_lines.ts";
 
 /** A settle timer the test fires by hand. */
 class ManualTimer implements SettleTimer {
@@ -79,26 +79,6 @@ Deno.test("endOf() tells the client's side failing from the body failing", () =>
   assert.equal(endOf(new Deno.errors.Http("BrokenPipe: Broken pipe (os error 32)")), "aborted");
   assert.equal(endOf(new Deno.errors.Http("error reading a body from connection")), "error");
 });
-
-/** Access lines' fields, with a way to wait for the next ones. */
-class AccessLines implements Logger {
-  readonly lines: Fields[] = [];
-  #waiters: { count: number; resolve: () => void }[] = [];
-  log(_level: Level, msg: string, fields?: Fields): void {
-    if (msg !== "Request") return;
-    this.lines.push(fields ?? {});
-    this.#waiters = this.#waiters.filter((w) => {
-      if (this.lines.length < w.count) return true;
-      w.resolve();
-      return false;
-    });
-  }
-  until(count: number): Promise<void> {
-    if (this.lines.length >= count) return Promise.resolve();
-    const written = new Promise<void>((resolve) => this.#waiters.push({ count, resolve }));
-    return within(`access line ${count} (${this.lines.length} written)`, written);
-  }
-}
 
 /** Larger than the socket buffers on both sides: a client that stops reading cuts it. */
 const BIG = 16 << 20;

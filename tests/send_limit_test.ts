@@ -15,6 +15,7 @@ import { listen, type ServeHandler, type ServerOptions } from "../lib/server.ts"
 import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { readUntilClosed, withTempDir } from "./support/net_fs.ts";
 import { within } from "./support/within.ts";
+import { AccessLines } from "./support/access_lines.ts";
 
 const encoder = new TextEncoder();
 const MiB = 1024 * 1024;
@@ -257,26 +258,6 @@ for (const kind of ["local hit", "pass-through"] as const) {
       await Deno.remove(dir, { recursive: true });
     }
   });
-}
-
-/** The access lines' fields, with a way to wait for the next ones. */
-class AccessLines implements Logger {
-  readonly lines: Fields[] = [];
-  #waiters: { count: number; resolve: () => void }[] = [];
-  log(_level: Level, msg: string, fields?: Fields): void {
-    if (msg !== "Request") return;
-    this.lines.push(fields ?? {});
-    this.#waiters = this.#waiters.filter((w) => {
-      if (this.lines.length < w.count) return true;
-      w.resolve();
-      return false;
-    });
-  }
-  until(count: number): Promise<void> {
-    if (this.lines.length >= count) return Promise.resolve();
-    const written = new Promise<void>((resolve) => this.#waiters.push({ count, resolve }));
-    return within(`access line ${count} (${this.lines.length} written)`, written);
-  }
 }
 
 Deno.test("send limit: shutting down with a client that never reads ends once the limit cuts it", async () => {
