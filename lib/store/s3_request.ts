@@ -124,12 +124,44 @@ export function s3Address(config: S3StoreConfig): S3Address {
   };
 }
 
+/** The most of an error answer's body read: S3's error documents are a few hundred bytes. */
+const ERROR_BODY_MAX = 65536;
+
+/**
+ * The first `max` bytes of `res`'s body as text; the rest is never read (a store answering an
+ * error with an endless or huge body must not hold the request or its memory).
+ */
+export async function errorBodyText(res: Response, max = ERROR_BODY_MAX): Promise<string> {
+  if (res.body === null) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  try {
+    while (length < max) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      length += value.byteLength;
+    }
+  } catch {
+    /* the body is optional */
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  const bytes = new Uint8Array(Math.min(length, max));
+  let at = 0;
+  for (const c of chunks) {
+    if (at >= bytes.byteLength) break;
+    const part = c.subarray(0, bytes.byteLength - at);
+    bytes.set(part, at);
+    at += part.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
 /** Reads an S3 error response into the SDK's error shape. */
 async function s3ErrorFrom(res: Response): Promise<Error & SdkError> {
-  let text = "";
-  try {
-    text = (await res.text()).slice(0, 65536);
-  } catch { /* the body is optional */ }
+  const text = await errorBodyText(res);
   const tag = (name: string) => {
     const raw = new RegExp(`<${name}>([^<]*)</${name}>`).exec(text)?.[1];
     return raw === undefined ? undefined : decodeXmlText(raw);
