@@ -2,6 +2,7 @@
  * The access log over real sockets: the proxy built by `createApp` in front of the stand-in
  * imgproxy, one line per request once its body has ended.
  */
+import { listenerOptions } from "./support/listener.ts";
 import assert from "node:assert/strict";
 import { cacheStatus, countBytes } from "../lib/access_log.ts";
 import { createApp } from "../lib/app.ts";
@@ -57,17 +58,7 @@ async function withProxy(
   const app = await createApp(loadConfig((n) => env[n]), lines);
   // The proxy's own listener, or Deno.serve (what an embedder of the handler would use).
   const server = serverKind === "listen"
-    ? listen({
-      variable: "IMGPROXY_BIND",
-      hostname: "127.0.0.1",
-      port: 0,
-      headerTimeoutMs: 10_000,
-      idleTimeoutMs: 10_000,
-      maxConnections: 64,
-      sendTimeoutMs: 10_000,
-      minSendBytesPerSec: 1024,
-      logger: new MemoryLogger(),
-    }, app.handler)
+    ? listen(listenerOptions(), app.handler)
     : Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
   try {
     await fn(`http://127.0.0.1:${server.addr.port}`, lines, app);

@@ -3,11 +3,11 @@
  * access log over real sockets on the proxy's listener, for bodies the runtime streams natively
  * (a file, a fetched body), whose `completed` resolves even when the client reset the connection.
  */
+import { listenerOptions } from "./support/listener.ts";
 import assert from "node:assert/strict";
 import { ConnectionAnswers, endOf, type SettleTimer } from "../lib/answer_sent.ts";
 import { withAccessLog } from "../lib/access_log.ts";
 import { type BodyEnd, type ContextHandler, serveContexts } from "../lib/context.ts";
-import { MemoryLogger } from "../lib/log.ts";
 import { listen } from "../lib/server.ts";
 import { AccessLines } from "./support/access_lines.ts";
 
@@ -116,17 +116,7 @@ async function withListener(
     built.push(res);
     return res;
   }, lines));
-  const server = listen({
-    variable: "IMGPROXY_BIND",
-    hostname: "127.0.0.1",
-    port: 0,
-    headerTimeoutMs: 10_000,
-    idleTimeoutMs: 10_000,
-    maxConnections: 64,
-    sendTimeoutMs: 10_000,
-    minSendBytesPerSec: 1024,
-    logger: new MemoryLogger(),
-  }, async (req, info, sent) => {
+  const server = listen(listenerOptions(), async (req, info, sent) => {
     const res = await handler(req, info, sent);
     returned.push(res);
     return res;

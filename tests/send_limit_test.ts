@@ -5,6 +5,7 @@
  * last two), counted and logged, its access line `end=aborted`; a slow but steady reader within
  * the rate gets its whole answer; other clients are served meanwhile.
  */
+import { listenerOptions } from "./support/listener.ts";
 import assert from "node:assert/strict";
 import { createApp } from "../lib/app.ts";
 import { loadConfig } from "../lib/config.ts";
@@ -33,18 +34,10 @@ class WatchingLogger implements Logger {
 
 function start(handler: ServeHandler, options: Partial<ServerOptions>) {
   const logger = new WatchingLogger();
-  const server = listen({
-    variable: "IMGPROXY_BIND",
-    hostname: "127.0.0.1",
-    port: 0,
-    headerTimeoutMs: 10_000,
-    idleTimeoutMs: 10_000,
-    maxConnections: 100,
-    sendTimeoutMs: 500,
-    minSendBytesPerSec: 1024,
-    logger,
-    ...options,
-  }, handler);
+  const server = listen(
+    listenerOptions({ maxConnections: 100, sendTimeoutMs: 500, logger, ...options }),
+    handler,
+  );
   return { server, logger, port: server.addr.port };
 }
 

@@ -3,6 +3,7 @@
  * pushed out while normal requests keep being served; a taken address is a ListenError; answers
  * finished while shutting down carry `Connection: close`.
  */
+import { listenerOptions } from "./support/listener.ts";
 import assert from "node:assert/strict";
 import { MemoryLogger } from "../lib/log.ts";
 import { listen, ListenError, type ServeHandler, type ServerOptions } from "../lib/server.ts";
@@ -13,18 +14,16 @@ const encoder = new TextEncoder();
 
 function start(handler: ServeHandler, options: Partial<ServerOptions> = {}) {
   const logger = new MemoryLogger();
-  const server = listen({
-    variable: "IMGPROXY_BIND",
-    hostname: "127.0.0.1",
-    port: 0,
-    headerTimeoutMs: 500,
-    idleTimeoutMs: 500,
-    maxConnections: 1000,
-    sendTimeoutMs: 10_000,
-    minSendBytesPerSec: 1024,
-    logger,
-    ...options,
-  }, handler);
+  const server = listen(
+    listenerOptions({
+      headerTimeoutMs: 500,
+      idleTimeoutMs: 500,
+      maxConnections: 1000,
+      logger,
+      ...options,
+    }),
+    handler,
+  );
   return { server, logger, port: server.addr.port };
 }
 
@@ -176,17 +175,17 @@ Deno.test("listen: a taken address is a ListenError naming the variable and the 
     const port = (taken.addr as Deno.NetAddr).port;
     assert.throws(
       () =>
-        listen({
-          variable: "METRICS_BIND",
-          hostname: "127.0.0.1",
-          port,
-          headerTimeoutMs: 1000,
-          idleTimeoutMs: 1000,
-          maxConnections: 10,
-          sendTimeoutMs: 1000,
-          minSendBytesPerSec: 1024,
-          logger: new MemoryLogger(),
-        }, hello),
+        listen(
+          listenerOptions({
+            variable: "METRICS_BIND",
+            port,
+            headerTimeoutMs: 1000,
+            idleTimeoutMs: 1000,
+            maxConnections: 10,
+            sendTimeoutMs: 1000,
+          }),
+          hello,
+        ),
       (err: unknown) => {
         assert.ok(err instanceof ListenError);
         assert.equal(
