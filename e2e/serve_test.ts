@@ -4,6 +4,7 @@
  * relay that holds every S3 answer back, so the upload is still pending when SIGINT arrives.
  */
 import assert from "node:assert/strict";
+import { denoServeArgs } from "../tests/support/serve_args.ts";
 import {
   ACCESS_KEY,
   banner,
@@ -14,7 +15,6 @@ import {
   get,
   keyOf,
   Proc,
-  ROOT,
   SECRET_KEY,
   SourceServer,
   startImgproxy,
@@ -45,24 +45,7 @@ Deno.test(`deno serve serve.ts: image served and stored; SIGINT flushes the pend
       // Only so lib/permissions.ts grants the address `deno serve --port` binds.
       IMGPROXY_BIND: `127.0.0.1:${port}`,
     };
-    const flags = await new Deno.Command("deno", {
-      args: ["run", "--quiet", "--no-prompt", "--allow-env", `${ROOT}/lib/permissions.ts`],
-      env,
-      clearEnv: true,
-      stdout: "piped",
-    }).output();
-    assert.equal(flags.code, 0);
-    const flagList = new TextDecoder().decode(flags.stdout).trim().split("\n");
-    serve = new Proc("deno serve", "deno", [
-      "serve",
-      "--no-prompt",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      ...flagList,
-      `${ROOT}/serve.ts`,
-    ], { env });
+    serve = new Proc("deno serve", "deno", await denoServeArgs(env, port), { env });
     const base = `http://127.0.0.1:${port}`;
     await waitFor("imgproxy to be healthy", async () => {
       const r = await fetch(`${imgproxy.url}/health`);

@@ -10,6 +10,7 @@ import { META_SUFFIX, parseStoreName, tempPath } from "../lib/store/local_names.
 import { walkLocalStore } from "../lib/store/local_walk.ts";
 import { after } from "../lib/timers.ts";
 import { exists, freePort } from "./support/net_fs.ts";
+import { denoServeArgs } from "./support/serve_args.ts";
 import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
 
 const K1 = "0123456789abcdef0123456789abcdef";
@@ -106,25 +107,8 @@ Deno.test("process: a crashed run's leftovers are removed at start-up, in the ba
 
 /** `deno serve serve.ts` on `port` with the flags lib/permissions.ts computes for `env`. */
 async function startServe(env: Record<string, string>, port: number) {
-  const root = new URL("..", import.meta.url).pathname;
-  const flags = await new Deno.Command("deno", {
-    args: ["run", "--quiet", "--no-prompt", "--allow-env", `${root}lib/permissions.ts`],
-    env,
-    clearEnv: true,
-    stdout: "piped",
-  }).output();
-  assert.equal(flags.code, 0);
   const child = new Deno.Command("deno", {
-    args: [
-      "serve",
-      "--no-prompt",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      ...new TextDecoder().decode(flags.stdout).trim().split("\n"),
-      `${root}serve.ts`,
-    ],
+    args: await denoServeArgs(env, port),
     env,
     clearEnv: true,
     stdin: "null",
