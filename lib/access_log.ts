@@ -11,6 +11,7 @@
 import type { Logger } from "./log.ts";
 import { type BodyEnd, BodyMeter, type ContextHandler } from "./context.ts";
 import { bodyKind, streamState } from "./body_kind.ts";
+import { declaredLength } from "./headers.ts";
 
 export type { BodyEnd };
 
@@ -151,7 +152,7 @@ export function withAccessLog(handler: ContextHandler, logger: Logger): ContextH
       }
       return res;
     }
-    const declared = declaredLength(res);
+    const declared = declaredLength(res.headers);
     if (held.kind === "stream" && declared !== null && completed !== undefined) {
       const stream = res.body!;
       const state = streamState(stream);
@@ -199,12 +200,6 @@ export function withAccessLog(handler: ContextHandler, logger: Logger): ContextH
       headers: res.headers,
     });
   };
-}
-
-/** The length an answer's `Content-Length` declares, if it is a number. */
-function declaredLength(res: Response): number | null {
-  const length = res.headers.get("content-length");
-  return length !== null && /^\d+$/.test(length) ? Number(length) : null;
 }
 
 /** Answers whose body, if any, the runtime does not send. */

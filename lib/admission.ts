@@ -4,6 +4,7 @@
  */
 import { answerVariant } from "./negotiation.ts";
 import { maxAgeOf } from "./config.ts";
+import { declaredLength } from "./headers.ts";
 
 /** Why an answer is not stored (also the `X-Cache: BYPASS` reason and a metrics label). */
 export type BypassReason =
@@ -110,10 +111,7 @@ export function admit(
       return { store: false, reason: "fallback-image" };
     }
   }
-  const lengthHeader = responseHeaders.get("content-length");
-  const contentLength = lengthHeader !== null && /^\d+$/.test(lengthHeader.trim())
-    ? Number(lengthHeader.trim())
-    : null;
+  const contentLength = declaredLength(responseHeaders);
   if (contentLength !== null && contentLength > rules.maxObjectBytes) {
     return { store: false, reason: "too-large" };
   }

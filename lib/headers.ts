@@ -102,3 +102,9 @@ export function upstreamRequestHeaders(incoming: Headers, client: ClientInfo): H
 export function clientResponseHeaders(upstream: Headers): Headers {
   return copyWithout(upstream, HOP_BY_HOP_SET);
 }
+
+/** The length a `Content-Length` declares: digits only (a list or a sign is no length), else null. */
+export function declaredLength(headers: Headers): number | null {
+  const value = headers.get("content-length")?.trim();
+  return value !== undefined && /^\d+$/.test(value) ? Number(value) : null;
+}

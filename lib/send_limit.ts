@@ -19,6 +19,7 @@
  * One {@linkcode StallWatch} for all connections of a listener: handing an answer over costs
  * two clock reads and a header look-up, no timer.
  */
+import { declaredLength } from "./headers.ts";
 import { StallWatch, type Watched } from "./timers.ts";
 
 /** The limit, as configured. */
@@ -70,7 +71,7 @@ export class ConnectionSend implements Watched {
   handedOver(req: Request, res: Response): void {
     // Never `res.body`: reading it turns a body held whole into a stream the runtime then
     // sends chunked, through JavaScript. A length declared where no body goes only adds time.
-    const bytes = req.method === "HEAD" ? 0 : declaredLength(res);
+    const bytes = req.method === "HEAD" ? 0 : owedBytes(res);
     this.#owed += bytes;
     const extra = bytes * this.#msPerByte;
     this.since = (this.since < 0 ? performance.now() : this.since) + extra;
@@ -93,9 +94,8 @@ export class ConnectionSend implements Watched {
   }
 }
 
-function declaredLength(res: Response): number {
-  const length = res.headers.get("content-length");
-  if (length === null) return 0;
-  const n = Number(length);
-  return Number.isSafeInteger(n) && n > 0 ? n : 0;
+/** The bytes an answer owes: its declared length, when it is one a deadline can add. */
+function owedBytes(res: Response): number {
+  const n = declaredLength(res.headers) ?? 0;
+  return Number.isSafeInteger(n) ? n : 0;
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   clientResponseHeaders,
+  declaredLength,
   HOP_BY_HOP,
   removeHopByHop,
   upstreamRequestHeaders,
@@ -173,4 +174,15 @@ Deno.test("clientResponseHeaders() passes imgproxy's headers less hop-by-hop one
   ]);
   assert.equal(h.get("cache-control"), "max-age=31536000, public");
   assert.ok(upstream.has("connection"), "the upstream headers are left alone");
+});
+
+Deno.test("declaredLength: digits only are a length; none, a list, a sign or a number format are not", () => {
+  const of = (value?: string) =>
+    declaredLength(new Headers(value === undefined ? {} : { "content-length": value }));
+  assert.equal(of("30000"), 30000);
+  assert.equal(of("0"), 0);
+  assert.equal(of(undefined), null);
+  for (const bad of ["", "12, 12", "-1", "+5", "1e3", "0x10", "1.5", "abc"]) {
+    assert.equal(of(bad), null, bad);
+  }
 });
