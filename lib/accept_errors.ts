@@ -1,7 +1,7 @@
 /**
  * Which errors of a listener are worth retrying, and how they read in a message: accept errors
  * that more descriptors, memory or a later connection can fix pause accepting; any other ends
- * the listener.
+ * the listener with a {@linkcode ListenError}.
  */
 import { errorMessage } from "./error_message.ts";
 
@@ -10,6 +10,14 @@ export function reasonOf(err: unknown): string {
   const message = errorMessage(err);
   // "Address already in use (os error 98)" → "address already in use (os error 98)"
   return message.charAt(0).toLowerCase() + message.slice(1);
+}
+
+/** The address could not be listened on, or the listener failed while serving. */
+export class ListenError extends Error {
+  constructor(readonly variable: string, readonly address: string, cause: unknown) {
+    super(`${variable}: cannot listen on ${address}: ${reasonOf(cause)}`, { cause });
+    this.name = "ListenError";
+  }
 }
 
 /** Accept errors that free descriptors, memory or a later connection can fix. */

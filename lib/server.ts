@@ -16,10 +16,10 @@
  * - at most `maxConnections` are open: at the cap the oldest connection with no request in
  *   flight (for a quarter of a second at least) is closed to make room, and when every one is
  *   busy accepting waits for a slot;
- * - an accept error that more descriptors or memory can fix (EMFILE, ENFILE, ENOBUFS,
- *   ENOMEM, a connection reset before it was accepted) is retried with a growing pause; any
- *   other ends the server with a {@linkcode ListenError}, which the caller turns into a
- *   non-zero exit;
+ * - an accept error that more descriptors or memory can fix (EMFILE, ENFILE, ENOBUFS, ENOMEM,
+ *   a connection reset before it was accepted) is retried with a growing pause; any other ends
+ *   the server with a {@linkcode ListenError}, which the caller turns into a non-zero exit
+ *   (lib/accept_loop.ts);
  * - while shutting down, every answer carries `Connection: close`, so a client never sends
  *   another request on a connection that is about to close; a connection is handed to the
  *   runtime's graceful shutdown once it has no answer in flight (until then the send limit may
@@ -31,9 +31,10 @@
  */
 import { bindHostPort } from "./config_types.ts";
 import type { Logger } from "./log.ts";
-import { Deadlines, sleep, StallWatch, type Watched } from "./timers.ts";
+import { Deadlines, StallWatch, type Watched } from "./timers.ts";
 import { type AnswerSent, ConnectionAnswers, SETTLE_MS } from "./answer_sent.ts";
-import { reasonOf, transientAcceptError } from "./accept_errors.ts";
+import { ListenError } from "./accept_errors.ts";
+import { acceptLoop } from "./accept_loop.ts";
 import { serveOnConnection } from "./serve_connection.ts";
 import { type ConnectionSend, SendLimits } from "./send_limit.ts";
 
@@ -80,13 +81,7 @@ export interface ServerStats {
   acceptErrors: number;
 }
 
-/** The address could not be listened on, or the listener failed while serving. */
-export class ListenError extends Error {
-  constructor(readonly variable: string, readonly address: string, cause: unknown) {
-    super(`${variable}: cannot listen on ${address}: ${reasonOf(cause)}`, { cause });
-    this.name = "ListenError";
-  }
-}
+export { ListenError };
 
 /** A running listener. */
 export interface Server {
@@ -121,7 +116,6 @@ interface Connection extends Watched {
   released: boolean;
 }
 
-const MAX_ACCEPT_PAUSE_MS = 1000;
 /** At the cap, a connection without a request for this long may be closed to make room. */
 const EVICT_AFTER_MS = 250;
 
@@ -157,14 +151,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
     minBytesPerSec: options.minSendBytesPerSec,
   });
   const settle = new Deadlines(SETTLE_MS);
-  let stopping = false;
   let draining = false;
-  let slotFreed: (() => void) | null = null;
-  const wake = () => {
-    const w = slotFreed;
-    slotFreed = null;
-    w?.();
-  };
 
   /** No timeout may act on `c` any more (it is closing). */
   const unwatch = (c: Connection) => {
@@ -280,7 +267,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       unwatch(c);
       conns.delete(c);
       stats.open--;
-      wake();
+      accepting.wake();
     });
   };
 
@@ -305,64 +292,25 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
     return soonest;
   };
 
-  const waitForSlot = () => new Promise<void>((resolve) => (slotFreed = resolve));
-
-  let pause = 0;
-  /** Waits `ms`, or less when a connection ends or shutdown() begins (both wake the loop). */
-  const pauseFor = async (ms: number): Promise<void> => {
-    const woken = new AbortController();
-    slotFreed = () => woken.abort();
-    // Ref'd: no accept is pending meanwhile, and the loop must come back to accept.
-    await sleep(ms, { ref: true, signal: woken.signal });
-    slotFreed = null;
-  };
-
-  const acceptLoop = async (): Promise<void> => {
-    while (!stopping) {
-      if (conns.size >= options.maxConnections) {
-        const wait = evictIdle();
-        // An evicted connection wakes the loop when it is gone, as does any that ends.
-        await (wait === 0 || wait === Infinity ? waitForSlot() : pauseFor(Math.ceil(wait)));
-        continue;
-      }
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (err) {
-        if (stopping) return;
-        if (!transientAcceptError(err)) throw new ListenError(options.variable, address, err);
-        stats.acceptErrors++;
-        if (pause === 0) {
-          logger.log("WARN", "Cannot accept connections, retrying", {
-            address,
-            reason: reasonOf(err),
-            open: conns.size,
-          });
-        }
-        // Go's net/http pauses the same way: 5 ms, doubling up to a second.
-        pause = Math.min(MAX_ACCEPT_PAUSE_MS, pause === 0 ? 5 : pause * 2);
-        await pauseFor(pause);
-        continue;
-      }
-      if (pause !== 0) {
-        logger.log("INFO", "Accepting connections again", {
-          address,
-          failedAccepts: stats.acceptErrors,
-        });
-        pause = 0;
-      }
-      serve(conn);
-    }
-  };
-
-  const loop = acceptLoop();
+  const accepting = acceptLoop({
+    listener,
+    variable: options.variable,
+    address,
+    logger,
+    maxConnections: options.maxConnections,
+    open: () => conns.size,
+    evictIdle,
+    serve,
+    stats,
+  });
+  const loop = accepting.done;
   const addr = listener.addr as Deno.NetAddr;
   let shutdownPromise: Promise<void> | null = null;
   const finished = loop.then(
     () => shutdownPromise ?? undefined,
     (err) => {
       // The listener failed: stop everything, then report.
-      stopping = true;
+      accepting.stop();
       try {
         listener.close();
       } catch {
@@ -381,14 +329,13 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
     finished,
     shutdown() {
       shutdownPromise ??= (async () => {
-        stopping = true;
+        accepting.stop();
         draining = true;
         try {
           listener.close();
         } catch {
           // already closed
         }
-        wake();
         await loop.catch(() => {});
         await Promise.all(
           [...conns].map(async (c) => {
