@@ -6,7 +6,9 @@
  *   `/1m/` → a 1 MiB body, anything else → a 30 KiB body; always `image/webp` with
  *   Content-Length and `Cache-Control: max-age=31536000, public` (`no-store` for a path
  *   starting with `/nostore/`, which the proxy passes through without storing); a path starting
- *   with `/close/` ends its connection (`Connection: close`, as versitygw does). Counts requests.
+ *   with `/close/` ends its connection (`Connection: close`, as versitygw does); a path starting
+ *   with `/slow/MS/` answers the 30 KiB body after MS milliseconds (an upstream that takes its
+ *   time, as imgproxy does, so the proxy serves a low request rate). Counts requests.
  * - `nullstore`: an S3 stand-in that keeps its connections open (versitygw closes each one).
  *   Accepts any PUT (200 with an ETag, what S3 answers); keeps the last objects written (up to
  *   32 MiB, the oldest dropped first) with their type, `Cache-Control` and `x-amz-meta-*`, and
@@ -69,6 +71,12 @@ if (kind === "upstream") {
     if (path.startsWith("/1m/")) return new Response(large, { headers: largeHeaders });
     if (path.startsWith("/nostore/")) return new Response(small, { headers: noStoreHeaders });
     if (path.startsWith("/close/")) return new Response(small, { headers: closeHeaders });
+    if (path.startsWith("/slow/")) {
+      const ms = parseInt(path.slice(6), 10);
+      return new Promise<Response>((resolve) =>
+        setTimeout(() => resolve(new Response(small, { headers: smallHeaders })), ms)
+      );
+    }
     return new Response(small, { headers: smallHeaders });
   });
 } else if (kind === "nullstore") {
