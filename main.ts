@@ -22,6 +22,9 @@ import { registerListenerMetrics } from "./lib/defense_metrics.ts";
 import { checkStoreAtStartup, newStoreCheckStats, type StoreRecheck } from "./lib/store_check.ts";
 import { Deadline } from "./lib/timers.ts";
 
+/** How long requests cut at the shutdown deadline get to end (and write their access line). */
+const CUT_GRACE_MS = 1000;
+
 /** Runs the proxy until a signal arrives; returns the exit code. */
 export async function main(
   env: EnvReader = denoEnv,
@@ -125,9 +128,13 @@ export async function main(
   const deadline = new Deadline(config.upload.drainTimeoutMs);
   const finished = await deadline.within(Promise.all(servers.map((s) => s.shutdown())));
   if (!finished) {
-    logger.log("WARN", "Responses still in flight at the deadline: they will be cut at exit", {
+    logger.log("WARN", "Responses still in flight at the deadline: cutting them", {
       timeoutSec: config.upload.drainTimeoutMs / 1000,
     });
+    // Cut as if their clients had left, so each still gets its access line: the requests end
+    // within a few turns of the event loop; the second is a bound, not a wait.
+    for (const s of servers) s.cutInFlight();
+    await new Deadline(CUT_GRACE_MS).within(Promise.all(servers.map((s) => s.shutdown())));
   }
   await recheck?.stop();
   await app.stopStoreWalk();

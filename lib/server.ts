@@ -94,9 +94,15 @@ export interface Server {
   readonly finished: Promise<void>;
   /**
    * Stops accepting, closes idle connections, lets requests in flight finish (their answers
-   * carry `Connection: close`) and resolves when every connection is closed.
+   * carry `Connection: close`) and resolves when every connection is closed and every answer
+   * is done with (its access line written).
    */
   shutdown(): Promise<void>;
+  /**
+   * Cuts every connection with an answer still in flight, as if its client had left (the
+   * shutdown deadline has passed): each request ends, and its access line is written.
+   */
+  cutInFlight(): void;
 }
 
 /** One accepted connection. */
@@ -106,6 +112,7 @@ interface Connection extends Watched {
   /** Requests seen (0: still waiting for the first head). */
   requests: number;
   abort: AbortController;
+  answers: ConnectionAnswers;
   send: ConnectionSend;
   server: { finished: Promise<void>; shutdown(): Promise<void> } | null;
   closing: boolean;
@@ -152,6 +159,9 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
   });
   const settle = new Deadlines(SETTLE_MS);
   let draining = false;
+  /** Requests whose answer is not yet done with, on every connection. */
+  let inFlight = 0;
+  let noneInFlight: (() => void) | null = null;
 
   /** No timeout may act on `c` any more (it is closing). */
   const unwatch = (c: Connection) => {
@@ -165,6 +175,16 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
     if (c.closing || c.released) return;
     unwatch(c);
     c.abort.abort();
+  };
+
+  /**
+   * Cuts `c` while an answer is in flight. The runtime ends a connection closed this way
+   * without an error: the answer was not taken, whatever that end says.
+   */
+  const abandon = (c: Connection, why: string) => {
+    if (c.closing || c.released) return;
+    c.answers.ended(new Deno.errors.ConnectionAborted(why));
+    cut(c);
   };
 
   /** Lets the runtime close `c` gracefully (shutting down; `c` has no answer in flight). */
@@ -205,6 +225,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       active: 0,
       requests: 0,
       abort: new AbortController(),
+      answers: new ConnectionAnswers(settle),
       send: sendLimits.connection((owedBytes) => {
         if (c.closing || c.released) return;
         stats.sendTimeouts++;
@@ -214,10 +235,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
           graceSec: options.sendTimeoutMs / 1000,
           minSendBytesPerSec: options.minSendBytesPerSec,
         });
-        // The runtime ends a connection closed this way without an error: the answer in
-        // flight was not taken, whatever that end says.
-        answers.ended(new Deno.errors.ConnectionAborted("answer not taken in time"));
-        cut(c);
+        abandon(c, "answer not taken in time");
       }),
       server: null,
       closing: false,
@@ -229,25 +247,28 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       },
     };
     const settled = () => {
+      // Runs before the access log's own wait on `completed` (registered first), so whoever
+      // awaits `noneInFlight` resumes after the line is written.
+      if (--inFlight === 0) noneInFlight?.();
       if (--c.active !== 0) return;
       c.since = performance.now();
       c.send.idle();
       if (draining) release(c);
     };
-    const answers = new ConnectionAnswers(settle);
     const onRequest: ServeHandler = (req, info) => {
       if (c.requests++ === 0) {
         headerWatch.unwatch(c);
         if (!c.closing) idleWatch.watch(c);
       }
       c.active++;
+      inFlight++;
       c.since = -1;
       info.completed.then(settled, settled);
       const handOver = (res: Response): Response => {
         c.send.handedOver(req, res);
         return markClose(res);
       };
-      const res = handler(req, info, answers.next());
+      const res = handler(req, info, c.answers.next());
       return res instanceof Response ? handOver(res) : res.then(handOver);
     };
     conns.add(c);
@@ -263,12 +284,14 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
       }
       c.server = { finished: Promise.reject(err), shutdown: () => Promise.resolve() };
     }
-    c.server.finished.then(() => answers.ended(null), (err) => answers.ended(err)).finally(() => {
-      unwatch(c);
-      conns.delete(c);
-      stats.open--;
-      accepting.wake();
-    });
+    c.server.finished.then(() => c.answers.ended(null), (err) => c.answers.ended(err)).finally(
+      () => {
+        unwatch(c);
+        conns.delete(c);
+        stats.open--;
+        accepting.wake();
+      },
+    );
   };
 
   /**
@@ -345,8 +368,12 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
             await c.server?.finished.catch(() => {});
           }),
         );
+        if (inFlight > 0) await new Promise<void>((resolve) => (noneInFlight = resolve));
       })();
       return shutdownPromise;
+    },
+    cutInFlight() {
+      for (const c of conns) if (c.active > 0) abandon(c, "cut at the shutdown deadline");
     },
   };
 }

@@ -1,0 +1,85 @@
+/**
+ * The real program at shutdown: a request still in flight when `UPLOAD_DRAIN_TIMEOUT_IN_SEC`
+ * runs out is cut, and still gets its access line.
+ */
+import assert from "node:assert/strict";
+import { freePort } from "./support/net_fs.ts";
+import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
+
+/** The access lines of `output` for `target` (text format). */
+function accessLines(output: string, target: string): string[] {
+  return output.split("\n").filter((l) =>
+    l.includes(" INFO Request ") && l.includes(` path=${target} `)
+  );
+}
+
+Deno.test("process: an answer still streaming at the shutdown deadline is cut and logged end=aborted", async () => {
+  await withFakeImgproxy("shutdown-stream-", async (fake, dir) => {
+    const port = freePort();
+    const proxy = start({
+      IMGPROXY_URL: fake.url,
+      CACHE_DIR: dir,
+      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      UPLOAD_DRAIN_TIMEOUT_IN_SEC: "1",
+    });
+    try {
+      await proxy.waitFor("Listening");
+      // imgproxy sends a chunk every 100 ms for 8 s: the answer outlasts the deadline.
+      const target = "/_/plain/http://example.com/slowbody.jpg";
+      const res = await fetch(`http://127.0.0.1:${port}${target}`);
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      assert.equal((await reader.read()).done, false);
+      stop(proxy);
+      // The client keeps reading until the proxy cuts the answer.
+      await reader.read().then(async function more(r): Promise<void> {
+        if (!r.done) return more(await reader.read());
+      }).catch(() => {});
+      const { code, output } = await proxy.done;
+      assert.equal(code, 0, output);
+      assert.match(output, /Responses still in flight at the deadline/);
+      const lines = accessLines(output, target);
+      assert.equal(lines.length, 1, output);
+      assert.match(lines[0]!, / status=200 /);
+      assert.match(lines[0]!, / end=aborted/);
+      assert.doesNotMatch(lines[0]!, / bytes=/);
+    } finally {
+      await stopAndWait(proxy);
+    }
+  }, { slowChunks: 80, slowChunkMs: 100 });
+});
+
+Deno.test("process: a request still waiting for imgproxy at the shutdown deadline is cut and logged 499", async () => {
+  await withFakeImgproxy("shutdown-head-", async (fake, dir) => {
+    const port = freePort();
+    const proxy = start({
+      IMGPROXY_URL: fake.url,
+      CACHE_DIR: dir,
+      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      UPLOAD_DRAIN_TIMEOUT_IN_SEC: "1",
+    });
+    try {
+      await proxy.waitFor("Listening");
+      const target = "/_/plain/http://example.com/slowhead.jpg";
+      const answer = fetch(`http://127.0.0.1:${port}${target}`).then(
+        (res) => res.body?.cancel(),
+        () => {},
+      );
+      while (!fake.requests.some((r) => r.target === target)) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      stop(proxy);
+      const { code, output } = await proxy.done;
+      await answer;
+      assert.equal(code, 0, output);
+      const lines = accessLines(output, target);
+      assert.equal(lines.length, 1, output);
+      assert.match(lines[0]!, / status=499 /);
+      assert.match(lines[0]!, / cache=NONE /);
+    } finally {
+      await stopAndWait(proxy);
+    }
+  }, { slowHeadersMs: 6000 });
+});
