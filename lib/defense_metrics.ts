@@ -27,7 +27,8 @@ export function registerHitMetrics(registry: Registry, stats: Readonly<HitStats>
 /**
  * The listeners' connection metrics, labelled by listener (`proxy`, `metrics`):
  * `imgproxy_cache_connections_open`, `imgproxy_cache_connections_closed_total{reason}`
- * (header_timeout, idle_timeout, send_timeout, evicted) and `imgproxy_cache_accept_errors_total`.
+ * (header_timeout, idle_timeout, send_timeout, evicted), `imgproxy_cache_accept_errors_total` and
+ * `imgproxy_cache_connections_without_request_total`.
  */
 export function registerListenerMetrics(
   registry: Registry,
@@ -62,6 +63,16 @@ export function registerListenerMetrics(
       labelNames: ["listener"],
       collect: (c) => {
         for (const [listener, s] of entries) c.setTotal({ listener }, s.acceptErrors);
+      },
+    },
+  );
+  registry.counter(
+    "imgproxy_cache_connections_without_request_total",
+    "Client connections that ended before any request reached the proxy, by listener: the client sent none (a TCP health check, an unused pre-connection) or the runtime refused what it sent (a malformed or oversized request head, answered 400 by the runtime with no access line).",
+    {
+      labelNames: ["listener"],
+      collect: (c) => {
+        for (const [listener, s] of entries) c.setTotal({ listener }, s.withoutRequest);
       },
     },
   );

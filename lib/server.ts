@@ -79,6 +79,12 @@ export interface ServerStats {
   evicted: number;
   /** Accept errors retried (descriptors or memory ran out). */
   acceptErrors: number;
+  /**
+   * Ended before any request reached the handler, not closed by a timeout or to make room: the
+   * client sent none, or the runtime refused what it sent (it answers a malformed or oversized
+   * request head 400 itself and ends the connection without an error, so the two look alike).
+   */
+  withoutRequest: number;
 }
 
 export { ListenError };
@@ -149,6 +155,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
     sendTimeouts: 0,
     evicted: 0,
     acceptErrors: 0,
+    withoutRequest: 0,
   };
   const conns = new Set<Connection>();
   const headerWatch = new StallWatch(options.headerTimeoutMs);
@@ -286,6 +293,7 @@ export function listen(options: ServerOptions, handler: ServeHandler): Server {
     }
     c.server.finished.then(() => c.answers.ended(null), (err) => c.answers.ended(err)).finally(
       () => {
+        if (c.requests === 0 && !c.closing) stats.withoutRequest++;
         unwatch(c);
         conns.delete(c);
         stats.open--;

@@ -121,6 +121,11 @@ Deno.test("process: connections closed for want of a request head are counted in
         text,
         /^imgproxy_cache_connections_closed_total\{listener="proxy",reason="send_timeout"\} 0$/m,
       );
+      // Closed by the header timeout: not a connection the client ended without a request.
+      assert.match(
+        text,
+        /^imgproxy_cache_connections_without_request_total\{listener="proxy"\} 0$/m,
+      );
       assert.match(text, /^imgproxy_cache_connections_open\{listener="metrics"\} 1$/m);
       assert.match(text, /^imgproxy_cache_hits_not_served_total\{reason="length_mismatch"\} 0$/m);
       stop(proxy);

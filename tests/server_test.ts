@@ -236,3 +236,25 @@ Deno.test("listen: a port freed by shutdown can be listened on again", async () 
   assert.equal(await res.text(), "hello");
   await b.server.shutdown();
 });
+
+Deno.test("listen: a request head the runtime refuses is answered 400 without the handler, and counted", async () => {
+  let handled = 0;
+  const { server, port } = start(() => {
+    handled++;
+    return new Response("hello");
+  }, { idleTimeoutMs: 60_000, headerTimeoutMs: 60_000 });
+  // Not a token where the method goes: the runtime's parser answers it.
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode("G@T / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const { text, closed } = await readUntilClosed(conn);
+  assert.match(text, /^HTTP\/1\.1 400 Bad Request\r\n/);
+  assert.ok(closed);
+  // A connection that delivered a request is not counted.
+  const res = await fetch(`http://127.0.0.1:${port}/`);
+  assert.equal(await res.text(), "hello");
+  // Shutdown waits for every connection to end: the count is final then.
+  await server.shutdown();
+  assert.equal(handled, 1);
+  assert.equal(server.stats.withoutRequest, 1);
+  assert.equal(server.stats.headerTimeouts + server.stats.idleTimeouts, 0);
+});
