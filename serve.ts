@@ -12,8 +12,9 @@
  * requests get the proxy's 502.
  *
  * On SIGINT or SIGTERM (Deploy sends SIGINT to an idle instance, then SIGKILL 5 s later) the
- * pending uploads are flushed, up to `UPLOAD_DRAIN_TIMEOUT_IN_SEC` (set it below 5 on Deploy),
- * before the process exits 0.
+ * background work stops (the re-check of a store that did not answer at start, the local
+ * store's walk) and the pending uploads are flushed, up to `UPLOAD_DRAIN_TIMEOUT_IN_SEC` (set it
+ * below 5 on Deploy), before the process exits 0.
  *
  * Not main.ts: under `deno serve`, `import.meta.main` is true as well, and `deno run` of a
  * module with `export default { fetch }` prints Deno's "did you mean deno serve" warning.
@@ -22,7 +23,7 @@ import { type App, createApp, drainUploads, logStartup } from "./lib/app.ts";
 import { ConfigError, denoEnv, loadConfig, logSettings } from "./lib/config.ts";
 import { logUnhandledRejections, onShutdownSignal } from "./lib/lifecycle.ts";
 import { consoleLogger, createLogger, type Logger } from "./lib/log.ts";
-import { checkStoreAtStartup, newStoreCheckStats } from "./lib/store_check.ts";
+import { checkStoreAtStartup, newStoreCheckStats, type StoreRecheck } from "./lib/store_check.ts";
 
 let app: Promise<App> | null = null;
 /** The configured logger once the environment is read (LOG_FORMAT, LOG_LEVEL). */
@@ -33,23 +34,28 @@ async function build(): Promise<App> {
   logUnhandledRejections(logger);
   let config = loadConfig(denoEnv);
   const storeChecks = newStoreCheckStats();
+  let recheck: StoreRecheck | null = null;
   if (config.storeCheck) {
     // A store that cannot work is reported like bad configuration: every request gets the
     // 500 below and the log says what to fix. An unreachable one is checked again while
-    // serving (until the process ends).
+    // serving, until it answers or the process shuts down.
     const verdict = await checkStoreAtStartup(config, logger, { stats: storeChecks });
     if (verdict.kind === "stop") throw new ConfigError([verdict.message]);
     config = verdict.config;
+    recheck = verdict.recheck;
   }
   const built = await createApp(config, logger, { storeChecks, cleanStore: true });
   logStartup(built, logger);
   logger.log("INFO", "Serving (deno serve)", { imgproxy: config.imgproxyUrl });
-  listenForShutdown(built);
+  listenForShutdown(built, recheck);
   return built;
 }
 
-function listenForShutdown(built: App): void {
+function listenForShutdown(built: App, recheck: StoreRecheck | null): void {
   onShutdownSignal(logger, async () => {
+    // Background work stops before the exit, as under `deno run`: a store check under way is
+    // aborted and logged rather than cut.
+    await recheck?.stop();
     await built.stopStoreWalk();
     await drainUploads(built, logger);
     Deno.exit(0);

@@ -123,6 +123,7 @@ export class StoreRecheck {
   #cancelWait: (() => void) | undefined;
   #running: Promise<void> | null = null;
   #attempts = 0;
+  #finished = false;
   /** Settles when the checking has ended (store answered, misconfigured, or stopped). */
   readonly done: Promise<void>;
   #resolveDone!: () => void;
@@ -190,16 +191,28 @@ export class StoreRecheck {
   }
 
   #finish(): void {
+    this.#finished = true;
     this.#running = null;
     this.#resolveDone();
   }
 
-  /** Stops checking; waits for a check under way to end (it is aborted). */
+  /**
+   * Stops checking; waits for a check under way to end (it is aborted). Logs that the store
+   * never answered when it had not.
+   */
   async stop(): Promise<void> {
+    const checking = !this.#finished && !this.#stop.signal.aborted;
     this.#stop.abort();
     this.#cancelWait?.();
     this.#cancelWait = undefined;
     await this.#running;
+    this.#finished = true;
     this.#resolveDone();
+    if (checking) {
+      this.#logger.log("INFO", "Stopped checking the store: it has not answered since start-up", {
+        endpoint: (this.#config.store as S3StoreConfig).endpoint,
+        attempts: this.#attempts,
+      });
+    }
   }
 }

@@ -8,9 +8,8 @@ import { basename, join } from "node:path";
 import { LocalStore } from "../lib/store/local.ts";
 import { META_SUFFIX, parseStoreName, tempPath } from "../lib/store/local_names.ts";
 import { walkLocalStore } from "../lib/store/local_walk.ts";
-import { after } from "../lib/timers.ts";
 import { exists, freePort } from "./support/net_fs.ts";
-import { denoServeArgs } from "./support/serve_args.ts";
+import { startServe } from "./support/serve_args.ts";
 import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
 
 const K1 = "0123456789abcdef0123456789abcdef";
@@ -104,52 +103,6 @@ Deno.test("process: a crashed run's leftovers are removed at start-up, in the ba
     }
   });
 });
-
-/** `deno serve serve.ts` on `port` with the flags lib/permissions.ts computes for `env`. */
-async function startServe(env: Record<string, string>, port: number) {
-  const child = new Deno.Command("deno", {
-    args: await denoServeArgs(env, port),
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const lines = new Map<string, PromiseWithResolvers<string>>();
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      text += chunk;
-      for (const [needle, found] of lines) {
-        const line = text.split("\n").find((l) => l.includes(needle));
-        if (line !== undefined) found.resolve(line);
-      }
-    }
-  };
-  const reading = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  const done = (async () => {
-    const status = await child.status;
-    await reading;
-    for (const found of lines.values()) found.reject(new Error(`exited:\n${text}`));
-    return { code: status.code, output: text };
-  })();
-  return {
-    child,
-    done,
-    /** The first line with `needle`, when it is written (rejects at exit or after `ms`). */
-    line(needle: string, ms = 60_000): Promise<string> {
-      const found = Promise.withResolvers<string>();
-      const cancel = after(ms, () => {
-        found.reject(new Error(`no line with ${JSON.stringify(needle)} in ${ms} ms:\n${text}`));
-      }, { ref: true });
-      found.promise.catch(() => {}).finally(cancel);
-      lines.set(needle, found);
-      const line = text.split("\n").find((l) => l.includes(needle));
-      if (line !== undefined) found.resolve(line);
-      return found.promise;
-    },
-  };
-}
 
 Deno.test("process: `deno serve` removes a crashed run's leftovers too, once it builds the proxy", async () => {
   await withFakeImgproxy("cleanup-serve-", async (fake, dir) => {

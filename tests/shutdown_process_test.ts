@@ -1,10 +1,12 @@
 /**
  * The real program at shutdown: a request still in flight when `UPLOAD_DRAIN_TIMEOUT_IN_SEC`
- * runs out is cut, and still gets its access line.
+ * runs out is cut, and still gets its access line; under `deno serve` as under `deno run`, the
+ * background re-check of a store that did not answer stops.
  */
 import assert from "node:assert/strict";
 import { freePort } from "./support/net_fs.ts";
 import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
+import { startServe } from "./support/serve_args.ts";
 
 /** The access lines of `output` for `target` (text format). */
 function accessLines(output: string, target: string): string[] {
@@ -82,4 +84,48 @@ Deno.test("process: a request still waiting for imgproxy at the shutdown deadlin
       await stopAndWait(proxy);
     }
   }, { slowHeadersMs: 6000 });
+});
+
+Deno.test("process: `deno serve` stops the re-check of a store that did not answer, then exits 0", async () => {
+  await withFakeImgproxy("shutdown-serve-", async (fake, dir) => {
+    const port = freePort();
+    const env = {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? dir,
+      IMGPROXY_URL: fake.url,
+      S3_BUCKET: "images",
+      // Nothing listens there: the store does not answer, so it is checked again while serving.
+      S3_ENDPOINT: `http://127.0.0.1:${freePort()}`,
+      AWS_ACCESS_KEY_ID: "key",
+      AWS_SECRET_ACCESS_KEY: "secret",
+      AWS_REGION: "us-east-1",
+      // Only so lib/permissions.ts grants the address `deno serve --port` binds.
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      NO_COLOR: "1",
+    };
+    const serve = await startServe(env, port);
+    try {
+      await serve.line("Listening on");
+      // The first request builds the proxy, and the store check with it.
+      const res = await fetch(`http://127.0.0.1:${port}/health`);
+      await res.body?.cancel();
+      await serve.line("The store does not answer");
+      serve.child.kill("SIGINT");
+      const { code, output } = await serve.done;
+      assert.equal(code, 0, output);
+      const shutdown = output.slice(output.indexOf("Shutting down"));
+      assert.match(
+        shutdown,
+        /INFO Stopped checking the store: it has not answered since start-up /,
+      );
+      assert.doesNotMatch(output, /NotCapable|Requires \w+ access|Uncaught/);
+    } finally {
+      try {
+        serve.child.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+      await serve.done;
+    }
+  });
 });

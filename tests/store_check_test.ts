@@ -112,12 +112,15 @@ Deno.test("checkStoreAtStartup(): a store down at start → serve, WARN; checked
   );
   assert.equal(logger.find("INFO The store answers now").length, 1);
   await verdict.recheck.stop();
+  // It had ended: nothing was stopped.
+  assert.equal(logger.find("Stopped checking the store").length, 0);
 });
 
 Deno.test("StoreRecheck: stop() ends the checking at once, a pending wait included", async () => {
   const config = loadConfig((name) => S3_ENV[name]);
   const { probe, calls } = scripted(down);
-  const verdict = await checkStoreAtStartup(config, new MemoryLogger(), {
+  const logger = new MemoryLogger();
+  const verdict = await checkStoreAtStartup(config, logger, {
     probe,
     intervalMs: 60_000, // a wait that would outlive the test (the sanitizers would say)
   });
@@ -125,6 +128,11 @@ Deno.test("StoreRecheck: stop() ends the checking at once, a pending wait includ
   await verdict.recheck.stop();
   await verdict.recheck.done;
   assert.equal(calls.length, 1);
+  await verdict.recheck.stop();
+  // Once, however often it is stopped.
+  const stopped = logger.find("Stopped checking the store");
+  assert.equal(stopped.length, 1);
+  assert.match(stopped[0]!, /INFO .* endpoint=http:\/\/127\.0\.0\.1:9 attempts=0$/);
 });
 
 Deno.test("StoreRecheck: a store that answers but is misconfigured is an ERROR and no longer checked", async () => {
