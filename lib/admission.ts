@@ -4,7 +4,7 @@
  */
 import { answerVariant } from "./negotiation.ts";
 import { maxAgeOf } from "./config.ts";
-import { declaredLength } from "./headers.ts";
+import { declaredLength, type HeaderLookup } from "./headers.ts";
 
 /** Why an answer is not stored (also the `X-Cache: BYPASS` reason and a metrics label). */
 export type BypassReason =
@@ -59,7 +59,7 @@ function directivesOf(cacheControl: string | null): string[] {
 /** Decides whether the answer to a request may be stored, and under which variant. */
 export function admit(
   method: string,
-  requestHeaders: Headers,
+  requestHeaders: HeaderLookup,
   status: number,
   responseHeaders: Headers,
   rules: AdmissionRules,

@@ -6,7 +6,7 @@
  * its own copy; when every client has gone, the upstream request is cancelled. An upstream
  * failure reaches all of them.
  */
-import { removeHopByHop } from "./headers.ts";
+import { type HeaderLookup, removeHopByHop } from "./headers.ts";
 import { variantSuffix } from "./key.ts";
 import type { ContextHandler } from "./context.ts";
 
@@ -36,14 +36,18 @@ const PERSONAL_HEADERS = [
 /**
  * Returns the coalescing key of a request, or null when it must not share an answer:
  * only GETs without conditional or range headers share, and only with requests that send the
- * same target, credentials, negotiated formats and client hints.
+ * same target, credentials, negotiated formats and client hints. `forwarded`: the headers
+ * imgproxy gets for it (the request's context has them), else taken from `req`.
  */
-export function coalescingKey(req: Request, target: string): string | null {
+export function coalescingKey(
+  req: Request,
+  target: string,
+  forwarded?: HeaderLookup,
+): string | null {
   if (req.method !== "GET") return null;
   // What imgproxy will get: headers named in `Connection` are not forwarded.
-  const headers = req.headers.has("connection")
-    ? removeHopByHop(new Headers(req.headers))
-    : req.headers;
+  const headers = forwarded ??
+    (req.headers.has("connection") ? removeHopByHop(new Headers(req.headers)) : req.headers);
   for (const h of PERSONAL_HEADERS) if (headers.has(h)) return null;
   let key = target + "\n" + variantSuffix(headers.get("accept"));
   for (const h of SHAPING_HEADERS) {
@@ -167,7 +171,9 @@ export function coalesce(
   const flights = new Map<string, Flight>();
   return async (ctx) => {
     const { req, target } = ctx;
-    const key = target === null ? null : coalescingKey(req, target);
+    const key = target === null || req.method !== "GET"
+      ? null
+      : coalescingKey(req, target, ctx.forwarded);
     if (key === null) return inner(ctx);
     const signal = ctx.signal;
     const existing = flights.get(key);

@@ -5,6 +5,7 @@
  */
 import { type CacheRules, ruleFor, type RuleVerdict } from "./cache_rules.ts";
 import { pathOf } from "./key.ts";
+import { type ForwardHeaders, upstreamRequestHeaders } from "./headers.ts";
 import type { AnswerSent } from "./answer_sent.ts";
 
 /** Connection details `Deno.serve` passes to handlers. */
@@ -103,6 +104,7 @@ export class RequestContext {
   sent: AnswerSent | undefined;
   /** The cache rules' verdict, once judged (undefined: not yet). */
   #rule: RuleVerdict | undefined;
+  #forwarded: ForwardHeaders | undefined;
 
   constructor(
     req: Request,
@@ -144,6 +146,19 @@ export class RequestContext {
   }
 
   /**
+   * The headers imgproxy is sent for this request ({@linkcode upstreamRequestHeaders}), built
+   * from the client's once, by the first layer that asks (coalescing keys on them, the proxy
+   * sends them and admission judges by them).
+   */
+  get forwarded(): ForwardHeaders {
+    return this.#forwarded ??= upstreamRequestHeaders(this.req.headers, {
+      ip: this.clientIp,
+      host: this.host,
+      proto: this.proto,
+    });
+  }
+
+  /**
    * The cache rules' verdict on the target's path (null: cached), judged by the first layer
    * that asks (the store lookup, else the proxy) and kept for the layers after it: every layer
    * applies the same `CACHE_ONLY` and `CACHE_SKIP`. Only asked when rules are set.
@@ -170,6 +185,7 @@ export class RequestContext {
       this.meter,
     );
     copy.#rule = this.#rule;
+    copy.#forwarded = this.#forwarded;
     return copy;
   }
 }

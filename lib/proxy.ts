@@ -6,7 +6,7 @@ import { imageHeaders } from "./image_headers.ts";
 import { type Admission, type AdmissionRules, admit } from "./admission.ts";
 import type { BypassNotices } from "./bypass_notice.ts";
 import { activeRules, type CacheRules } from "./cache_rules.ts";
-import { clientResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
+import { clientResponseHeaders } from "./headers.ts";
 import { objectKey, pathOf } from "./key.ts";
 import type { BodyMeter, ContextHandler } from "./context.ts";
 import type { Logger } from "./log.ts";
@@ -155,11 +155,7 @@ export function createHandler(options: ProxyOptions): ContextHandler {
     const { req, target } = ctx;
     if (target === null) return plain(400, "Bad Request: invalid Host header");
     if (!forwardable(req.method)) return unroutedMethod();
-    const headers = upstreamRequestHeaders(req.headers, {
-      ip: ctx.clientIp,
-      host: ctx.host,
-      proto: ctx.proto,
-    });
+    const headers = ctx.forwarded;
     const controller = new AbortController();
     const clientSignal = ctx.signal;
     const onClientGone = () => controller.abort(clientSignal.reason);

@@ -10,6 +10,7 @@
 import http from "node:http";
 import https from "node:https";
 import { pipeline, Readable } from "node:stream";
+import { ForwardHeaders } from "./headers.ts";
 
 /** One request to imgproxy. */
 export interface UpstreamRequest {
@@ -17,7 +18,7 @@ export interface UpstreamRequest {
   /** The raw request target (path and query) exactly as received. */
   target: string;
   /** Sent as they are: built by `upstreamRequestHeaders` (which asks for identity). */
-  headers: Headers;
+  headers: ForwardHeaders | Headers;
   body: ReadableStream<Uint8Array> | null;
   signal: AbortSignal;
 }
@@ -74,7 +75,7 @@ function viaNodeHttp(base: URL, req: UpstreamRequest): Promise<Response> {
   const client = base.protocol === "https:" ? https : http;
   const prefix = base.pathname === "/" ? "" : base.pathname.replace(/\/+$/, "");
   const headers: Record<string, string> = {};
-  req.headers.forEach((v, k) => (headers[k] = v));
+  for (const [k, v] of req.headers) headers[k] = v;
   if (req.body === null) {
     // No body goes up (Deno.serve gives a GET none, whatever it declared): a Content-Length
     // left in would make imgproxy wait for bytes that never come.
@@ -146,7 +147,7 @@ export function createUpstream(baseUrl: string): Upstream {
     }
     return fetch(url, {
       method: req.method,
-      headers: req.headers,
+      headers: req.headers instanceof ForwardHeaders ? req.headers.pairs : req.headers,
       body: req.body,
       redirect: "manual",
       signal: req.signal,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { coalesce, coalescingKey, fanOut } from "../lib/coalesce.ts";
 import { contextOf, type RequestContext, serveContexts } from "../lib/context.ts";
+import { upstreamRequestHeaders } from "../lib/headers.ts";
 
 /** A slow streaming upstream served over a real socket, counting the requests it gets. */
 function slowUpstream(chunks: number, chunkDelayMs: number, headerDelayMs = 100) {
@@ -33,6 +34,27 @@ function serveCoalesced(upstreamUrl: string) {
   const handler = serveContexts(coalesce(inner, { stats }));
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, handler);
   return { server, stats, url: `http://127.0.0.1:${server.addr.port}` };
+}
+
+for (const given of [false, true]) {
+  // Given the headers imgproxy gets (as the coalescer is), or reading them from the request.
+  const keyOf = (req: Request) =>
+    coalescingKey(
+      req,
+      "/a",
+      given ? upstreamRequestHeaders(req.headers, { proto: "http" }) : undefined,
+    );
+  Deno.test(`coalescingKey() keys on what imgproxy gets, ${given ? "given" : "from the request"}`, () => {
+    const key = (init: RequestInit) => keyOf(new Request("http://h/a", init));
+    assert.equal(key({ headers: { range: "bytes=0-1", connection: "range" } }), key({}));
+    assert.equal(key({ headers: { dpr: "2", connection: "close, dpr" } }), key({}));
+    assert.notEqual(key({ headers: { dpr: "2", connection: "close" } }), key({}));
+    assert.equal(
+      key({ headers: [["accept", "image/webp"], ["Accept", "*/*"]] }),
+      key({ headers: { accept: "image/webp, */*" } }),
+    );
+    assert.notEqual(key({ headers: { "sec-ch-dpr": "1" } }), key({ headers: { dpr: "1" } }));
+  });
 }
 
 Deno.test("coalescingKey() shares only plain GETs with the same target and shaping headers", () => {

@@ -186,3 +186,97 @@ Deno.test("declaredLength: digits only are a length; none, a list, a sign or a n
     assert.equal(of(bad), null, bad);
   }
 });
+
+/**
+ * What the headers sent upstream were when they were built as a `Headers` (copied, hop-by-hop
+ * and forwarding ones deleted, the proxy's own set) and handed to `fetch`, which iterates them.
+ */
+function asHeadersWould(
+  incoming: Headers,
+  client: { ip?: string; host?: string | null; proto: string },
+) {
+  const h = removeHopByHop(new Headers(incoming));
+  for (
+    const n of ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "host"]
+  ) {
+    h.delete(n);
+  }
+  h.set("accept-encoding", "identity");
+  if (client.ip !== undefined) h.set("x-forwarded-for", client.ip);
+  h.set("x-forwarded-proto", client.proto);
+  if (client.host) h.set("x-forwarded-host", client.host);
+  return [...h];
+}
+
+Deno.test("upstreamRequestHeaders() yields the pairs, in the order, a Headers of them iterates", () => {
+  const sets: [string, string][][] = [
+    [["host", "127.0.0.1:8080"]],
+    [],
+    [
+      ["Host", "img.example"],
+      ["User-Agent", "Mozilla/5.0 (X11; Linux x86_64)"],
+      ["Accept", "image/avif,image/webp,*/*;q=0.8"],
+      ["Accept-Language", "en-US,en;q=0.9"],
+      ["Accept-Encoding", "gzip, deflate, br"],
+      ["Referer", "https://www.example.com/page"],
+      ["Sec-Fetch-Dest", "image"],
+      ["Connection", "keep-alive, X-Named"],
+      ["X-Named", "dropped"],
+      ["Cookie", "a=b; c=d"],
+      ["Zz-Last", "1"],
+      ["A-First", "1"],
+    ],
+    // Repeated names: joined, as a Headers joins them; each Set-Cookie kept apart.
+    [["x-dup", "1"], ["accept", "a"], ["X-Dup", "2"], ["set-cookie", "s=1"], ["Set-Cookie", "t=2"]],
+    // Names around the proxy's own, so each is merged in between.
+    [
+      ["b", "1"],
+      ["x-forwarded-a", "1"],
+      ["x-forwarded-g", "1"],
+      ["x-forwarded-i", "1"],
+      [
+        "x-forwarded-z",
+        "1",
+      ],
+      ["y", "1"],
+      ["accept-encodinga", "1"],
+      ["accept-encod", "1"],
+    ],
+  ];
+  const clients = [
+    { ip: "10.0.0.7", host: "img.example:8080", proto: "http" },
+    { proto: "https" },
+    { ip: "::1", host: null, proto: "http" },
+    { host: "", proto: "http" },
+  ];
+  for (const set of sets) {
+    for (const client of clients) {
+      const incoming = new Headers(set);
+      assert.deepEqual(
+        [...upstreamRequestHeaders(incoming, client)],
+        asHeadersWould(incoming, client),
+        JSON.stringify({ set, client }),
+      );
+    }
+  }
+});
+
+Deno.test("ForwardHeaders looks names up as a Headers of the same pairs does", () => {
+  const incoming = new Headers([
+    ["Accept", "image/webp"],
+    ["accept", "*/*"],
+    ["Cookie", "a=b"],
+    ["Range", "bytes=0-1"],
+    ["Connection", "range"],
+  ]);
+  const h = upstreamRequestHeaders(incoming, { proto: "http" });
+  const reference = new Headers([...h]);
+  for (
+    const name of ["accept", "cookie", "range", "connection", "authorization", "accept-encoding"]
+  ) {
+    assert.equal(h.get(name), reference.get(name), name);
+    assert.equal(h.has(name), reference.has(name), name);
+  }
+  assert.equal(h.get("accept"), "image/webp, */*");
+  assert.equal(h.has("range"), false, "named by Connection: not forwarded");
+});

@@ -3,6 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { createUpstream, fetchPreservesTarget, type UpstreamRequest } from "../lib/upstream.ts";
+import { upstreamRequestHeaders } from "../lib/headers.ts";
 
 const encoder = new TextEncoder();
 const latin1 = (b: Uint8Array) => String.fromCharCode(...b);
@@ -160,6 +161,43 @@ Deno.test("upstream sends the raw target's bytes on the wire, by fetch or node:h
     const lines = server.heads.map((h) => latin1(h).split("\r\n")[0]);
     const expected = TARGETS.map(([t]) => `GET ${latin1(encoder.encode(t))} HTTP/1.1`);
     assert.deepEqual(lines, expected);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("headers built as pairs go on the wire as the same Headers would, on both paths", async () => {
+  const server = startRawServer();
+  try {
+    const upstream = createUpstream(server.base);
+    const incoming = new Headers([
+      ["Host", "img.example"],
+      ["User-Agent", "test/1"],
+      ["Accept", "image/avif"],
+      ["accept", "image/webp"],
+      ["Connection", "keep-alive, X-Named"],
+      ["X-Named", "1"],
+      ["Cookie", "a=b"],
+      ["Set-Cookie", "s=1"],
+      ["Set-Cookie", "t=2"],
+      ["Zz", "last"],
+    ]);
+    const client = { ip: "10.0.0.7", host: "img.example", proto: "http" };
+    const pairs = upstreamRequestHeaders(incoming, client);
+    const asHeaders = new Headers([...pairs]);
+    for (const target of ["/ok.jpg", "/a/../ok.jpg"]) {
+      for (const headers of [pairs, asHeaders]) {
+        const res = await upstream(request(target, { headers }));
+        assert.equal(await res.text(), "hello", target);
+      }
+    }
+    const heads = server.heads.map((h) => latin1(h));
+    assert.equal(heads.length, 4);
+    assert.equal(heads[0], heads[1], "fetch");
+    assert.equal(heads[2], heads[3], "node:http");
+    assert.match(heads[0]!, /\r\naccept: image\/avif, image\/webp\r\n/);
+    assert.match(heads[0]!, /\r\nx-forwarded-for: 10\.0\.0\.7\r\n/);
+    assert.doesNotMatch(heads[0]!, /x-named/i);
   } finally {
     await server.close();
   }
