@@ -58,7 +58,7 @@ const pieces: Piece[] = [
       sharedSignals.set(req, flight.signal);
       return sharedSignals.get(req) ?? req.signal;
     },
-    now: (_req, ctx) => ctx.shared(flight.signal).signal,
+    now: (_req, ctx) => ctx.shared(flight).signal,
   },
   {
     name: "store lookup deadline (setTimeout/clearTimeout → Deadlines slot)",

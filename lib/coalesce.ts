@@ -209,7 +209,7 @@ export function coalesce(
     let res: Response;
     try {
       // The request made on behalf of every waiting client.
-      res = await inner(ctx.shared(flight.controller.signal));
+      res = await inner(ctx.shared(flight.controller));
     } catch (err) {
       // Only this flight: a newer one may already hold the key (everyone left this one).
       if (flights.get(key) === flight) flights.delete(key);

@@ -96,6 +96,8 @@ export class RequestContext {
    */
   meter: BodyMeter | undefined;
   #signal: AbortSignal | undefined;
+  /** Aborts {@linkcode RequestContext.signal} when this context's work owns it (shared). */
+  #work: AbortController | undefined;
   #info: ConnInfo | undefined;
   /**
    * From the proxy's own listener: how the answer's body ended, told by its connection (see
@@ -159,6 +161,17 @@ export class RequestContext {
   }
 
   /**
+   * The controller of {@linkcode RequestContext.signal} for a request asked on behalf of
+   * several clients (the coalescer's, which aborts it once every client has gone): the layer
+   * that does the work may abort it too (the proxy, when imgproxy does not answer in time),
+   * instead of making a controller of its own that follows the signal. Undefined when the
+   * signal is the client's own (it cannot be aborted from here).
+   */
+  get work(): AbortController | undefined {
+    return this.#work;
+  }
+
+  /**
    * The cache rules' verdict on the target's path (null: cached), judged by the first layer
    * that asks (the store lookup, else the proxy) and kept for the layers after it: every layer
    * applies the same `CACHE_ONLY` and `CACHE_SKIP`. Only asked when rules are set.
@@ -169,21 +182,22 @@ export class RequestContext {
   }
 
   /**
-   * The same request, asked on behalf of several clients: its work is cancelled by `signal`.
-   * The meter and the rules' verdict go along: whoever reads the meter checks the body it got
-   * is the metered stream (an answer shared with others is not).
+   * The same request, asked on behalf of several clients: its work is cancelled by `work`'s
+   * signal. The meter and the rules' verdict go along: whoever reads the meter checks the body
+   * it got is the metered stream (an answer shared with others is not).
    */
-  shared(signal: AbortSignal): RequestContext {
+  shared(work: AbortController): RequestContext {
     const copy = new RequestContext(
       this.req,
       this.target,
       this.host,
       this.proto,
       this.clientIp,
-      signal,
+      work.signal,
       undefined,
       this.meter,
     );
+    copy.#work = work;
     copy.#rule = this.#rule;
     copy.#forwarded = this.#forwarded;
     return copy;

@@ -156,10 +156,13 @@ export function createHandler(options: ProxyOptions): ContextHandler {
     if (target === null) return plain(400, "Bad Request: invalid Host header");
     if (!forwardable(req.method)) return unroutedMethod();
     const headers = ctx.forwarded;
-    const controller = new AbortController();
     const clientSignal = ctx.signal;
-    const onClientGone = () => controller.abort(clientSignal.reason);
-    clientSignal.addEventListener("abort", onClientGone, { once: true });
+    // A shared request's signal is the coalescer's, which it aborts once every client has
+    // gone: the timeout aborts it too. A client's own signal is followed by a controller here.
+    const shared = ctx.work;
+    const controller = shared ?? new AbortController();
+    const onClientGone = shared !== undefined ? null : () => controller.abort(clientSignal.reason);
+    if (onClientGone !== null) clientSignal.addEventListener("abort", onClientGone, { once: true });
     let timedOut = false;
     const cancelTimeout = deadlines.add(() => {
       timedOut = true;
@@ -192,7 +195,7 @@ export function createHandler(options: ProxyOptions): ContextHandler {
       cancelTimeout();
       // From here on a client that goes away cancels the response body, which cancels
       // imgproxy's.
-      clientSignal.removeEventListener("abort", onClientGone);
+      if (onClientGone !== null) clientSignal.removeEventListener("abort", onClientGone);
     }
     const outHeaders = clientResponseHeaders(res.headers);
     // Judge by the headers imgproxy really got: `Connection` may have removed some (an Accept

@@ -8,6 +8,7 @@ import { join, relative } from "node:path";
 import { type App, createApp } from "../lib/app.ts";
 import { loadConfig } from "../lib/config.ts";
 import { MemoryLogger } from "../lib/log.ts";
+import { contextOf } from "../lib/context.ts";
 import { LocalStore } from "../lib/store/local.ts";
 import type { PutOptions, PutResult, Store } from "../lib/store/store.ts";
 import {
@@ -467,6 +468,102 @@ Deno.test("proxy cancels the upstream request when the client goes away mid-body
     assert.ok(await h.fake.waitCancelled("slowbody"), "imgproxy's body was cancelled");
     assert.deepEqual(h.fake.completed, []);
     assert.deepEqual(await h.localKeys(), []);
+  } finally {
+    await h.close();
+  }
+});
+
+/** Sends a GET for `path` on a connection of its own and returns it, the answer not read. */
+async function sendGet(h: Harness, path: string, extra = ""): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: h.port });
+  await conn.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`));
+  return conn;
+}
+
+for (const shared of [true, false]) {
+  // A Range header keeps a request out of coalescing: its own signal, followed by the proxy.
+  const extra = shared ? "" : "Range: bytes=0-\r\n";
+  const how = shared ? "a coalesced request" : "a request not coalesced";
+  Deno.test(`proxy cancels ${how} to imgproxy when its client leaves before the answer`, async () => {
+    const h = await setup({ fake: { slowHeadersMs: 20_000 } });
+    try {
+      const conn = await sendGet(h, "/_/plain/http://example.com/slowhead-gone.jpg", extra);
+      // imgproxy has the request before the client leaves.
+      while (h.fake.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
+      conn.close();
+      assert.ok(
+        await h.fake.waitAbandoned("slowhead-gone", 10_000),
+        "imgproxy's request cancelled",
+      );
+    } finally {
+      await h.close();
+    }
+  });
+}
+
+/**
+ * `n` identical requests made in-process, each with a signal of its own: the first leads and
+ * the others join it before imgproxy is asked (each layer runs synchronously up to its first
+ * wait).
+ */
+function coalescedCalls(h: Harness, path: string, n: number) {
+  const clients = Array.from({ length: n }, () => new AbortController());
+  const answers = clients.map((c) =>
+    h.app.handle(contextOf(new Request(`http://x${path}`, { signal: c.signal })))
+  );
+  return { clients, answers };
+}
+
+Deno.test("proxy keeps a coalesced request to imgproxy while one of its clients waits", async () => {
+  const h = await setup({ fake: { slowHeadersMs: 1000 } });
+  try {
+    const path = "/_/plain/http://example.com/slowhead-stay.jpg";
+    const { clients, answers } = coalescedCalls(h, path, 3);
+    clients[0]!.abort();
+    clients[1]!.abort();
+    const res = await answers[2]!;
+    assert.equal(res.status, 200);
+    assert.equal((await res.bytes()).byteLength, 2048);
+    assert.deepEqual(h.fake.abandoned, []);
+    assert.equal(h.fake.requests.length, 1);
+    await Promise.allSettled(answers);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("proxy cancels a coalesced request to imgproxy when the last of its clients leaves", async () => {
+  const h = await setup({ fake: { slowHeadersMs: 20_000 } });
+  try {
+    const path = "/_/plain/http://example.com/slowhead-all.jpg";
+    const { clients, answers } = coalescedCalls(h, path, 3);
+    while (h.fake.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
+    for (const c of clients) c.abort();
+    assert.ok(await h.fake.waitAbandoned("slowhead-all", 10_000), "imgproxy's request cancelled");
+    assert.equal(h.fake.requests.length, 1);
+    await Promise.allSettled(answers);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("proxy answers 504 to every coalesced client when imgproxy is too slow, and cancels its request", async () => {
+  const h = await setup({ fake: { slowHeadersMs: 20_000 }, env: { UPSTREAM_TIMEOUT_IN_SEC: "1" } });
+  try {
+    const path = "/_/plain/http://example.com/slowhead-timeout.jpg";
+    const { answers } = coalescedCalls(h, path, 2);
+    const statuses = [];
+    for (const a of answers) {
+      const res = await a;
+      await res.body?.cancel();
+      statuses.push(res.status);
+    }
+    assert.deepEqual(statuses, [504, 504]);
+    assert.ok(
+      await h.fake.waitAbandoned("slowhead-timeout", 10_000),
+      "imgproxy's request cancelled",
+    );
+    assert.equal(h.fake.requests.length, 1);
   } finally {
     await h.close();
   }

@@ -68,8 +68,12 @@ export interface FakeImgproxy {
   cancelled: string[];
   /** The targets whose body was fully handed over. */
   completed: string[];
+  /** `slowhead` requests whose client (the proxy) gave up before the headers, by target. */
+  abandoned: string[];
   /** Waits until a body for a target containing `text` is cancelled (or `ms` passes). */
   waitCancelled(text: string, ms?: number): Promise<boolean>;
+  /** Waits until a request for a target containing `text` is abandoned (or `ms` passes). */
+  waitAbandoned(text: string, ms?: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -111,6 +115,7 @@ export function startFakeImgproxy(options: FakeImgproxyOptions = {}): FakeImgpro
   const requests: RecordedRequest[] = [];
   const cancelled: string[] = [];
   const completed: string[] = [];
+  const abandoned: string[] = [];
   const ttl = options.ttl ?? 31536000;
   let requestId = 0;
 
@@ -248,7 +253,24 @@ export function startFakeImgproxy(options: FakeImgproxyOptions = {}): FakeImgpro
     if (source.includes("nostore")) headers["cache-control"] = "no-store";
     if (source.includes("private")) headers["cache-control"] = "max-age=60, private";
     if (source.includes("nocache")) headers["cache-control"] = "no-cache";
-    if (source.includes("slowhead")) await sleep(options.slowHeadersMs ?? 2000);
+    if (source.includes("slowhead")) {
+      // Like imgproxy, stop working on a request whose client has gone.
+      const gone = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => {
+          req.signal.removeEventListener("abort", left);
+          resolve(false);
+        }, options.slowHeadersMs ?? 2000);
+        const left = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        req.signal.addEventListener("abort", left, { once: true });
+      });
+      if (gone) {
+        abandoned.push(target);
+        return textResponse(499, "Client Closed Request", common());
+      }
+    }
 
     const size = source.includes("large") ? options.largeBytes ?? 3 << 20 : 2048;
     const bytes = imageBytes(`${path}|${format}`, size);
@@ -299,11 +321,20 @@ export function startFakeImgproxy(options: FakeImgproxyOptions = {}): FakeImgpro
     port,
     requests,
     cancelled,
+    abandoned,
     completed,
     async waitCancelled(text, ms = 3000) {
       const deadline = Date.now() + ms;
       while (Date.now() < deadline) {
         if (cancelled.some((t) => t.includes(text))) return true;
+        await sleep(10);
+      }
+      return false;
+    },
+    async waitAbandoned(text, ms = 3000) {
+      const deadline = Date.now() + ms;
+      while (Date.now() < deadline) {
+        if (abandoned.some((t) => t.includes(text))) return true;
         await sleep(10);
       }
       return false;
