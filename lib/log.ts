@@ -44,17 +44,33 @@ export function timestamp(d: Date): string {
     `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
 }
 
-/** Quotes a value when it would otherwise be ambiguous in `k=v` form. */
-export function formatValue(v: string | number | boolean): string {
-  const s = String(v);
-  // deno-lint-ignore no-control-regex
-  return s === "" || /[\s"=\\\x00-\x1f\x7f]/.test(s) ? JSON.stringify(s) : s;
+/** The second {@linkcode stampNow} last formatted, and its text. */
+let stampSecond = -1;
+let stampText = "";
+
+/** {@linkcode timestamp} of the current time, formatted once a second (a line per request). */
+function stampNow(): string {
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== stampSecond) {
+    stampText = timestamp(new Date(second * 1000));
+    stampSecond = second;
+  }
+  return stampText;
 }
 
-/** Formats one text line (without the trailing newline). */
-export function formatLine(level: Level, msg: string, fields: Fields = {}, now = new Date()) {
-  let line = `${timestamp(now)} ${level} ${msg}`;
-  for (const [k, v] of Object.entries(fields)) {
+/** Quotes a value when it would otherwise be ambiguous in `k=v` form. */
+export function formatValue(v: string | number | boolean): string {
+  // A number or a boolean is never ambiguous ("-1", "1e+21", "NaN", "true").
+  if (typeof v !== "string") return String(v);
+  // deno-lint-ignore no-control-regex
+  return v === "" || /[\s"=\\\x00-\x1f\x7f]/.test(v) ? JSON.stringify(v) : v;
+}
+
+/** Formats one text line (without the trailing newline); `now`: the current time. */
+export function formatLine(level: Level, msg: string, fields?: Fields, now?: Date) {
+  let line = `${now === undefined ? stampNow() : timestamp(now)} ${level} ${msg}`;
+  for (const k in fields) {
+    const v = fields[k];
     if (v !== undefined) line += ` ${k}=${formatValue(v)}`;
   }
   return line;
