@@ -14,9 +14,10 @@
  *   BENCH_LOAD          "wrk" or "deno" (default: wrk when installed)
  *   BENCH_PROXY_ARGS    extra `deno run` flags for the proxy (e.g. --cpu-prof --cpu-prof-dir=/tmp/p)
  *   BENCH_PROXY_ENV     extra proxy environment, space-separated NAME=VALUE (e.g. ACCESS_LOG=false)
- *   BENCH_BASELINE      another checkout of the proxy (e.g. a `git worktree` of main): the miss and
- *                       hit scenarios run its proxy too, named "… (baseline)", for before/after
- *                       figures in one run
+ *   BENCH_BASELINE      another checkout of the proxy (e.g. a `git worktree` of main): the
+ *                       scenarios run its proxies too (access log on and off where this
+ *                       checkout's run both), named "… (baseline)", for before/after figures in
+ *                       one run
  *   BENCH_KEEP          1 keeps the temporary directory (logs, configs)
  *   VERSITYGW, NGINX, WRK, IMGPROXY  paths of the tools (default: looked up on PATH, then where
  *                       scripts/install-deps.sh installs Go binaries: GOBIN, ~/go/bin)
@@ -41,7 +42,7 @@ export const PROXY_ENV: Record<string, string> = Object.fromEntries(
   }),
 );
 export const KEEP = env("BENCH_KEEP", "") === "1";
-/** Another checkout whose proxy runs beside this one's in the miss and hit scenarios. */
+/** Another checkout whose proxies run beside this one's in every scenario. */
 export const BASELINE = env("BENCH_BASELINE", "").replace(/\/$/, "") || null;
 /** The proxy's default, stated explicitly to the proxies the benchmark starts. */
 export const UPLOAD_MAX_BYTES_IN_FLIGHT = 134217728;
