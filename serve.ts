@@ -12,22 +12,25 @@
  * requests get the proxy's 502.
  *
  * On SIGINT or SIGTERM (Deploy sends SIGINT to an idle instance, then SIGKILL 5 s later) the
- * background work stops (the re-check of a store that did not answer at start, the local
- * store's walk) and the pending uploads are flushed, up to `UPLOAD_DRAIN_TIMEOUT_IN_SEC` (set it
- * below 5 on Deploy), before the process exits 0.
+ * answers in flight are given time to finish, the background work stops (the re-check of a
+ * store that did not answer at start, the local store's walk) and the pending uploads are
+ * flushed, all within `UPLOAD_DRAIN_TIMEOUT_IN_SEC` (set it below 5 on Deploy), before the
+ * process exits 0.
  *
  * Not main.ts: under `deno serve`, `import.meta.main` is true as well, and `deno run` of a
  * module with `export default { fetch }` prints Deno's "did you mean deno serve" warning.
  */
 import { type App, createApp, drainUploads, logStartup } from "./lib/app.ts";
 import { ConfigError, denoEnv, loadConfig, logSettings } from "./lib/config.ts";
-import { logUnhandledRejections, onShutdownSignal } from "./lib/lifecycle.ts";
+import { logUnhandledRejections, onShutdownSignal, RequestsInFlight } from "./lib/lifecycle.ts";
 import { consoleLogger, createLogger, type Logger } from "./lib/log.ts";
 import { checkStoreAtStartup, newStoreCheckStats, type StoreRecheck } from "./lib/store_check.ts";
+import { Deadline } from "./lib/timers.ts";
 
 let app: Promise<App> | null = null;
 /** The configured logger once the environment is read (LOG_FORMAT, LOG_LEVEL). */
 let logger: Logger = consoleLogger;
+const inFlight = new RequestsInFlight();
 
 async function build(): Promise<App> {
   logger = createLogger(logSettings(denoEnv));
@@ -53,11 +56,22 @@ async function build(): Promise<App> {
 
 function listenForShutdown(built: App, recheck: StoreRecheck | null): void {
   onShutdownSignal(logger, async () => {
+    // One deadline for everything, as under `deno run`: answers in flight finish (an exit would
+    // cut them, unlogged), then the upload queue gets whatever time is left. The runtime owns
+    // the connections, so what is still in flight at the deadline can only be counted.
+    const timeoutMs = built.config.upload.drainTimeoutMs;
+    const deadline = new Deadline(timeoutMs);
+    if (!await deadline.within(inFlight.idle())) {
+      logger.log("WARN", "Responses still in flight at the deadline: they will be cut at exit", {
+        requests: inFlight.count,
+        timeoutSec: timeoutMs / 1000,
+      });
+    }
     // Background work stops before the exit, as under `deno run`: a store check under way is
     // aborted and logged rather than cut.
     await recheck?.stop();
     await built.stopStoreWalk();
-    await drainUploads(built, logger);
+    await drainUploads(built, logger, deadline.remainingMs);
     Deno.exit(0);
   });
 }
@@ -72,6 +86,7 @@ function misconfigured(): Response {
 
 export default {
   async fetch(req: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
+    inFlight.track(info.completed);
     if (app === null) {
       app = build();
       // Logged once; every request then gets a plain 500.

@@ -1,6 +1,7 @@
 /**
  * Process-level behaviour shared by the two entry points (`main.ts` for `deno run`, `serve.ts`
- * for `deno serve` and Deploy): what a stray rejection does, and how shutdown signals count.
+ * for `deno serve` and Deploy): what a stray rejection does, how shutdown signals count, and
+ * which requests shutdown waits for where the runtime owns the listener.
  */
 import type { Logger } from "./log.ts";
 
@@ -55,4 +56,39 @@ export function onShutdownSignal(
   return () => {
     for (const [s, l] of listeners) Deno.removeSignalListener(s, l);
   };
+}
+
+/**
+ * Requests whose answer the runtime is not done with (their `completed` has not settled), for
+ * the entry point whose listener the runtime owns (`deno serve`): shutdown waits for them.
+ */
+export class RequestsInFlight {
+  #count = 0;
+  #idle: (() => void)[] = [];
+
+  get count(): number {
+    return this.#count;
+  }
+
+  /**
+   * Counts a request until `completed` settles. Call it before the handler: settling runs this
+   * first, so whoever awaits {@linkcode idle} resumes after the handler's own reactions to it
+   * (the access line).
+   */
+  track(completed: Promise<void>): void {
+    this.#count++;
+    const done = () => {
+      if (--this.#count !== 0) return;
+      const waiting = this.#idle;
+      this.#idle = [];
+      for (const resolve of waiting) resolve();
+    };
+    completed.then(done, done);
+  }
+
+  /** Resolves once no request is in flight. */
+  idle(): Promise<void> {
+    if (this.#count === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
 }

@@ -129,3 +129,88 @@ Deno.test("process: `deno serve` stops the re-check of a store that did not answ
     }
   });
 });
+
+Deno.test("process: `deno serve` lets a response in flight finish before it exits, and logs it", async () => {
+  await withFakeImgproxy("shutdown-serve-flight-", async (fake, dir) => {
+    const port = freePort();
+    const env = {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? dir,
+      IMGPROXY_URL: fake.url,
+      CACHE_DIR: dir,
+      UPLOAD_DRAIN_TIMEOUT_IN_SEC: "30",
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      NO_COLOR: "1",
+    };
+    const serve = await startServe(env, port);
+    try {
+      await serve.line("Listening on");
+      // imgproxy sends 2048 bytes in 8 chunks 150 ms apart: the answer is still going when the
+      // signal comes. Not stored (no-store): no upload holds the process up meanwhile.
+      const target = "/_/plain/http://example.com/slowbody-nostore.jpg";
+      const res = await fetch(`http://127.0.0.1:${port}${target}`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get("x-cache") ?? "", /^BYPASS/);
+      const reader = res.body!.getReader();
+      let received = (await reader.read()).value?.byteLength ?? 0;
+      serve.child.kill("SIGINT");
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) break;
+        received += r.value.byteLength;
+      }
+      assert.equal(received, 2048);
+      const { code, output } = await serve.done;
+      assert.equal(code, 0, output);
+      const lines = accessLines(output, target);
+      assert.equal(lines.length, 1, output);
+      assert.match(lines[0]!, / status=200 bytes=2048 /);
+    } finally {
+      try {
+        serve.child.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+      await serve.done;
+    }
+  }, { slowChunks: 8, slowChunkMs: 150 });
+});
+
+Deno.test("process: `deno serve` counts the responses still in flight at the deadline, then exits 0", async () => {
+  await withFakeImgproxy("shutdown-serve-deadline-", async (fake, dir) => {
+    const port = freePort();
+    const env = {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? dir,
+      IMGPROXY_URL: fake.url,
+      CACHE_DIR: dir,
+      UPLOAD_DRAIN_TIMEOUT_IN_SEC: "1",
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      NO_COLOR: "1",
+    };
+    const serve = await startServe(env, port);
+    try {
+      await serve.line("Listening on");
+      // 80 chunks 100 ms apart: the answer outlasts the deadline.
+      const target = "/_/plain/http://example.com/slowbody-nostore.jpg";
+      const res = await fetch(`http://127.0.0.1:${port}${target}`);
+      const reader = res.body!.getReader();
+      assert.equal((await reader.read()).done, false);
+      serve.child.kill("SIGINT");
+      const { code, output } = await serve.done;
+      await reader.read().then(() => reader.cancel()).catch(() => {});
+      assert.equal(code, 0, output);
+      assert.match(
+        output,
+        /WARN Responses still in flight at the deadline: they will be cut at exit requests=1 /,
+      );
+    } finally {
+      try {
+        serve.child.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+      await serve.done;
+    }
+  }, { slowChunks: 80, slowChunkMs: 100 });
+});
