@@ -336,3 +336,100 @@ Deno.test("versitygw: CACHE_MODE=read serves a stored image from versitygw witho
     }
   });
 });
+
+Deno.test("versitygw: open() reads an object of declared length up to wholeUpTo whole, a larger one as a stream; get() reads either whole", async () => {
+  await withGateway(async (gw) => {
+    const store = new S3Store(storeConfig(gw), s3Client(gw.endpoint, SECRET_KEY));
+    try {
+      const small = new Uint8Array(3000).map((_, i) => i & 0xff);
+      const large = new Uint8Array(5000).map((_, i) => (i * 7) & 0xff);
+      const meta = { contentType: "image/webp", cacheControl: "max-age=60", ifAbsent: true };
+      assert.equal(await store.put("small.webp", small, meta), "stored");
+      assert.equal(await store.put("large.webp", large, meta), "stored");
+      const whole = await store.open("small.webp", undefined, 3000);
+      assert.ok(whole !== null && whole.body instanceof Uint8Array, "not read whole");
+      assert.equal(whole.contentLength, 3000);
+      assert.equal(whole.length, 3000);
+      assert.equal(whole.contentType, "image/webp");
+      assert.equal(whole.cacheControl, "max-age=60");
+      assert.match(whole.etag ?? "", /^"[^"]+"$/);
+      assert.ok(!Number.isNaN(Date.parse(whole.lastModified ?? "")), whole.lastModified);
+      assert.ok(equalBytes(whole.body, small));
+      const streamed = await store.open("large.webp", undefined, 3000);
+      assert.ok(streamed !== null && streamed.body instanceof ReadableStream, "not a stream");
+      assert.equal(streamed.contentLength, 5000);
+      assert.ok(equalBytes(await new Response(streamed.body).bytes(), large));
+      // Without wholeUpTo, as before: a stream whatever the size.
+      const plain = await store.open("small.webp");
+      assert.ok(plain !== null && plain.body instanceof ReadableStream);
+      await plain.body.cancel();
+      assert.equal(await store.open("absent.webp", undefined, 3000), null);
+      for (const [key, body] of [["small.webp", small], ["large.webp", large]] as const) {
+        const got = await store.get(key);
+        assert.ok(got !== null && equalBytes(got.body, body), key);
+      }
+    } finally {
+      store.client.destroy();
+    }
+  });
+});
+
+Deno.test("versitygw: a read-mode hit read whole answers its validators, Cache-Control and length, 304 on a match, a Range with the whole image [stand-in upstream: a different body per answer, which real imgproxy never sends]", async () => {
+  await withGateway(async (gw) => {
+    const upstream = countingUpstream();
+    const env: Record<string, string> = {
+      S3_BUCKET: BUCKET,
+      S3_ENDPOINT: gw.endpoint,
+      IMGPROXY_URL: upstream.url,
+      CACHE_MODE: "read",
+    };
+    const logger = new MemoryLogger();
+    const store = new S3Store(storeConfig(gw), s3Client(gw.endpoint, SECRET_KEY));
+    const app = await createApp(loadConfig((n) => env[n]), logger, { store });
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.handler);
+    try {
+      const url = `http://127.0.0.1:${server.addr.port}/insecure/rs:fit:40/plain/local:///y.png`;
+      const first = await get(url);
+      assert.equal(first.headers.get("x-cache"), "MISS");
+      await waitFor("the uploader to settle", () => app.uploader.pending === 0 || undefined);
+      const hit = await get(url);
+      assert.equal(hit.status, 200);
+      assert.equal(hit.headers.get("x-cache"), "HIT");
+      assert.equal(hit.headers.get("content-type"), "image/png");
+      assert.equal(hit.headers.get("cache-control"), "max-age=3600, public");
+      assert.equal(hit.headers.get("content-length"), String(first.body.byteLength));
+      assert.ok(equalBytes(hit.body, first.body));
+      const etag = hit.headers.get("etag");
+      const lastModified = hit.headers.get("last-modified");
+      assert.match(etag ?? "", /^"[^"]+"$/);
+      assert.ok(lastModified !== null && !Number.isNaN(Date.parse(lastModified)), lastModified!);
+      const conditions: Record<string, string>[] = [
+        { "if-none-match": etag! },
+        { "if-modified-since": lastModified! },
+      ];
+      for (const headers of conditions) {
+        const res = await get(url, { headers });
+        assert.equal(res.status, 304, JSON.stringify(headers));
+        assert.equal(res.body.byteLength, 0);
+        assert.equal(res.headers.get("etag"), etag);
+        assert.equal(res.headers.get("last-modified"), lastModified);
+        assert.equal(res.headers.get("cache-control"), "max-age=3600, public");
+        assert.equal(res.headers.get("x-cache"), "HIT");
+      }
+      const stale = await get(url, { headers: { "if-none-match": '"stale"' } });
+      assert.equal(stale.status, 200);
+      assert.ok(equalBytes(stale.body, first.body));
+      // Hits do not answer ranges: the whole image, as imgproxy does.
+      const ranged = await get(url, { headers: { range: "bytes=0-3" } });
+      assert.equal(ranged.status, 200);
+      assert.equal(ranged.headers.get("x-cache"), "HIT");
+      assert.ok(equalBytes(ranged.body, first.body));
+      assert.equal(upstream.count(), 1);
+    } finally {
+      await server.shutdown();
+      await app.uploader.drain(1000);
+      store.client.destroy();
+      await upstream.server.shutdown();
+    }
+  });
+});

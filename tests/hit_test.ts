@@ -147,9 +147,9 @@ Deno.test("a foreign S3 object (length not the recorded one) is a miss", async (
 
 /**
  * An S3 endpoint that answers every GetObject with `size` bytes announced and `sent` of them
- * sent, then stalls until closed.
+ * sent, then stalls until closed (or, with `hangUp`, closes the connection at once).
  */
-function stallingS3(size: number, sent: number) {
+function stallingS3(size: number, sent: number, hangUp = false) {
   const server = serveRaw(async (conn) => {
     const buf = new Uint8Array(65536);
     let head = "";
@@ -162,6 +162,7 @@ function stallingS3(size: number, sent: number) {
       `content-length: ${size}\r\nx-amz-meta-length: ${size}\r\n\r\n`;
     await conn.write(new TextEncoder().encode(headers)).catch(() => {});
     await conn.write(new Uint8Array(sent).fill(7)).catch(() => {});
+    if (hangUp) conn.close();
   });
   return { endpoint: `http://127.0.0.1:${server.port}`, close: () => server.close() };
 }
@@ -179,6 +180,23 @@ Deno.test("a small hit whose store stalls mid-body is answered by imgproxy inste
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("x-cache-lookup"), "error");
     assert.deepEqual(res.body, imageBytes(`${path}|jpeg`));
+  } finally {
+    await h.close();
+    await s3.close();
+  }
+});
+
+Deno.test("a small hit whose store hangs up mid-body is answered by imgproxy instead, never cut short", async () => {
+  const s3 = stallingS3(10_000, 4_000, true);
+  const h = await readMode(stalledStore(s3.endpoint));
+  try {
+    const path = "/_/rs:fit:10:10/plain/http://example.com/gone.jpg";
+    const res = await rawRequest(h.port, `GET ${path} HTTP/1.1`);
+    assert.equal(res.status, 200);
+    assert.notEqual(res.headers.get("x-cache"), "HIT");
+    assert.equal(res.headers.get("x-cache-lookup"), "error");
+    assert.deepEqual(res.body, imageBytes(`${path}|jpeg`));
+    assert.equal(h.logger.find("Store lookup failed, asking imgproxy").length, 1);
   } finally {
     await h.close();
     await s3.close();

@@ -7,7 +7,15 @@
 import { decodeImageHeaders, encodeImageHeaders, IMAGE_HEADERS_META } from "../image_headers.ts";
 import { ListObjectsV2Command, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import type { S3StoreConfig } from "../config.ts";
-import type { OpenedObject, PutOptions, PutResult, Store, StoredObject } from "./store.ts";
+import type {
+  ObjectMeta,
+  OpenedObject,
+  PutOptions,
+  PutResult,
+  ReadObject,
+  Store,
+  StoredObject,
+} from "./store.ts";
 import { isVariantKey } from "./store.ts";
 import { classifyS3Error, S3Requester } from "./s3_request.ts";
 
@@ -96,8 +104,24 @@ export class S3Store implements Store {
     throw await this.#s3.fail(res, "HeadObject", key);
   }
 
-  /** The object's body as it arrives, as `GetObjectCommand` asks; null when absent. */
-  async open(key: string, signal?: AbortSignal): Promise<OpenedObject | null> {
+  /**
+   * The object as `GetObjectCommand` asks for it; null when absent. Its body streams as it
+   * arrives, unless the store declares a length of at most `wholeUpTo` bytes: then it is read
+   * whole here ({@linkcode ReadObject}, `contentLength` the declared length, which a body cut
+   * short does not reach), under `signal` like the request itself, so a store that stalls
+   * mid-body fails the call.
+   */
+  open(key: string, signal?: AbortSignal): Promise<OpenedObject | null>;
+  open(
+    key: string,
+    signal: AbortSignal | undefined,
+    wholeUpTo: number,
+  ): Promise<OpenedObject | ReadObject | null>;
+  async open(
+    key: string,
+    signal?: AbortSignal,
+    wholeUpTo = -1,
+  ): Promise<OpenedObject | ReadObject | null> {
     const res = await this.#s3.send("GetObject", key, {}, undefined, signal);
     if (res.status === 404) {
       await res.body?.cancel();
@@ -105,10 +129,9 @@ export class S3Store implements Store {
     }
     if (!res.ok) throw await this.#s3.fail(res, "GetObject", key);
     const h = res.headers;
-    const length = h.get("content-length");
-    return {
-      body: res.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() }),
-      contentLength: length === null ? null : Number(length),
+    const declared = h.get("content-length");
+    const contentLength = declared === null ? null : Number(declared);
+    const meta: ObjectMeta = {
       contentType: h.get("content-type") ?? "application/octet-stream",
       cacheControl: h.get("cache-control"),
       length: recordedLength(h.get("x-amz-meta-length")),
@@ -117,18 +140,37 @@ export class S3Store implements Store {
       lastModified: h.get("last-modified") ?? undefined,
       headers: decodeImageHeaders(h.get(IMAGE_HEADERS_META)),
     };
+    if (contentLength !== null && contentLength <= wholeUpTo) {
+      let body: Uint8Array;
+      try {
+        // The fetched body read natively in one call: no stream is pumped in JavaScript.
+        body = await res.bytes();
+      } catch (err) {
+        throw classifyS3Error(err, `GetObject ${key}`);
+      }
+      return { ...meta, body, contentLength };
+    }
+    return {
+      ...meta,
+      body: res.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() }),
+      contentLength,
+    };
   }
 
   /** The whole object: {@linkcode open}, read to the end. */
   async get(key: string, signal?: AbortSignal): Promise<StoredObject | null> {
-    const opened = await this.open(key, signal);
+    const opened = await this.open(key, signal, Infinity);
     if (opened === null) return null;
-    try {
-      const body = await new Response(opened.body).bytes();
-      return { body, contentType: opened.contentType, cacheControl: opened.cacheControl };
-    } catch (err) {
-      throw classifyS3Error(err, `GetObject ${key}`);
+    let body = opened.body;
+    if (body instanceof ReadableStream) {
+      // No declared length (a chunked answer).
+      try {
+        body = await new Response(body).bytes();
+      } catch (err) {
+        throw classifyS3Error(err, `GetObject ${key}`);
+      }
     }
+    return { body, contentType: opened.contentType, cacheControl: opened.cacheControl };
   }
 
   /**

@@ -256,7 +256,8 @@ export class S3Requester {
   ): Promise<Response> {
     const op = OPERATIONS[operation];
     try {
-      const credentials = await this.#credentials();
+      const known = this.#credentials();
+      const credentials = known instanceof Promise ? await known : known;
       const a = this.address;
       const path = a.path(key);
       const config = this.#client.config as unknown as { systemClockOffset?: number };
@@ -334,14 +335,25 @@ export class S3Requester {
 
   /**
    * The client's credentials: its provider (the SDK's chain, memoized, refreshed before they
-   * expire) is asked on every request, as the SDK's own signer does.
+   * expire) is asked on every request, as the SDK's own signer does, until it gives credentials
+   * without an expiry: the SDK's provider then answers those for good, and so does this, without
+   * a call into the provider.
    */
-  async #credentials(): Promise<S3Credentials> {
-    const provider = this.#client.config.credentials as unknown as () => Promise<S3Credentials>;
+  #credentials(): S3Credentials | Promise<S3Credentials> {
+    return this.#lasting ?? this.#askCredentials();
+  }
+
+  #lasting: S3Credentials | null = null;
+
+  async #askCredentials(): Promise<S3Credentials> {
+    const provider = this.#client.config.credentials as unknown as () => Promise<
+      S3Credentials & { expiration?: Date }
+    >;
     const c = await provider();
     if (typeof c?.accessKeyId !== "string" || typeof c.secretAccessKey !== "string") {
       throw new Error("Resolved credential object is not valid");
     }
+    if (c.expiration === undefined) this.#lasting = c;
     return c;
   }
 }

@@ -52,14 +52,15 @@ export interface OpenedObject extends ObjectMeta {
 /** An object opened for a hit and read whole at once (see {@linkcode OpenObject}). */
 export interface ReadObject extends ObjectMeta {
   body: Uint8Array;
+  /** The length the store gave for the object: a body cut short is shorter. */
   contentLength: number;
 }
 
 /**
  * Opens an object for streaming (read-mode hits), so a hit never holds a whole image in memory;
- * null when the key is absent. With `wholeUpTo`, an object the store already knows to be at
- * most that long may come read whole instead ({@linkcode ReadObject}): the caller would read it
- * whole anyway, and one read costs less than a stream.
+ * null when the key is absent. With `wholeUpTo`, an object the store knows, or is told, to be at
+ * most that long may come read whole instead ({@linkcode ReadObject}), under the call's signal:
+ * the caller would read it whole anyway, and one read costs less than a stream.
  */
 export interface OpenObject {
   (key: string, signal?: AbortSignal): Promise<OpenedObject | null>;
