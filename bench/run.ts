@@ -12,8 +12,8 @@
  * - miss and store: unique paths, every answer stored (null store, versitygw);
  * - hit: read mode, one stored 30 KB image, from the local store and from S3: versitygw (which
  *   closes every connection) and the null store (which keeps them open);
- * - paced misses: unique 30 KB misses from an upstream that answers in 100 ms, every answer
- *   stored: the proxy at a few hundred requests a second, as in front of real imgproxy;
+ * - paced misses (asked by name): unique 30 KB misses from an upstream answering in 100 ms,
+ *   every answer stored: a few hundred requests a second, as in front of real imgproxy;
  * - memory: 256 connections of unique 1 MB misses, RSS growth over idle;
  * - imgproxy: real imgproxy (1600×1200 JPEG → 300×300 JPEG, every request a miss) direct and
  *   behind the proxy (every answer stored, and nothing stored), and the bare proxy in front of it.

@@ -1,12 +1,17 @@
 /**
  * Micro-benchmark of one S3 PutObject path, against a store given by URL (the null store from
  * bench/servers.ts, or versitygw): `PutObjectCommand` through the SDK's stack and node:http,
- * the project's `S3Store.put` (its own signer + fetch), the SDK's signer + fetch, and a bare
- * unsigned fetch PUT (the floor).
+ * the project's `S3Store.put` (its own signer + fetch), the SDK's signer + fetch, a bare
+ * unsigned fetch PUT (the floor for `fetch`), and the same PUT written by hand on a kept
+ * connection (`socket`: HTTP/1.1 request bytes, the answer's head read back; the floor for any
+ * HTTP client in the runtime). `idle` sends nothing: with PACE_MS, what the pacing alone costs.
  *
  * Usage: deno run --allow-net=127.0.0.1 --allow-env --allow-read --allow-sys bench/s3-put.ts
- *   ENDPOINT VARIANT [SECONDS] [CONCURRENCY] [BYTES]
- * VARIANT: sdk-node (PutObjectCommand) | store (S3Store.put) | sdk-signed-fetch | fetch. Prints one JSON line with ops/s and CPU ms per op.
+ *   ENDPOINT VARIANT [SECONDS] [CONCURRENCY] [BYTES] [PACE_MS]
+ * VARIANT: sdk-node (PutObjectCommand) | store (S3Store.put) | sdk-signed-fetch | fetch | socket
+ * | idle. PACE_MS: each of the CONCURRENCY loops waits that long after each PUT (default 0): a
+ * low rate, as in front of imgproxy, where each PUT wakes an idle process. Prints one JSON line
+ * with ops/s and CPU ms per op.
  */
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import process from "node:process";
@@ -17,6 +22,7 @@ const [endpoint, variant, secArg, concArg, bytesArg] = Deno.args;
 const seconds = Number(secArg ?? 5);
 const concurrency = Number(concArg ?? 8);
 const body = new Uint8Array(Number(bytesArg ?? 30 * 1024)).fill(7);
+const paceMs = Number(Deno.args[5] ?? 0);
 const storeConfig: S3StoreConfig = {
   kind: "s3",
   bucket: "bench",
@@ -82,6 +88,34 @@ if (variant === "store") {
     await res.body?.cancel();
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
   };
+} else if (variant === "socket") {
+  const u = new URL(endpoint!);
+  const idle: Deno.TcpConn[] = [];
+  const buf = new Uint8Array(4096);
+  const decoder = new TextDecoder();
+  put = async (key) => {
+    const conn = idle.pop() ??
+      await Deno.connect({ hostname: u.hostname, port: Number(u.port || 80) });
+    const head = new TextEncoder().encode(
+      `PUT /bench/${key} HTTP/1.1\r\nhost: ${u.host}\r\ncontent-type: image/webp\r\n` +
+        `content-length: ${body.byteLength}\r\n\r\n`,
+    );
+    const request = new Uint8Array(head.byteLength + body.byteLength);
+    request.set(head);
+    request.set(body, head.byteLength);
+    for (let at = 0; at < request.byteLength;) at += await conn.write(request.subarray(at));
+    // The null store answers a PUT with a head and no body.
+    let answer = "";
+    while (!answer.includes("\r\n\r\n")) {
+      const got = await conn.read(buf);
+      if (got === null) throw new Error("the store closed the connection");
+      answer += decoder.decode(buf.subarray(0, got));
+    }
+    if (!answer.startsWith("HTTP/1.1 200")) throw new Error(answer.split("\r\n")[0]);
+    idle.push(conn);
+  };
+} else if (variant === "idle") {
+  put = () => Promise.resolve();
 } else {
   put = async (key) => {
     await client.send(
@@ -103,6 +137,7 @@ const loop = async (id: number, end: number, count: boolean) => {
   for (let i = 0; Date.now() < end; i++) {
     await put(`${run}-${count ? "m" : "w"}-${id}-${i}`);
     if (count) n++;
+    if (paceMs > 0) await new Promise((resolve) => setTimeout(resolve, paceMs));
   }
 };
 await Promise.all(Array.from({ length: concurrency }, (_, i) => loop(i, warmEnd, false)));
