@@ -1,7 +1,9 @@
 /**
  * The listener over real sockets: hostile clients (idle, slowloris, too many) are closed or
  * pushed out while normal requests keep being served; a taken address is a ListenError; answers
- * finished while shutting down carry `Connection: close`.
+ * finished while shutting down carry `Connection: close`, and those still in flight at the
+ * shutdown deadline are cut and told apart from answers sent in full; a request head the runtime
+ * refuses is counted.
  */
 import { listenerOptions } from "./support/listener.ts";
 import assert from "node:assert/strict";
@@ -257,4 +259,37 @@ Deno.test("listen: a request head the runtime refuses is answered 400 without th
   assert.equal(handled, 1);
   assert.equal(server.stats.withoutRequest, 1);
   assert.equal(server.stats.headerTimeouts + server.stats.idleTimeouts, 0);
+});
+
+Deno.test("listen: cutInFlight() cuts an answer still streaming, tells it was not sent, and shutdown ends", async () => {
+  let ended!: Promise<string>;
+  let answering!: () => void;
+  const answered = new Promise<void>((r) => answering = r);
+  const handler: ServeHandler = (_req, info, sent) => {
+    // Declares 100 bytes, sends 10, then nothing: still going at the deadline.
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new Uint8Array(10));
+      },
+    });
+    ended = info.completed.then(
+      () => new Promise<string>((resolve) => sent!.known(resolve)),
+      () => "completed rejected",
+    );
+    answering();
+    return new Response(body, { headers: { "content-length": "100" } });
+  };
+  // No timeout of the listener's own may cut it first.
+  const { server, port } = start(handler, { idleTimeoutMs: 60_000, sendTimeoutMs: 60_000 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  await within("the answer being handed over", answered);
+  const first = new Uint8Array(1024);
+  assert.ok((await conn.read(first)) !== null);
+  const shutdown = server.shutdown();
+  server.cutInFlight();
+  const { closed } = await readUntilClosed(conn, 10_000);
+  assert.ok(closed, "the connection was not cut");
+  await within("shutdown once the cut answer is done with", shutdown);
+  assert.equal(await ended, "aborted");
 });
