@@ -467,6 +467,16 @@ async function realImgproxy(): Promise<void> {
     }×`,
     q >= 0.95 && all,
   );
+  // With the CPUs saturated, direct × imgproxy's CPU per image / (imgproxy's + the proxy's)
+  // bounds proxied throughput: the bare proxy's bound is the closest the runtime allows.
+  const img = cpuUs(r.get("imgproxy direct")!);
+  const bound = (name: string) => (img / (img + cpuUs(r.get(name)!))).toFixed(2);
+  notes.push(
+    `real imgproxy: imgproxy's CPU per image over imgproxy's and the proxy's together (the ` +
+      `throughput bound once the CPUs are saturated): ${BARE} ${bound(BARE)}, ${PASS_ONLY} ${
+        bound(PASS_ONLY)
+      }, proxy + null store ${bound("proxy + null store")}`,
+  );
   await stop();
   await imgproxy.stop();
 }
