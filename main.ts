@@ -15,7 +15,7 @@ import {
   logSettings,
 } from "./lib/config.ts";
 import { logUnhandledRejections, onShutdownSignal } from "./lib/lifecycle.ts";
-import { createLogger, type Logger } from "./lib/log.ts";
+import { createLogger, type Logger, servingSink } from "./lib/log.ts";
 import { opsHandler } from "./lib/ops.ts";
 import { listen, ListenError, type Server } from "./lib/server.ts";
 import { registerListenerMetrics } from "./lib/defense_metrics.ts";
@@ -145,7 +145,7 @@ export async function main(
 
 if (import.meta.main) {
   // Even a failure nobody expected is one line in the configured format.
-  const logger = createLogger(logSettings(denoEnv));
+  const logger = createLogger(logSettings(denoEnv), servingSink());
   let code: number;
   try {
     code = await main(denoEnv, logger);

@@ -23,7 +23,7 @@
 import { type App, createApp, drainUploads, logStartup } from "./lib/app.ts";
 import { ConfigError, denoEnv, loadConfig, logSettings } from "./lib/config.ts";
 import { logUnhandledRejections, onShutdownSignal, RequestsInFlight } from "./lib/lifecycle.ts";
-import { consoleLogger, createLogger, type Logger } from "./lib/log.ts";
+import { consoleLogger, createLogger, type Logger, servingSink } from "./lib/log.ts";
 import { checkStoreAtStartup, newStoreCheckStats, type StoreRecheck } from "./lib/store_check.ts";
 import { Deadline } from "./lib/timers.ts";
 
@@ -33,7 +33,7 @@ let logger: Logger = consoleLogger;
 const inFlight = new RequestsInFlight();
 
 async function build(): Promise<App> {
-  logger = createLogger(logSettings(denoEnv));
+  logger = createLogger(logSettings(denoEnv), servingSink());
   logUnhandledRejections(logger);
   let config = loadConfig(denoEnv);
   const storeChecks = newStoreCheckStats();

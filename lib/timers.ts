@@ -4,8 +4,10 @@
  * never one timer per request), shutdown has one monotonic {@linkcode Deadline}, and the few
  * other waits (back-offs, retries, flushes, progress, time limits on requests) use
  * {@linkcode after}, {@linkcode sleep}, {@linkcode every} and {@linkcode timeLimit}, each
- * saying whether it keeps the process alive.
+ * saying whether it keeps the process alive; {@linkcode afterTurn} defers work to the end of
+ * the event loop's turn.
  */
+import { setImmediate } from "node:timers";
 
 /**
  * Whether a wait keeps the process alive. Every caller decides, with a one-line why:
@@ -45,6 +47,15 @@ export function sleep(
     const cancel = after(ms, () => end(true), options);
     signal?.addEventListener("abort", woken, { once: true });
   });
+}
+
+/**
+ * Calls `fn` once the current turn of the event loop has run its callbacks: the I/O completions
+ * that arrived together and everything they set off (Node's `setImmediate`, the "check" phase).
+ * Keeps the process alive until it has run, as pending output should.
+ */
+export function afterTurn(fn: () => void): void {
+  setImmediate(fn);
 }
 
 /** Calls `fn` every `ms` until the returned function is called (any number of times). */

@@ -205,3 +205,66 @@ Deno.test("createLogger() writes the configured format and drops lines below the
   createLogger({ format: "text", level: "INFO" }, info).log("DEBUG", "d");
   assert.deepEqual(info.outLines, []);
 });
+
+/**
+ * Runs `body` in a child process with `sink` = servingSink() and `logger` over it, stdout and
+ * stderr both into one pipe: the order of the output is the order of the writes.
+ */
+async function servingRun(body: string): Promise<{ code: number; lines: string[] }> {
+  const script = `import { createLogger, servingSink } from ${
+    JSON.stringify(new URL("../lib/log.ts", import.meta.url).href)
+  };
+const logger = createLogger({ format: "text", level: "DEBUG" }, servingSink());
+${body}`;
+  const out = await new Deno.Command("sh", {
+    args: ["-c", 'exec deno eval --quiet "$1" 2>&1', "sh", script],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  const lines = new TextDecoder().decode(out.stdout).split("\n").filter((l) => l !== "");
+  return { code: out.code, lines };
+}
+
+/** What each access-log-style line says, without the timestamp. */
+const said = (lines: string[]) =>
+  lines.map((l) => /^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d (.*)$/.exec(l)?.[1] ?? `(other) ${l}`);
+
+Deno.test("servingSink: a stderr line comes after the stdout lines logged before it", async () => {
+  const { code, lines } = await servingRun(`
+logger.log("INFO", "a");
+logger.log("INFO", "b");
+logger.log("WARN", "c");
+logger.log("INFO", "d");
+await new Promise((r) => setTimeout(r, 10));
+logger.log("INFO", "e");
+logger.log("ERROR", "f");`);
+  assert.equal(code, 0);
+  assert.deepEqual(said(lines), ["INFO a", "INFO b", "WARN c", "INFO d", "INFO e", "ERROR f"]);
+});
+
+Deno.test("servingSink: lines held when the process exits are written", async () => {
+  const { code, lines } = await servingRun(`
+logger.log("INFO", "before exit");
+Deno.exit(3);`);
+  assert.equal(code, 3);
+  assert.deepEqual(said(lines), ["INFO before exit"]);
+});
+
+Deno.test("servingSink: lines held when an uncaught error ends the process come before it", async () => {
+  const { code, lines } = await servingRun(`
+setTimeout(() => {
+  logger.log("INFO", "last words");
+  throw new Error("boom");
+}, 0);`);
+  assert.notEqual(code, 0);
+  assert.equal(said(lines)[0], "INFO last words");
+  assert.ok(lines.slice(1).some((l) => l.includes("boom")), lines.join("\n"));
+});
+
+Deno.test("servingSink: a burst larger than what is held is written whole and in order", async () => {
+  const { code, lines } = await servingRun(`
+for (let i = 0; i < 2000; i++) logger.log("INFO", "line", { i, pad: "x".repeat(100) });`);
+  assert.equal(code, 0);
+  assert.equal(lines.length, 2000);
+  lines.forEach((l, i) => assert.ok(l.includes(` INFO line i=${i} pad=`), l));
+});
