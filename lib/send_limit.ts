@@ -17,8 +17,9 @@
  * bounds it.
  *
  * One {@linkcode StallWatch} for all connections of a listener: handing an answer over costs
- * two clock reads and a header look-up, no timer.
+ * two clock reads and a look at its body (or, for a stream, its headers), no timer.
  */
+import { bodyKind } from "./body_kind.ts";
 import { declaredLength } from "./headers.ts";
 import { StallWatch, type Watched } from "./timers.ts";
 
@@ -94,8 +95,15 @@ export class ConnectionSend implements Watched {
   }
 }
 
-/** The bytes an answer owes: its declared length, when it is one a deadline can add. */
+/**
+ * The bytes an answer owes: a body held whole, its length; any other, its declared length, when
+ * it is one a deadline can add. A whole body's headers are not read: the runtime prepares such
+ * an answer for sending when it is built, and reading `res.headers` makes it throw that away
+ * and prepare it again (about 10 µs of a 30 KB hit's CPU).
+ */
 function owedBytes(res: Response): number {
+  const held = bodyKind(res);
+  if (held.kind === "whole" && held.length !== null) return held.length;
   const n = declaredLength(res.headers) ?? 0;
   return Number.isSafeInteger(n) ? n : 0;
 }

@@ -13,6 +13,7 @@ import { registerListenerMetrics } from "../lib/defense_metrics.ts";
 import type { Fields, Level, Logger } from "../lib/log.ts";
 import { Registry } from "../lib/prometheus.ts";
 import { listen, type ServeHandler, type ServerOptions } from "../lib/server.ts";
+import { SendLimits } from "../lib/send_limit.ts";
 import { startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { readUntilClosed, withTempDir } from "./support/net_fs.ts";
 import { within } from "./support/within.ts";
@@ -273,4 +274,32 @@ Deno.test("send limit: shutting down with a client that never reads ends once th
     conn.close();
     await server.shutdown();
   }
+});
+
+Deno.test("send limit: a body held whole owes its length, read from the body; a stream its declared length", () => {
+  const limits = new SendLimits({ graceMs: 60_000, minBytesPerSec: 1000 });
+  const req = new Request("http://x/");
+  const owedMs = (res: Response) => {
+    const send = limits.connection(() => {});
+    const before = performance.now();
+    send.handedOver(req, res);
+    const ms = send.since - before;
+    send.close();
+    return ms;
+  };
+  // 5000 bytes at 1000 B/s: 5 s, whether or not a length is declared (the runtime sends the
+  // body's own length).
+  const whole = owedMs(new Response(new Uint8Array(5000)));
+  assert.ok(whole >= 5000 && whole < 5000 + 1000, `${whole}`);
+  const declared = owedMs(
+    new Response(new Uint8Array(5000), { headers: { "content-length": "5000" } }),
+  );
+  assert.ok(declared >= 5000 && declared < 5000 + 1000, `${declared}`);
+  const stream = new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+  const streamed = owedMs(new Response(stream, { headers: { "content-length": "3000" } }));
+  assert.ok(streamed >= 3000 && streamed < 3000 + 1000, `${streamed}`);
+  const undeclared = owedMs(
+    new Response(new ReadableStream<Uint8Array>({ start: (c) => c.close() })),
+  );
+  assert.ok(undeclared >= 0 && undeclared < 1000, `${undeclared}`);
 });
