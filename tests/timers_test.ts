@@ -216,3 +216,59 @@ Deno.test("one timer mechanism: no timer is armed outside lib/timers.ts", async 
   }
   assert.deepEqual(armed, [], "use after/sleep/every/timeLimit/Deadline(s)/StallWatch instead");
 });
+
+Deno.test("Deadlines: one timer at a time for many slots, each call back in order and never early", async () => {
+  const armed: number[] = [];
+  const real = globalThis.setTimeout;
+  // Count the timers the deadlines arm (their waits are the long ones; the test's own are short).
+  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+    if ((ms ?? 0) > 15) armed.push(ms!);
+    return real(fn, ms);
+  }) as typeof setTimeout;
+  const pause = () => new Promise<void>((r) => real(r, 3));
+  try {
+    const deadlines = new Deadlines(40, 1);
+    const due: number[] = [];
+    const fired: { i: number; at: number }[] = [];
+    const last = Promise.withResolvers<void>();
+    const cancels: (() => void)[] = [];
+    for (let i = 0; i < 8; i++) {
+      due.push(performance.now() + 40);
+      cancels.push(deadlines.add(() => {
+        fired.push({ i, at: performance.now() });
+        if (i === 7) last.resolve();
+      }));
+      await pause();
+    }
+    // The first slot's calls all cancelled: the timer moves on to the next slot with calls.
+    cancels[0]!();
+    cancels[3]!();
+    const holding = after(60_000, () => {}, { ref: true });
+    await last.promise;
+    holding();
+    assert.deepEqual(fired.map((f) => f.i), [1, 2, 4, 5, 6, 7]);
+    for (const { i, at } of fired) {
+      assert.ok(at >= due[i]! - 1, `${i} came ${due[i]! - at} ms early`);
+    }
+    // One timer pending at a time: armed at the first add, then once per firing at most.
+    assert.ok(armed.length <= 1 + fired.length, `${armed.length} timers for ${fired.length} calls`);
+    assert.ok(armed.length < 8, `${armed.length} timers armed for 8 slots`);
+  } finally {
+    globalThis.setTimeout = real;
+  }
+});
+
+Deno.test("Deadlines: a call back that adds another gets it called after its own delay", async () => {
+  const deadlines = new Deadlines(20, 5);
+  const done = Promise.withResolvers<number>();
+  const started = performance.now();
+  deadlines.add(() => {
+    const second = performance.now();
+    deadlines.add(() => done.resolve(performance.now() - second));
+  });
+  const holding = after(60_000, () => {}, { ref: true });
+  const waited = await done.promise;
+  holding();
+  assert.ok(waited >= 19, `the second came after ${waited} ms`);
+  assert.ok(performance.now() - started >= 39);
+});
