@@ -268,3 +268,26 @@ for (let i = 0; i < 2000; i++) logger.log("INFO", "line", { i, pad: "x".repeat(1
   assert.equal(lines.length, 2000);
   lines.forEach((l, i) => assert.ok(l.includes(` INFO line i=${i} pad=`), l));
 });
+
+Deno.test("servingSink: a burst larger than what is held is written before its turn ends", async () => {
+  // stdout is a file here: its size tells, within the turn, what has been written so far.
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = `${dir}/out`;
+    const script = `import { createLogger, servingSink } from ${
+      JSON.stringify(new URL("../lib/log.ts", import.meta.url).href)
+    };
+const logger = createLogger({ format: "text", level: "DEBUG" }, servingSink());
+for (let i = 0; i < 2000; i++) logger.log("INFO", "line", { i, pad: "x".repeat(100) });
+Deno.exit(Deno.statSync("/dev/stdout").size >= 64 * 1024 ? 0 : 5);`;
+    const { code } = await new Deno.Command("sh", {
+      args: ["-c", 'exec deno eval --quiet "$1" > "$2"', "sh", script, out],
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
+    assert.equal(code, 0, "nothing written before the turn ended");
+    assert.equal((await Deno.readTextFile(out)).split("\n").filter((l) => l !== "").length, 2000);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
