@@ -9,7 +9,7 @@ import { LocalStore } from "../lib/store/local.ts";
 import { META_SUFFIX, parseStoreName, tempPath } from "../lib/store/local_names.ts";
 import { walkLocalStore } from "../lib/store/local_walk.ts";
 import { exists, freePort } from "./support/net_fs.ts";
-import { startServe } from "./support/serve_args.ts";
+import { serveEnv, withServe } from "./support/serve_args.ts";
 import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
 
 const K1 = "0123456789abcdef0123456789abcdef";
@@ -108,37 +108,27 @@ Deno.test("process: `deno serve` removes a crashed run's leftovers too, once it 
   await withFakeImgproxy("cleanup-serve-", async (fake, dir) => {
     const port = freePort();
     const { leftovers, kept, outside } = await crashLeftovers(dir, new Date(Date.now() - 3600e3));
-    const env = {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? dir,
+    const env = serveEnv(port, dir, {
       IMGPROXY_URL: fake.url,
       CACHE_DIR: dir,
-      // Only so lib/permissions.ts grants the address `deno serve --port` binds.
-      IMGPROXY_BIND: `127.0.0.1:${port}`,
-      NO_COLOR: "1",
-    };
-    const serve = await startServe(env, port);
+    });
     try {
-      // The first request builds the proxy (Deno prints its address before: it is listening).
-      await serve.line("Listening on");
-      const res = await fetch(`http://127.0.0.1:${port}/health`);
-      await res.body?.cancel();
-      assert.equal(res.status, 200);
-      const line = await serve.line("Removed a crashed run's leftovers");
-      assert.match(line, /tempFiles=3 orphans=2 bytes=500/);
-      for (const name of leftovers) assert.equal(await exists(`${dir}/${name}`), false, name);
-      for (const name of kept) assert.equal(await exists(`${dir}/${name}`), true, name);
-      serve.child.kill("SIGINT");
-      const { code, output } = await serve.done;
-      assert.equal(code, 0, output);
-      assert.doesNotMatch(output, /NotCapable|Requires \w+ access|Uncaught/);
+      await withServe(env, port, async (serve) => {
+        // The first request builds the proxy (Deno prints its address before: it is listening).
+        await serve.line("Listening on");
+        const res = await fetch(`http://127.0.0.1:${port}/health`);
+        await res.body?.cancel();
+        assert.equal(res.status, 200);
+        const line = await serve.line("Removed a crashed run's leftovers");
+        assert.match(line, /tempFiles=3 orphans=2 bytes=500/);
+        for (const name of leftovers) assert.equal(await exists(`${dir}/${name}`), false, name);
+        for (const name of kept) assert.equal(await exists(`${dir}/${name}`), true, name);
+        serve.child.kill("SIGINT");
+        const { code, output } = await serve.done;
+        assert.equal(code, 0, output);
+        assert.doesNotMatch(output, /NotCapable|Requires \w+ access|Uncaught/);
+      });
     } finally {
-      try {
-        serve.child.kill("SIGKILL");
-      } catch {
-        // already exited
-      }
-      await serve.done;
       await Deno.remove(outside);
     }
   });

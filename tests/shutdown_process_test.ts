@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { freePort } from "./support/net_fs.ts";
 import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
-import { startServe } from "./support/serve_args.ts";
+import { serveEnv, withServe } from "./support/serve_args.ts";
 
 /** The access lines of `output` for `target` (text format). */
 function accessLines(output: string, target: string): string[] {
@@ -89,9 +89,7 @@ Deno.test("process: a request still waiting for imgproxy at the shutdown deadlin
 Deno.test("process: `deno serve` stops the re-check of a store that did not answer, then exits 0", async () => {
   await withFakeImgproxy("shutdown-serve-", async (fake, dir) => {
     const port = freePort();
-    const env = {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? dir,
+    const env = serveEnv(port, dir, {
       IMGPROXY_URL: fake.url,
       S3_BUCKET: "images",
       // Nothing listens there: the store does not answer, so it is checked again while serving.
@@ -99,12 +97,8 @@ Deno.test("process: `deno serve` stops the re-check of a store that did not answ
       AWS_ACCESS_KEY_ID: "key",
       AWS_SECRET_ACCESS_KEY: "secret",
       AWS_REGION: "us-east-1",
-      // Only so lib/permissions.ts grants the address `deno serve --port` binds.
-      IMGPROXY_BIND: `127.0.0.1:${port}`,
-      NO_COLOR: "1",
-    };
-    const serve = await startServe(env, port);
-    try {
+    });
+    await withServe(env, port, async (serve) => {
       await serve.line("Listening on");
       // The first request builds the proxy, and the store check with it.
       const res = await fetch(`http://127.0.0.1:${port}/health`);
@@ -119,31 +113,19 @@ Deno.test("process: `deno serve` stops the re-check of a store that did not answ
         /INFO Stopped checking the store: it has not answered since start-up /,
       );
       assert.doesNotMatch(output, /NotCapable|Requires \w+ access|Uncaught/);
-    } finally {
-      try {
-        serve.child.kill("SIGKILL");
-      } catch {
-        // already exited
-      }
-      await serve.done;
-    }
+    });
   });
 });
 
 Deno.test("process: `deno serve` lets a response in flight finish before it exits, and logs it", async () => {
   await withFakeImgproxy("shutdown-serve-flight-", async (fake, dir) => {
     const port = freePort();
-    const env = {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? dir,
+    const env = serveEnv(port, dir, {
       IMGPROXY_URL: fake.url,
       CACHE_DIR: dir,
       UPLOAD_DRAIN_TIMEOUT_IN_SEC: "30",
-      IMGPROXY_BIND: `127.0.0.1:${port}`,
-      NO_COLOR: "1",
-    };
-    const serve = await startServe(env, port);
-    try {
+    });
+    await withServe(env, port, async (serve) => {
       await serve.line("Listening on");
       // imgproxy sends 2048 bytes in 8 chunks 150 ms apart: the answer is still going when the
       // signal comes. Not stored (no-store): no upload holds the process up meanwhile.
@@ -165,31 +147,19 @@ Deno.test("process: `deno serve` lets a response in flight finish before it exit
       const lines = accessLines(output, target);
       assert.equal(lines.length, 1, output);
       assert.match(lines[0]!, / status=200 bytes=2048 /);
-    } finally {
-      try {
-        serve.child.kill("SIGKILL");
-      } catch {
-        // already exited
-      }
-      await serve.done;
-    }
+    });
   }, { slowChunks: 8, slowChunkMs: 150 });
 });
 
 Deno.test("process: `deno serve` counts the responses still in flight at the deadline, then exits 0", async () => {
   await withFakeImgproxy("shutdown-serve-deadline-", async (fake, dir) => {
     const port = freePort();
-    const env = {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? dir,
+    const env = serveEnv(port, dir, {
       IMGPROXY_URL: fake.url,
       CACHE_DIR: dir,
       UPLOAD_DRAIN_TIMEOUT_IN_SEC: "1",
-      IMGPROXY_BIND: `127.0.0.1:${port}`,
-      NO_COLOR: "1",
-    };
-    const serve = await startServe(env, port);
-    try {
+    });
+    await withServe(env, port, async (serve) => {
       await serve.line("Listening on");
       // 80 chunks 100 ms apart: the answer outlasts the deadline.
       const target = "/_/plain/http://example.com/slowbody-nostore.jpg";
@@ -204,13 +174,6 @@ Deno.test("process: `deno serve` counts the responses still in flight at the dea
         output,
         /WARN Responses still in flight at the deadline: they will be cut at exit requests=1 /,
       );
-    } finally {
-      try {
-        serve.child.kill("SIGKILL");
-      } catch {
-        // already exited
-      }
-      await serve.done;
-    }
+    });
   }, { slowChunks: 80, slowChunkMs: 100 });
 });

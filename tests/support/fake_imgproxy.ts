@@ -323,22 +323,8 @@ export function startFakeImgproxy(options: FakeImgproxyOptions = {}): FakeImgpro
     cancelled,
     abandoned,
     completed,
-    async waitCancelled(text, ms = 3000) {
-      const deadline = Date.now() + ms;
-      while (Date.now() < deadline) {
-        if (cancelled.some((t) => t.includes(text))) return true;
-        await sleep(10);
-      }
-      return false;
-    },
-    async waitAbandoned(text, ms = 3000) {
-      const deadline = Date.now() + ms;
-      while (Date.now() < deadline) {
-        if (abandoned.some((t) => t.includes(text))) return true;
-        await sleep(10);
-      }
-      return false;
-    },
+    waitCancelled: (text, ms) => waitListed(cancelled, text, ms),
+    waitAbandoned: (text, ms) => waitListed(abandoned, text, ms),
     async close() {
       await server.shutdown();
       await server.finished;
@@ -424,3 +410,13 @@ function dechunk(data: Uint8Array): Uint8Array {
 
 /** Byte encoding of a UTF-8 string (handy for raw targets). */
 export const utf8 = (s: string): Uint8Array => encoder.encode(s);
+
+/** Waits until a target in `list` contains `text` (true), or `ms` passes (false). */
+async function waitListed(list: string[], text: string, ms = 3000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (list.some((t) => t.includes(text))) return true;
+    await sleep(10);
+  }
+  return false;
+}

@@ -70,3 +70,41 @@ export async function startServe(env: Record<string, string>, port: number) {
     },
   };
 }
+
+/**
+ * The environment of a `deno serve` test on 127.0.0.1:`port`: `vars`, with what the child needs
+ * to run (PATH, HOME) and `IMGPROXY_BIND`, only so lib/permissions.ts grants the address
+ * `deno serve --port` binds.
+ */
+export function serveEnv(
+  port: number,
+  home: string,
+  vars: Record<string, string>,
+): Record<string, string> {
+  return {
+    PATH: Deno.env.get("PATH") ?? "",
+    HOME: Deno.env.get("HOME") ?? home,
+    ...vars,
+    IMGPROXY_BIND: `127.0.0.1:${port}`,
+    NO_COLOR: "1",
+  };
+}
+
+/** Runs `body` with {@linkcode startServe}'s process, which is killed afterwards if still up. */
+export async function withServe(
+  env: Record<string, string>,
+  port: number,
+  body: (serve: Awaited<ReturnType<typeof startServe>>) => Promise<void>,
+): Promise<void> {
+  const serve = await startServe(env, port);
+  try {
+    await body(serve);
+  } finally {
+    try {
+      serve.child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+    await serve.done;
+  }
+}
