@@ -152,9 +152,7 @@ Deno.test("process: an answer given during SIGTERM's drain says Connection: clos
       // A kept-alive request whose answer imgproxy gives only after SIGTERM has come.
       const target = "/_/plain/http://example.com/slowhead.jpg";
       await conn.write(new TextEncoder().encode(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`));
-      while (!fake.requests.some((r) => r.target === target)) {
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      assert.ok(await fake.waitRequested(target, 30_000), "imgproxy got the request");
       stop(proxy);
       await proxy.waitFor("Shutting down");
       const { text, ending } = await readUntilClosed(conn, 20_000);

@@ -489,7 +489,7 @@ for (const shared of [true, false]) {
     try {
       const conn = await sendGet(h, "/_/plain/http://example.com/slowhead-gone.jpg", extra);
       // imgproxy has the request before the client leaves.
-      while (h.fake.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(await h.fake.waitRequested("slowhead-gone", 10_000), "imgproxy got the request");
       conn.close();
       assert.ok(
         await h.fake.waitAbandoned("slowhead-gone", 10_000),
@@ -537,7 +537,7 @@ Deno.test("proxy cancels a coalesced request to imgproxy when the last of its cl
   try {
     const path = "/_/plain/http://example.com/slowhead-all.jpg";
     const { clients, answers } = coalescedCalls(h, path, 3);
-    while (h.fake.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(await h.fake.waitRequested("slowhead-all", 10_000), "imgproxy got the request");
     for (const c of clients) c.abort();
     assert.ok(await h.fake.waitAbandoned("slowhead-all", 10_000), "imgproxy's request cancelled");
     assert.equal(h.fake.requests.length, 1);

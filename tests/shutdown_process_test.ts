@@ -69,9 +69,7 @@ Deno.test("process: a request still waiting for imgproxy at the shutdown deadlin
         (res) => res.body?.cancel(),
         () => {},
       );
-      while (!fake.requests.some((r) => r.target === target)) {
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      assert.ok(await fake.waitRequested(target, 30_000), "imgproxy got the request");
       stop(proxy);
       const { code, output } = await proxy.done;
       await answer;

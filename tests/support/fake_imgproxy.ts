@@ -74,6 +74,8 @@ export interface FakeImgproxy {
   waitCancelled(text: string, ms?: number): Promise<boolean>;
   /** Waits until a request for a target containing `text` is abandoned (or `ms` passes). */
   waitAbandoned(text: string, ms?: number): Promise<boolean>;
+  /** Waits until a request for a target containing `text` has arrived (or `ms` passes). */
+  waitRequested(text: string, ms?: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -323,8 +325,9 @@ export function startFakeImgproxy(options: FakeImgproxyOptions = {}): FakeImgpro
     cancelled,
     abandoned,
     completed,
-    waitCancelled: (text, ms) => waitListed(cancelled, text, ms),
-    waitAbandoned: (text, ms) => waitListed(abandoned, text, ms),
+    waitCancelled: (text, ms) => waitUntil(() => cancelled.some((t) => t.includes(text)), ms),
+    waitAbandoned: (text, ms) => waitUntil(() => abandoned.some((t) => t.includes(text)), ms),
+    waitRequested: (text, ms) => waitUntil(() => requests.some((r) => r.target.includes(text)), ms),
     async close() {
       await server.shutdown();
       await server.finished;
@@ -411,11 +414,11 @@ function dechunk(data: Uint8Array): Uint8Array {
 /** Byte encoding of a UTF-8 string (handy for raw targets). */
 export const utf8 = (s: string): Uint8Array => encoder.encode(s);
 
-/** Waits until a target in `list` contains `text` (true), or `ms` passes (false). */
-async function waitListed(list: string[], text: string, ms = 3000): Promise<boolean> {
+/** Waits until `done()` holds (true), or `ms` passes (false). */
+async function waitUntil(done: () => boolean, ms = 3000): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    if (list.some((t) => t.includes(text))) return true;
+    if (done()) return true;
     await sleep(10);
   }
   return false;
