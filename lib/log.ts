@@ -131,7 +131,7 @@ export const consoleSink: Sink = {
   err: (line) => writeLine(Deno.stderr, line),
 };
 
-/** Bytes of stdout lines held before they are written without waiting for the turn's end. */
+/** Characters of stdout lines held before they are written without waiting for the turn's end. */
 const HELD_MAX = 64 * 1024;
 
 /**
@@ -141,10 +141,10 @@ const HELD_MAX = 64 * 1024;
  * connections), and where stdout is a pipe (as container runtimes collect it) every write also
  * wakes the reader, which the writing process pays for. Nothing is reordered or dropped on the
  * way out: a stderr line (WARN, ERROR) first writes the stdout lines held before it, and the
- * lines held are written when they reach {@linkcode HELD_MAX} bytes, when the process exits
- * (`Deno.exit`, the end of the program: the `unload` event) and when an error nobody caught is
- * about to end it (the `error` event). A process killed outright (SIGKILL, out of memory) loses
- * the lines of the turn it was in, at most.
+ * lines held are written when they reach {@linkcode HELD_MAX} characters, when the process
+ * exits (`Deno.exit`, the end of the program: the `unload` event) and when an error or a
+ * rejection nobody handled is about to end it (the `error` and `unhandledrejection` events). A
+ * process killed outright (SIGKILL, out of memory) loses the lines of the turn it was in, at most.
  */
 export function servingSink(): Sink {
   let held: string[] = [];
@@ -163,6 +163,7 @@ export function servingSink(): Sink {
   };
   globalThis.addEventListener("unload", flush);
   globalThis.addEventListener("error", flush);
+  globalThis.addEventListener("unhandledrejection", flush);
   return {
     out(line) {
       held.push(line);

@@ -261,6 +261,17 @@ setTimeout(() => {
   assert.ok(lines.slice(1).some((l) => l.includes("boom")), lines.join("\n"));
 });
 
+Deno.test("servingSink: lines held when an unhandled rejection ends the process come before it", async () => {
+  const { code, lines } = await servingRun(`
+setTimeout(() => {
+  logger.log("INFO", "last words");
+  Promise.reject(new Error("rejected"));
+}, 0);`);
+  assert.notEqual(code, 0);
+  assert.equal(said(lines)[0], "INFO last words");
+  assert.ok(lines.slice(1).some((l) => l.includes("rejected")), lines.join("\n"));
+});
+
 Deno.test("servingSink: a burst larger than what is held is written whole and in order", async () => {
   const { code, lines } = await servingRun(`
 for (let i = 0; i < 2000; i++) logger.log("INFO", "line", { i, pad: "x".repeat(100) });`);
