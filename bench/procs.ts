@@ -299,11 +299,18 @@ export async function waitIdle(pid: number, maxMs = 60_000, windowMs = 300): Pro
 
 // ---------------------------------------------------------------------------------------------
 
+/** How many events a proxy's log lines containing `text` tell of. */
 export async function countLog(name: string, text: string): Promise<number> {
   try {
     const log = await Deno.readTextFile(`${tmp}/${name}.log`);
     let n = 0;
-    for (let i = log.indexOf(text); i !== -1; i = log.indexOf(text, i + 1)) n++;
+    for (const line of log.split("\n")) {
+      if (!line.includes(text)) continue;
+      // The proxy writes the first warning of a kind in an interval, then one line with how many
+      // more there were (`repeated=N`): each of those stands for N events.
+      const repeated = / repeated=(\d+)/.exec(line);
+      n += repeated === null ? 1 : Number(repeated[1]);
+    }
     return n;
   } catch {
     return 0;

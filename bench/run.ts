@@ -161,6 +161,8 @@ async function missAndStore(upstream: Proc, bare: Proc): Promise<void> {
     unique: "/30k/{}.webp",
   });
   for (const { label, proc, count } of checks) {
+    // Stopped first: it drains its uploads and writes the warnings it was still counting.
+    await proc.stop();
     const stored = await settleCount(count);
     const skipped = await countLog(proc.name, "Upload skipped");
     const failed = await countLog(proc.name, "Upload failed");
@@ -419,6 +421,8 @@ async function storedNotes(
 ): Promise<boolean> {
   let all = true;
   for (const { label, proc, store } of checks) {
+    // Stopped first: it drains its uploads and writes the warnings it was still counting.
+    await proc.stop();
     const stored = await settleCount(() => nullStoreCount(store));
     const skipped = await countLog(proc.name, "Upload skipped");
     const failed = await countLog(proc.name, "Upload failed");
