@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { freePort } from "./support/net_fs.ts";
 import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
 import { serveEnv, withServe } from "./support/serve_args.ts";
+import type { FakeImgproxy, FakeImgproxyOptions } from "./support/fake_imgproxy.ts";
 
 /** The access lines of `output` for `target` (text format). */
 function accessLines(output: string, target: string): string[] {
@@ -15,8 +16,16 @@ function accessLines(output: string, target: string): string[] {
   );
 }
 
-Deno.test("process: an answer still streaming at the shutdown deadline is cut and logged end=aborted", async () => {
-  await withFakeImgproxy("shutdown-stream-", async (fake, dir) => {
+/**
+ * Runs `fn` with the real program (`deno run`) in front of a fake imgproxy, listening on `port`,
+ * its shutdown deadline 1 s away from the signal; stops it whatever happens.
+ */
+async function withProgram(
+  prefix: string,
+  fn: (proxy: ReturnType<typeof start>, port: number, fake: FakeImgproxy) => Promise<void>,
+  options: FakeImgproxyOptions,
+): Promise<void> {
+  await withFakeImgproxy(prefix, async (fake, dir) => {
     const port = freePort();
     const proxy = start({
       IMGPROXY_URL: fake.url,
@@ -27,60 +36,53 @@ Deno.test("process: an answer still streaming at the shutdown deadline is cut an
     });
     try {
       await proxy.waitFor("Listening");
-      // imgproxy sends a chunk every 100 ms for 8 s: the answer outlasts the deadline.
-      const target = "/_/plain/http://example.com/slowbody.jpg";
-      const res = await fetch(`http://127.0.0.1:${port}${target}`);
-      assert.equal(res.status, 200);
-      const reader = res.body!.getReader();
-      assert.equal((await reader.read()).done, false);
-      stop(proxy);
-      // The client keeps reading until the proxy cuts the answer.
-      await reader.read().then(async function more(r): Promise<void> {
-        if (!r.done) return more(await reader.read());
-      }).catch(() => {});
-      const { code, output } = await proxy.done;
-      assert.equal(code, 0, output);
-      assert.match(output, /Responses still in flight at the deadline/);
-      const lines = accessLines(output, target);
-      assert.equal(lines.length, 1, output);
-      assert.match(lines[0]!, / status=200 /);
-      assert.match(lines[0]!, / end=aborted/);
-      assert.doesNotMatch(lines[0]!, / bytes=/);
+      await fn(proxy, port, fake);
     } finally {
       await stopAndWait(proxy);
     }
+  }, options);
+}
+
+Deno.test("process: an answer still streaming at the shutdown deadline is cut and logged end=aborted", async () => {
+  await withProgram("shutdown-stream-", async (proxy, port) => {
+    // imgproxy sends a chunk every 100 ms for 8 s: the answer outlasts the deadline.
+    const target = "/_/plain/http://example.com/slowbody.jpg";
+    const res = await fetch(`http://127.0.0.1:${port}${target}`);
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    assert.equal((await reader.read()).done, false);
+    stop(proxy);
+    // The client keeps reading until the proxy cuts the answer.
+    await reader.read().then(async function more(r): Promise<void> {
+      if (!r.done) return more(await reader.read());
+    }).catch(() => {});
+    const { code, output } = await proxy.done;
+    assert.equal(code, 0, output);
+    assert.match(output, /Responses still in flight at the deadline/);
+    const lines = accessLines(output, target);
+    assert.equal(lines.length, 1, output);
+    assert.match(lines[0]!, / status=200 /);
+    assert.match(lines[0]!, / end=aborted/);
+    assert.doesNotMatch(lines[0]!, / bytes=/);
   }, { slowChunks: 80, slowChunkMs: 100 });
 });
 
 Deno.test("process: a request still waiting for imgproxy at the shutdown deadline is cut and logged 499", async () => {
-  await withFakeImgproxy("shutdown-head-", async (fake, dir) => {
-    const port = freePort();
-    const proxy = start({
-      IMGPROXY_URL: fake.url,
-      CACHE_DIR: dir,
-      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
-      IMGPROXY_BIND: `127.0.0.1:${port}`,
-      UPLOAD_DRAIN_TIMEOUT_IN_SEC: "1",
-    });
-    try {
-      await proxy.waitFor("Listening");
-      const target = "/_/plain/http://example.com/slowhead.jpg";
-      const answer = fetch(`http://127.0.0.1:${port}${target}`).then(
-        (res) => res.body?.cancel(),
-        () => {},
-      );
-      assert.ok(await fake.waitRequested(target, 30_000), "imgproxy got the request");
-      stop(proxy);
-      const { code, output } = await proxy.done;
-      await answer;
-      assert.equal(code, 0, output);
-      const lines = accessLines(output, target);
-      assert.equal(lines.length, 1, output);
-      assert.match(lines[0]!, / status=499 /);
-      assert.match(lines[0]!, / cache=NONE /);
-    } finally {
-      await stopAndWait(proxy);
-    }
+  await withProgram("shutdown-head-", async (proxy, port, fake) => {
+    const target = "/_/plain/http://example.com/slowhead.jpg";
+    const answer = fetch(`http://127.0.0.1:${port}${target}`).then(
+      (res) => res.body?.cancel(),
+      () => {},
+    );
+    assert.ok(await fake.waitRequested(target, 30_000), "imgproxy got the request");
+    stop(proxy);
+    const { code, output } = await proxy.done;
+    await answer;
+    assert.equal(code, 0, output);
+    const lines = accessLines(output, target);
+    assert.equal(lines.length, 1, output);
+    assert.match(lines[0]!, / status=499 /);
+    assert.match(lines[0]!, / cache=NONE /);
   }, { slowHeadersMs: 6000 });
 });
 
