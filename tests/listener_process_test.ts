@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { freePort, readUntilClosed } from "./support/net_fs.ts";
-import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
+import { start, stop, stopAndWait, withFakeImgproxy, withProcess } from "./support/process.ts";
 
 /** A fake imgproxy and a temporary directory for one test. */
 const withFake = (fn: (imgproxyUrl: string, dir: string) => Promise<void>) =>
@@ -138,31 +138,19 @@ Deno.test("process: connections closed for want of a request head are counted in
 });
 
 Deno.test("process: an answer given during SIGTERM's drain says Connection: close, then the connection closes", async () => {
-  await withFakeImgproxy("listener-drain-", async (fake, dir) => {
-    const port = freePort();
-    const proxy = start({
-      IMGPROXY_URL: fake.url,
-      CACHE_DIR: dir,
-      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
-      IMGPROXY_BIND: `127.0.0.1:${port}`,
-    });
-    try {
-      await proxy.waitFor("Listening");
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      // A kept-alive request whose answer imgproxy gives only after SIGTERM has come.
-      const target = "/_/plain/http://example.com/slowhead.jpg";
-      await conn.write(new TextEncoder().encode(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`));
-      assert.ok(await fake.waitRequested(target, 30_000), "imgproxy got the request");
-      stop(proxy);
-      await proxy.waitFor("Shutting down");
-      const { text, ending } = await readUntilClosed(conn, 20_000);
-      assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
-      assert.match(text, /\r\nconnection: close\r\n/i, text.slice(0, 400));
-      assert.equal(ending, "eof", "the connection stayed open after the answer");
-      const { code, output } = await proxy.done;
-      assert.equal(code, 0, output);
-    } finally {
-      await stopAndWait(proxy);
-    }
-  }, { slowHeadersMs: 1500 });
+  await withProcess({ slowHeadersMs: 1500 }, {}, async (proxy, base, _dir, fake) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(base).port) });
+    // A kept-alive request whose answer imgproxy gives only after SIGTERM has come.
+    const target = "/_/plain/http://example.com/slowhead.jpg";
+    await conn.write(new TextEncoder().encode(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    assert.ok(await fake.waitRequested(target, 30_000), "imgproxy got the request");
+    stop(proxy);
+    await proxy.waitFor("Shutting down");
+    const { text, ending } = await readUntilClosed(conn, 20_000);
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(text, /\r\nconnection: close\r\n/i, text.slice(0, 400));
+    assert.equal(ending, "eof", "the connection stayed open after the answer");
+    const { code, output } = await proxy.done;
+    assert.equal(code, 0, output);
+  });
 });

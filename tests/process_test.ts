@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { type FakeImgproxy, imageBytes, startFakeImgproxy } from "./support/fake_imgproxy.ts";
 import { freePort } from "./support/net_fs.ts";
-import { type Proxy, start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
+import { start, stop, withFakeImgproxy, withProcess } from "./support/process.ts";
 import { startS3, type TestS3 } from "./support/s3.ts";
 
 const md5 = (s: string) => createHash("md5").update(s, "utf8").digest("hex");
@@ -137,33 +137,6 @@ Deno.test("process exits non-zero when imgproxy never becomes healthy", async ()
     assert.ok(fake.requests.some((r) => r.target === "/health"));
   }, { healthy: false });
 });
-
-/**
- * Runs `fn` against the real program (local store in a temp dir, the stand-in imgproxy) and
- * always stops and cleans up after it.
- */
-async function withProcess(
-  fakeOptions: Parameters<typeof startFakeImgproxy>[0],
-  env: Record<string, string>,
-  fn: (proxy: Proxy, base: string, dir: string) => Promise<void>,
-): Promise<void> {
-  await withFakeImgproxy("process-", async (fake, dir) => {
-    const port = freePort();
-    const proxy = start({
-      CACHE_DIR: dir,
-      IMGPROXY_URL: fake.url,
-      IMGPROXY_BIND: `127.0.0.1:${port}`,
-      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
-      ...env,
-    });
-    try {
-      await proxy.waitFor("Listening");
-      await fn(proxy, `http://127.0.0.1:${port}`, dir);
-    } finally {
-      await stopAndWait(proxy);
-    }
-  }, fakeOptions);
-}
 
 Deno.test("process finishes a response in flight on SIGTERM and stores it before exiting", async () => {
   // 5 chunks, one every 300 ms: SIGTERM arrives while the body is streaming.

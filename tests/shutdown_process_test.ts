@@ -5,9 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { freePort } from "./support/net_fs.ts";
-import { start, stop, stopAndWait, withFakeImgproxy } from "./support/process.ts";
+import { stop, withFakeImgproxy, withProcess } from "./support/process.ts";
 import { serveEnv, withServe } from "./support/serve_args.ts";
-import type { FakeImgproxy, FakeImgproxyOptions } from "./support/fake_imgproxy.ts";
+
+/** The shutdown deadline, 1 s after the signal. */
+const DEADLINE_1S = { UPLOAD_DRAIN_TIMEOUT_IN_SEC: "1" };
 
 /** The access lines of `output` for `target` (text format). */
 function accessLines(output: string, target: string): string[] {
@@ -16,38 +18,11 @@ function accessLines(output: string, target: string): string[] {
   );
 }
 
-/**
- * Runs `fn` with the real program (`deno run`) in front of a fake imgproxy, listening on `port`,
- * its shutdown deadline 1 s away from the signal; stops it whatever happens.
- */
-async function withProgram(
-  prefix: string,
-  fn: (proxy: ReturnType<typeof start>, port: number, fake: FakeImgproxy) => Promise<void>,
-  options: FakeImgproxyOptions,
-): Promise<void> {
-  await withFakeImgproxy(prefix, async (fake, dir) => {
-    const port = freePort();
-    const proxy = start({
-      IMGPROXY_URL: fake.url,
-      CACHE_DIR: dir,
-      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
-      IMGPROXY_BIND: `127.0.0.1:${port}`,
-      UPLOAD_DRAIN_TIMEOUT_IN_SEC: "1",
-    });
-    try {
-      await proxy.waitFor("Listening");
-      await fn(proxy, port, fake);
-    } finally {
-      await stopAndWait(proxy);
-    }
-  }, options);
-}
-
 Deno.test("process: an answer still streaming at the shutdown deadline is cut and logged end=aborted", async () => {
-  await withProgram("shutdown-stream-", async (proxy, port) => {
+  await withProcess({ slowChunks: 80, slowChunkMs: 100 }, DEADLINE_1S, async (proxy, base) => {
     // imgproxy sends a chunk every 100 ms for 8 s: the answer outlasts the deadline.
     const target = "/_/plain/http://example.com/slowbody.jpg";
-    const res = await fetch(`http://127.0.0.1:${port}${target}`);
+    const res = await fetch(`${base}${target}`);
     assert.equal(res.status, 200);
     const reader = res.body!.getReader();
     assert.equal((await reader.read()).done, false);
@@ -64,13 +39,13 @@ Deno.test("process: an answer still streaming at the shutdown deadline is cut an
     assert.match(lines[0]!, / status=200 /);
     assert.match(lines[0]!, / end=aborted/);
     assert.doesNotMatch(lines[0]!, / bytes=/);
-  }, { slowChunks: 80, slowChunkMs: 100 });
+  });
 });
 
 Deno.test("process: a request still waiting for imgproxy at the shutdown deadline is cut and logged 499", async () => {
-  await withProgram("shutdown-head-", async (proxy, port, fake) => {
+  await withProcess({ slowHeadersMs: 6000 }, DEADLINE_1S, async (proxy, base, _dir, fake) => {
     const target = "/_/plain/http://example.com/slowhead.jpg";
-    const answer = fetch(`http://127.0.0.1:${port}${target}`).then(
+    const answer = fetch(`${base}${target}`).then(
       (res) => res.body?.cancel(),
       () => {},
     );
@@ -83,7 +58,7 @@ Deno.test("process: a request still waiting for imgproxy at the shutdown deadlin
     assert.equal(lines.length, 1, output);
     assert.match(lines[0]!, / status=499 /);
     assert.match(lines[0]!, / cache=NONE /);
-  }, { slowHeadersMs: 6000 });
+  });
 });
 
 Deno.test("process: `deno serve` stops the re-check of a store that did not answer, then exits 0", async () => {

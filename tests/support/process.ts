@@ -3,6 +3,7 @@
  * lib/permissions.ts computes), with its output collected.
  */
 import { fileURLToPath } from "node:url";
+import { freePort } from "./net_fs.ts";
 import { type FakeImgproxy, type FakeImgproxyOptions, startFakeImgproxy } from "./fake_imgproxy.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -97,4 +98,32 @@ export async function withFakeImgproxy(
     await fake.close();
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/**
+ * Runs `fn` against the real program (local store in a temp dir, a fake imgproxy made with
+ * `fakeOptions`, `env` on top of the defaults below), once it listens, and always stops and
+ * cleans up after it. `base` is the program's own URL.
+ */
+export async function withProcess(
+  fakeOptions: FakeImgproxyOptions,
+  env: Record<string, string>,
+  fn: (proxy: Proxy, base: string, dir: string, fake: FakeImgproxy) => Promise<void>,
+): Promise<void> {
+  await withFakeImgproxy("process-", async (fake, dir) => {
+    const port = freePort();
+    const proxy = start({
+      CACHE_DIR: dir,
+      IMGPROXY_URL: fake.url,
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      HEALTH_CHECK_TIMEOUT_IN_SEC: "10",
+      ...env,
+    });
+    try {
+      await proxy.waitFor("Listening");
+      await fn(proxy, `http://127.0.0.1:${port}`, dir, fake);
+    } finally {
+      await stopAndWait(proxy);
+    }
+  }, fakeOptions);
 }
