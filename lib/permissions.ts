@@ -19,6 +19,7 @@ import {
   VARIABLES,
 } from "./config.ts";
 import { createLogger } from "./log.ts";
+import { PROXY_ENV } from "./store/env_proxy.ts";
 
 /** Variables the AWS SDK reads besides `AWS_*` (seen under Deno: see the facts file). */
 export const SDK_ENV = ["HOME", "USERPROFILE", "HOMEPATH", "HOMEDRIVE", "_X_AMZN_TRACE_ID"];
@@ -74,6 +75,8 @@ export function permissionFlags(
       net.add(`${config.store.bucket}.${hostPort(config.store.endpoint)}`);
     }
     for (const name of SDK_ENV) envNames.add(name);
+    // The store's PUTs go over fetch when fetch would use a proxy (lib/store/env_proxy.ts).
+    for (const name of PROXY_ENV) envNames.add(name);
     envNames.add("AWS_*");
     const staticKeys = (env("AWS_ACCESS_KEY_ID") ?? "") !== "";
     if (!staticKeys) {

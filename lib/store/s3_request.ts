@@ -3,7 +3,7 @@
  * (same addressing, path, query, signed headers, signature), but with `fetch` instead of through
  * the SDK's middleware stack and `node:http`, and signed by lib/store/s3_sign.ts with the SDK
  * client's credentials, the region and the client's clock-skew offset. The answer's body streams
- * natively.
+ * natively. PutObject goes on connections of the store's own instead (lib/store/s3_put.ts).
  *
  * The SDK's telemetry headers (`user-agent`, `x-amz-user-agent`, `amz-sdk-invocation-id`,
  * `amz-sdk-request`) are not sent. tests/s3_wire_test.ts proves every other byte equal to what
@@ -20,6 +20,8 @@ import {
   sha256Hex,
   SigV4Signer,
 } from "./s3_sign.ts";
+import { s3PutOrigin, sendPut } from "./s3_put.ts";
+import type { Connect, Http1Origin } from "./http1.ts";
 
 /** S3 error names that mean "slow down" or a transient server problem. */
 const TRANSIENT_NAMES = new Set([
@@ -233,13 +235,29 @@ export class S3Requester {
   #region: string;
   readonly #fetch: typeof fetch;
   readonly #signer = new SigV4Signer("s3");
+  /** Where PutObject is sent over connections of our own; null: over `fetch`. */
+  readonly #put: Http1Origin | null;
 
-  /** `fetchFn` replaces `fetch` (tests route requests to a local socket). */
-  constructor(config: S3StoreConfig, client: S3Client, fetchFn: typeof fetch = fetch) {
+  /**
+   * `fetchFn` replaces `fetch`, `connect` how PutObject's connections are opened (tests route
+   * requests to a local socket).
+   */
+  constructor(
+    config: S3StoreConfig,
+    client: S3Client,
+    fetchFn: typeof fetch = fetch,
+    connect?: Connect,
+  ) {
     this.address = s3Address(config);
     this.#client = client;
     this.#region = config.region;
     this.#fetch = fetchFn;
+    this.#put = s3PutOrigin(this.address, connect);
+  }
+
+  /** Closes the connections kept for PutObject. */
+  close(): void {
+    this.#put?.close();
   }
 
   /**
@@ -275,6 +293,9 @@ export class S3Requester {
         this.#region,
         Date.now() + (config.systemClockOffset ?? 0),
       );
+      if (this.#put !== null && body !== undefined && operation === "PutObject") {
+        return await sendPut(this.#put, path + op.search, headers, body, signal);
+      }
       // A record, not a Headers object: fetch copies a record without iterating it.
       const sent: Record<string, string> = {};
       for (const name in headers) {

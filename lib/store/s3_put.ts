@@ -1,0 +1,60 @@
+/**
+ * PutObject over HTTP/1.1 connections of the store's own ({@linkcode Http1Origin}) instead of
+ * `fetch`: a stored miss's largest cost in the runtime (docs/performance.md). PutObject goes
+ * over `fetch` still when `fetch` would send it through a proxy named in the environment
+ * (lib/store/env_proxy.ts).
+ */
+import { STATUS_CODES } from "node:http";
+import type { S3Address } from "./s3_request.ts";
+import { type Connect, Http1Origin } from "./http1.ts";
+import { type EnvGet, proxiedByEnv } from "./env_proxy.ts";
+
+/** The most of an answer's body read: S3's error documents are a few hundred bytes. */
+const ANSWER_BODY_MAX = 65536;
+
+/** The environment as the program may read it; a variable it may not read counts as set. */
+function denoEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return "(unreadable)";
+  }
+}
+
+/**
+ * The connections PutObject uses for `address`, or null when it goes over `fetch`. `connect`
+ * replaces how they are opened (tests route them to a local socket).
+ */
+export function s3PutOrigin(
+  address: S3Address,
+  connect?: Connect,
+  env: EnvGet = denoEnv,
+): Http1Origin | null {
+  if (connect !== undefined) return new Http1Origin(connect);
+  const u = new URL(address.origin);
+  if (u.protocol !== "http:" || proxiedByEnv(u, env)) return null;
+  const hostname = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+  const port = Number(u.port || 80);
+  return new Http1Origin(() => Deno.connect({ hostname, port }));
+}
+
+/**
+ * Sends a signed PutObject (`headers` as signed, with host and content-length); the answer as a
+ * `Response`, its status text the standard one, as `fetch` gives it.
+ */
+export async function sendPut(
+  origin: Http1Origin,
+  target: string,
+  headers: Record<string, string>,
+  body: Uint8Array,
+  signal?: AbortSignal,
+): Promise<Response> {
+  const a = await origin.request("PUT", target, headers, body, ANSWER_BODY_MAX, signal);
+  if (a.status < 200 || a.status > 599) throw new Error(`unexpected answer: HTTP ${a.status}`);
+  const nullBody = a.body.byteLength === 0 || a.status === 204 || a.status === 304;
+  return new Response(nullBody ? null : a.body as Uint8Array<ArrayBuffer>, {
+    status: a.status,
+    statusText: STATUS_CODES[a.status] ?? "",
+    headers: a.headers,
+  });
+}
