@@ -60,11 +60,25 @@ export function countBytes(
 export function cacheStatus(res: Response): { cache: string; reason?: string } {
   const x = res.headers.get("x-cache");
   if (x === null) return { cache: "NONE" };
-  const [word, ...params] = x.split(";");
-  const cache = word!.trim().toUpperCase();
+  const semi = x.indexOf(";");
+  const cache = (semi === -1 ? x : x.slice(0, semi)).trim().toUpperCase();
   if (cache === "HIT" && res.status === 302) return { cache: "REDIRECT" };
-  const reason = params.map((p) => p.trim()).find((p) => p.startsWith("reason="));
-  return { cache, reason: reason?.slice("reason=".length) };
+  return { cache, reason: semi === -1 ? undefined : reasonParam(x, semi + 1) };
+}
+
+/**
+ * The value of the first `reason=` parameter of `x` from `from` on (parameters separated by
+ * ";", each trimmed), if any. Walked with indexOf rather than split into arrays: one line per
+ * request reads it.
+ */
+function reasonParam(x: string, from: number): string | undefined {
+  for (;;) {
+    const end = x.indexOf(";", from);
+    const param = x.slice(from, end === -1 ? x.length : end).trim();
+    if (param.startsWith("reason=")) return param.slice("reason=".length);
+    if (end === -1) return undefined;
+    from = end + 1;
+  }
 }
 
 /**

@@ -43,6 +43,8 @@ export function endOf(connectionError: unknown): BodyEnd {
   return CLIENT_GONE.test(`${e?.name ?? ""} ${e?.message ?? ""}`) ? "aborted" : "error";
 }
 
+const nothing = () => {};
+
 interface Waiting {
   index: number;
   fn: (end: BodyEnd) => void;
@@ -80,7 +82,7 @@ export class ConnectionAnswers {
   known(index: number, fn: (end: BodyEnd) => void): void {
     if (index < this.#dispatched - 1) return fn("complete");
     if (this.#ended !== null) return fn(this.#ended);
-    const w: Waiting = { index, fn, cancel: () => {} };
+    const w: Waiting = { index, fn, cancel: nothing };
     w.cancel = this.#settle.add(() => {
       this.#waiting = this.#waiting.filter((x) => x !== w);
       fn("complete");
@@ -89,7 +91,17 @@ export class ConnectionAnswers {
   }
 
   #release(before: number, end: BodyEnd): void {
-    const done = this.#waiting.filter((w) => w.index < before);
+    const waiting = this.#waiting;
+    if (waiting.length === 1) {
+      // One connection, one answer at a time (HTTP/1.1): nothing to sort out.
+      const w = waiting[0]!;
+      if (w.index >= before) return;
+      waiting.pop();
+      w.cancel();
+      w.fn(end);
+      return;
+    }
+    const done = waiting.filter((w) => w.index < before);
     if (done.length === 0) return;
     this.#waiting = this.#waiting.filter((w) => w.index >= before);
     for (const w of done) {

@@ -346,6 +346,46 @@ Deno.test("cacheStatus() reads the outcome and reason from X-Cache", () => {
   }
 });
 
+Deno.test("cacheStatus() reads X-Cache as splitting it on ';' and trimming each part would", () => {
+  // The reading the access log had when it split the value into arrays, kept here as the rule.
+  const bySplitting = (status: number, x: string | null) => {
+    if (x === null) return { cache: "NONE" };
+    const [word, ...params] = x.split(";");
+    const cache = word!.trim().toUpperCase();
+    if (cache === "HIT" && status === 302) return { cache: "REDIRECT" };
+    const reason = params.map((p) => p.trim()).find((p) => p.startsWith("reason="));
+    return { cache, reason: reason?.slice("reason=".length) };
+  };
+  const words = ["HIT", "miss", " Bypass ", "", "HIT ", "STALE"];
+  const params = [
+    "",
+    ";",
+    "; reason=status",
+    ";reason=cache-control",
+    "; x=1; reason=rule",
+    "; reason=; reason=second",
+    "; reasons=no; reason=yes ",
+    "; reason=a=b",
+    "; REASON=upper",
+    ";;reason=after-empty",
+    "; x=1",
+  ];
+  let checked = 0;
+  for (const status of [200, 302, 404]) {
+    for (const word of words) {
+      for (const param of params) {
+        const x = word + param;
+        // A header value is stored trimmed: compare with what the answer really carries.
+        const headers = new Headers(x.trim() === "" ? {} : { "x-cache": x });
+        const res = new Response(null, { status, headers });
+        assert.deepEqual(cacheStatus(res), bySplitting(status, res.headers.get("x-cache")), x);
+        checked++;
+      }
+    }
+  }
+  assert.equal(checked, 3 * words.length * params.length);
+});
+
 Deno.test("countBytes() reports the bytes once, when the body errors", async () => {
   const ends: [number, string][] = [];
   let pulls = 0;

@@ -74,6 +74,48 @@ Deno.test("ConnectionAnswers: an answer on a connection left open counts as sent
   assert.deepEqual(ends, ["complete"], "told once");
 });
 
+Deno.test("ConnectionAnswers: each answer waiting is told by the first request after it, in any order asked", () => {
+  const timer = new ManualTimer();
+  const answers = new ConnectionAnswers(timer);
+  const ends: string[] = [];
+  // Multiplexed (HTTP/2): several answers under way, asked about out of order.
+  const a = answers.next();
+  const b = answers.next();
+  const c = answers.next();
+  c.known((end) => ends.push(`c ${end}`));
+  b.known((end) => ends.push(`b ${end}`));
+  assert.deepEqual(ends, ["b complete"], "an answer with a request after it is known at once");
+  a.known((end) => ends.push(`a ${end}`));
+  assert.deepEqual(ends, ["b complete", "a complete"]);
+  assert.equal(timer.due.size, 1, "only the last one waits");
+  // One waiting, a request after it: told; the new one waits for its own proof.
+  const d = answers.next();
+  assert.deepEqual(ends, ["b complete", "a complete", "c complete"]);
+  assert.equal(timer.due.size, 0);
+  d.known((end) => ends.push(`d ${end}`));
+  assert.equal(timer.due.size, 1);
+  answers.ended(new Error("ConnectionReset: Connection reset by peer (os error 104)"));
+  assert.deepEqual(ends, ["b complete", "a complete", "c complete", "d aborted"]);
+  assert.equal(timer.due.size, 0, "no wait left behind");
+});
+
+Deno.test("ConnectionAnswers: one answer at a time, each told once, by the request after it", () => {
+  const timer = new ManualTimer();
+  const answers = new ConnectionAnswers(timer);
+  const ends: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const sent = answers.next();
+    assert.deepEqual(ends.length, i, "the answer before was told when this request arrived");
+    sent.known((end) => ends.push(`${i} ${end}`));
+    assert.equal(timer.due.size, 1, "the answer waits alone");
+  }
+  // The last waits for the wait, then is told, once.
+  timer.fire();
+  answers.next();
+  answers.ended(null);
+  assert.deepEqual(ends, ["0 complete", "1 complete", "2 complete", "3 complete", "4 complete"]);
+});
+
 Deno.test("endOf() tells the client's side failing from the body failing", () => {
   assert.equal(endOf(null), "complete");
   assert.equal(endOf(new Deno.errors.Http("BrokenPipe: Broken pipe (os error 32)")), "aborted");
