@@ -31,8 +31,9 @@ export class Versitygw {
     readonly port: number,
     readonly dir: string,
     readonly accessLog: string,
+    tls: boolean,
   ) {
-    this.endpoint = `http://127.0.0.1:${port}`;
+    this.endpoint = `${tls ? "https" : "http"}://127.0.0.1:${port}`;
     this.virtualEndpoint = `http://${VIRTUAL_DOMAIN}:${port}`;
     this.client = s3Client(this.endpoint, SECRET_KEY);
   }
@@ -40,10 +41,11 @@ export class Versitygw {
   /**
    * Starts versitygw on `port` (default: a free one); with `virtualHosted` it also serves
    * `<bucket>.${VIRTUAL_DOMAIN}` hosts (path-style requests to 127.0.0.1 keep working, for the
-   * tests' own client).
+   * tests' own client); with `tls` (PEM files) it serves https only (the tests' own client does
+   * not trust it: make buckets with {@linkcode makeBucketDir}).
    */
   static async start(
-    options: { virtualHosted?: boolean; port?: number } = {},
+    options: { virtualHosted?: boolean; port?: number; tls?: { cert: string; key: string } } = {},
   ): Promise<Versitygw> {
     const bin = await findOnPath("versitygw") ??
       await findOnPath(`${Deno.env.get("HOME")}/go/bin/versitygw`);
@@ -61,12 +63,13 @@ export class Versitygw {
       accessLog,
       "--quiet",
       ...(options.virtualHosted ? ["--virtual-domain", VIRTUAL_DOMAIN] : []),
+      ...(options.tls ? ["--cert", options.tls.cert, "--key", options.tls.key] : []),
       "posix",
       `${dir}/root`,
     ], {
       env: { ...await baseEnv(), ROOT_ACCESS_KEY: ACCESS_KEY, ROOT_SECRET_KEY: SECRET_KEY },
     });
-    const gw = new Versitygw(proc, port, dir, accessLog);
+    const gw = new Versitygw(proc, port, dir, accessLog, options.tls !== undefined);
     try {
       await waitFor("versitygw to accept connections", async () => {
         const c = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -78,6 +81,11 @@ export class Versitygw {
       throw err;
     }
     return gw;
+  }
+
+  /** Makes a bucket as the posix backend keeps one: a directory under its root. */
+  async makeBucketDir(name: string): Promise<void> {
+    await Deno.mkdir(`${this.dir}/root/${name}`);
   }
 
   async createBucket(name: string): Promise<void> {

@@ -1,8 +1,8 @@
 /**
- * PutObject over HTTP/1.1 connections of the store's own ({@linkcode Http1Origin}) instead of
- * `fetch`: a stored miss's largest cost in the runtime (docs/performance.md). PutObject goes
- * over `fetch` still when `fetch` would send it through a proxy named in the environment
- * (lib/store/env_proxy.ts).
+ * PutObject over HTTP/1.1 connections of the store's own ({@linkcode Http1Origin}), TLS for an
+ * https endpoint, instead of `fetch`: a stored miss's largest cost in the runtime
+ * (docs/performance.md). PutObject goes over `fetch` still when `fetch` would send it through a
+ * proxy named in the environment (lib/store/env_proxy.ts).
  */
 import { STATUS_CODES } from "node:http";
 import type { S3Address } from "./s3_request.ts";
@@ -32,8 +32,23 @@ export function s3PutOrigin(
 ): Http1Origin | null {
   if (connect !== undefined) return new Http1Origin(connect);
   const u = new URL(address.origin);
-  if (u.protocol !== "http:" || proxiedByEnv(u, env)) return null;
+  if (proxiedByEnv(u, env)) return null;
   const hostname = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+  if (u.protocol === "https:") {
+    const port = Number(u.port || 443);
+    // The runtime's trust store, as fetch's: its roots, plus DENO_CERT or --cert.
+    return new Http1Origin(async () => {
+      const conn = await Deno.connectTls({ hostname, port });
+      try {
+        // Now, so a certificate the runtime does not trust fails the connection, by name.
+        await conn.handshake();
+      } catch (err) {
+        conn.close();
+        throw err;
+      }
+      return conn;
+    });
+  }
   const port = Number(u.port || 80);
   return new Http1Origin(() => Deno.connect({ hostname, port }));
 }
