@@ -70,7 +70,7 @@ export function newHitStats(): HitStats {
  * (a store that ignores the signal, like a stalled local disk, must not hold the request).
  * A result that arrives too late goes to `onLate`.
  */
-function withDeadline<T>(
+export function withDeadline<T>(
   work: Promise<T>,
   signal: AbortSignal,
   onLate?: (value: T) => unknown,
