@@ -11,6 +11,7 @@ import type { S3StoreConfig } from "../lib/config.ts";
 import { classifyS3Error, s3ClientConfig, S3Store } from "../lib/store/s3.ts";
 import { StoreError } from "../lib/store/store.ts";
 import { Http1Origin } from "../lib/store/http1.ts";
+import { OWN_PUT_MAX } from "../lib/store/s3_put.ts";
 import { within } from "./support/within.ts";
 
 /** One request as the server read it. */
@@ -198,6 +199,21 @@ Deno.test("S3 PUT on the store's connections: connections are kept, and one the 
     assert.equal(after.length, 5, "each PUT read once, whole");
     assert.ok(after.every((g) => g.bytes === body.byteLength));
     assert.deepEqual(after.map((g) => g.conn), [1, 2, 3, 4, 5]);
+    // Bodies up to OWN_PUT_MAX go on the store's kept connection; a larger one over fetch.
+    closing = false;
+    const most = new Uint8Array(OWN_PUT_MAX).fill(8);
+    const large = new Uint8Array(OWN_PUT_MAX + 1).fill(9);
+    for (const b of [most, most, large]) {
+      assert.equal(await store.put("b", b, PUT_OPTIONS), "stored");
+    }
+    assert.deepEqual(
+      server.got.slice(8).map((g) => [g.conn, g.bytes, g.length]),
+      [[6, most.length, most.length], [6, most.length, most.length], [
+        7,
+        large.length,
+        large.length,
+      ]],
+    );
   } finally {
     store.client.destroy();
     await store.close();
@@ -301,11 +317,21 @@ Deno.test("S3 PUT on the store's connections: idle connections are closed after 
     const head = (n: number) => ({ host: "127.0.0.1", "content-length": String(n) });
     const a = await origin.request("PUT", "/bkt/a", head(3), new Uint8Array(3), 100);
     assert.equal(a.status, 200);
+    // A request too large to copy beside its head is written in two pieces, and arrives whole.
+    const large = await origin.request(
+      "PUT",
+      "/bkt/b",
+      head(1 << 20),
+      new Uint8Array(1 << 20),
+      100,
+    );
+    assert.equal(large.status, 200);
+    assert.deepEqual(server.got.map((g) => [g.bytes, g.length]), [[3, 3], [1 << 20, 1 << 20]]);
     // No request for longer than the idle time: the connection is closed by the client.
     await within("the client ending its connections", server.endedCount(1));
     const body = new Uint8Array(10);
     await Promise.all([1, 2, 3].map((n) => store.put(`k${n}`, body, PUT_OPTIONS)));
-    const conns = new Set(server.got.slice(1).map((g) => g.conn)).size;
+    const conns = new Set(server.got.slice(2).map((g) => g.conn)).size;
     assert.ok(conns >= 1);
     await store.close();
     await within("the client ending its connections", server.endedCount(1 + conns));
@@ -324,7 +350,7 @@ Deno.test("S3 PUT on the store's connections: a connection reset in the middle o
   const server = startStore(() => ({ readUpTo: 64 * 1024, close: true }));
   const store = storeAt(server.port);
   try {
-    const body = new Uint8Array(16 << 20).fill(2);
+    const body = new Uint8Array(OWN_PUT_MAX).fill(2);
     const err = await failure(store.put("k", body, PUT_OPTIONS));
     assert.equal(err.retryable, true, err.message);
     assert.match(err.message, /^PutObject k: /);

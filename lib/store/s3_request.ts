@@ -20,7 +20,7 @@ import {
   sha256Hex,
   SigV4Signer,
 } from "./s3_sign.ts";
-import { s3PutOrigin, sendPut } from "./s3_put.ts";
+import { ownPut, s3PutOrigin, sendPut } from "./s3_put.ts";
 import type { Connect, Http1Origin } from "./http1.ts";
 
 /** S3 error names that mean "slow down" or a transient server problem. */
@@ -293,7 +293,7 @@ export class S3Requester {
         this.#region,
         Date.now() + (config.systemClockOffset ?? 0),
       );
-      if (this.#put !== null && body !== undefined && operation === "PutObject") {
+      if (this.#put !== null && operation === "PutObject" && body !== undefined && ownPut(body)) {
         return await sendPut(this.#put, path + op.search, headers, body, signal);
       }
       // A record, not a Headers object: fetch copies a record without iterating it.
