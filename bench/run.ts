@@ -9,7 +9,8 @@
  *
  * - pass-through: unique paths whose answers are not storable (`Cache-Control: no-store`);
  * - latency: the same at one connection (p50);
- * - miss and store: unique paths, every answer stored (null store, versitygw);
+ * - miss and store: unique paths, every answer stored (null store, versitygw; room for all of a
+ *   run's answers in flight, so none is skipped);
  * - hit: read mode, one stored 30 KB image, from the local store and from S3: versitygw (which
  *   closes every connection) and the null store (which keeps them open);
  * - paced misses (asked by name): unique 30 KB misses from an upstream answering in 100 ms,
@@ -121,6 +122,15 @@ async function passThrough(upstream: Proc, nullStore: Proc, bare: Proc): Promise
   await Promise.all([proxy.stop(), nginx?.proc.stop(), ...others.map((p) => p.stop())]);
 }
 
+/**
+ * Room for every answer of a run in the storing proxies of the miss-and-store scenario: at a few
+ * thousand misses a second the uploads fall behind the answers, and with the default 128 MiB an
+ * answer found without room is skipped (neither copied nor written), which would make the
+ * figures those of a mix of stored and unstored misses. 1 GiB holds the 30 KB answers of a run
+ * at this rate, so each figure is a stored miss's (the note says when any was skipped anyway).
+ */
+const MISS_ROOM = { UPLOAD_MAX_BYTES_IN_FLIGHT: String(1 << 30) };
+
 async function missAndStore(upstream: Proc, bare: Proc): Promise<void> {
   const cs: Contender[] = [{ name: BARE, port: bare.port, pid: bare.pid }];
   const checks: { label: string; proc: Proc; count: () => Promise<number> }[] = [];
@@ -130,7 +140,7 @@ async function missAndStore(upstream: Proc, bare: Proc): Promise<void> {
   for (const [from, suffix] of BASELINE ? [[root, ""], [BASELINE, " (baseline)"]] : [[root, ""]]) {
     const tag = suffix === "" ? "" : "-baseline";
     const store = await startHelper("nullstore");
-    const pNull = await startProxy(`proxy-miss-null${tag}`, upstream, store.port, {}, from);
+    const pNull = await startProxy(`proxy-miss-null${tag}`, upstream, store.port, MISS_ROOM, from);
     stores.push(store);
     proxies.push(pNull);
     cs.push({
@@ -146,7 +156,13 @@ async function missAndStore(upstream: Proc, bare: Proc): Promise<void> {
     });
     if (!VERSITYGW) continue;
     const vgw = await startVersitygw();
-    const pVgw = await startProxy(`proxy-miss-versitygw${tag}`, upstream, vgw.port, {}, from);
+    const pVgw = await startProxy(
+      `proxy-miss-versitygw${tag}`,
+      upstream,
+      vgw.port,
+      MISS_ROOM,
+      from,
+    );
     stores.push(vgw);
     proxies.push(pVgw);
     cs.push({ name: `proxy + versitygw${suffix}`, port: pVgw.port, pid: pVgw.pid, settle: true });
