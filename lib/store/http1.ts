@@ -34,6 +34,10 @@ class Idle implements Watched {
 
 const encoder = new TextEncoder();
 
+function closedError(): DOMException {
+  return new DOMException("the store's connections are closed", "AbortError");
+}
+
 /** Kept connections to one origin. */
 export class Http1Origin {
   readonly #idle: Idle[] = [];
@@ -88,7 +92,7 @@ export class Http1Origin {
 
   async #open(signal?: AbortSignal): Promise<Deno.Conn> {
     // A cancelled call: nothing is sent once the store is closed.
-    if (this.#closed) throw new DOMException("the store's connections are closed", "AbortError");
+    if (this.#closed) throw closedError();
     signal?.throwIfAborted();
     const opening = this.connect();
     if (signal === undefined) return await opening;
@@ -125,6 +129,13 @@ export class Http1Origin {
     };
     // Closing the connection ends its pending write or read.
     signal?.addEventListener("abort", close, { once: true });
+    // An abort, or the store's close, that came while the connection was being opened or
+    // handed over fired before the listener was there: nothing is sent.
+    if (signal?.aborted || this.#closed) {
+      signal?.removeEventListener("abort", close);
+      close();
+      throw signal?.aborted ? signal.reason : closedError();
+    }
     try {
       try {
         for (const part of request) {

@@ -1,0 +1,140 @@
+/**
+ * The store's own HTTP/1.1 connections (lib/store/http1.ts) at their edges, over real sockets: an
+ * abort that lands while a connection is being handed over, a store closed while one is being
+ * opened.
+ */
+import assert from "node:assert/strict";
+import { Http1Origin } from "../lib/store/http1.ts";
+import { within } from "./support/within.ts";
+
+/** A server that reads requests and answers each head it reads with `answer` (or nothing). */
+function startRaw(answer: (head: string) => string | null) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  /** Every head read, and how many bytes each connection sent in all when it ended. */
+  const heads: string[] = [];
+  const ended: number[] = [];
+  let waiters: (() => void)[] = [];
+  const wake = () => {
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f();
+  };
+  const handle = async (conn: Deno.Conn) => {
+    conns.add(conn);
+    let text = "";
+    let total = 0;
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        total += n;
+        text += new TextDecoder("latin1").decode(buf.subarray(0, n));
+        for (;;) {
+          const end = text.indexOf("\r\n\r\n");
+          if (end < 0) break;
+          const head = text.slice(0, end);
+          const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+          if (text.length < end + 4 + length) break;
+          text = text.slice(end + 4 + length);
+          heads.push(head);
+          wake();
+          const a = answer(head);
+          if (a !== null) await conn.write(new TextEncoder().encode(a));
+        }
+      }
+    } catch {
+      /* closed */
+    } finally {
+      ended.push(total);
+      wake();
+      conns.delete(conn);
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) void handle(conn);
+  })().catch(() => {});
+  return {
+    port: listener.addr.port,
+    heads,
+    ended,
+    /** Resolves once `pred` holds (checked as the server reads). */
+    async until(pred: () => boolean) {
+      while (!pred()) await new Promise<void>((r) => waiters.push(r));
+    },
+    async close() {
+      listener.close();
+      for (const c of conns) c.close();
+      await accepting;
+    },
+  };
+}
+
+const OK = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+const head = (n: number) => ({ host: "127.0.0.1", "content-length": String(n) });
+
+Deno.test("Http1Origin: an abort that lands after the connection opened and before the request was written ends the request", async () => {
+  const server = startRaw(() => null); // reads, never answers
+  try {
+    // The abort comes `ticks` microtasks after the connection is handed over: each position
+    // between the open and the write, one after another.
+    for (let ticks = 0; ticks < 16; ticks++) {
+      const ctrl = new AbortController();
+      const origin = new Http1Origin(async () => {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+        let p = Promise.resolve();
+        for (let i = 0; i < ticks; i++) p = p.then(() => {});
+        void p.then(() => ctrl.abort(new DOMException("deadline", "TimeoutError")));
+        return conn;
+      });
+      try {
+        const err = await within(
+          `the request aborted ${ticks} microtasks after its connection opened`,
+          origin.request("PUT", "/b/k", head(3), new Uint8Array(3), 100, ctrl.signal).then(
+            () => null,
+            (e: unknown) => e,
+          ),
+        );
+        assert.ok(err instanceof DOMException && err.name === "TimeoutError", `${ticks}: ${err}`);
+      } finally {
+        origin.close();
+      }
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("Http1Origin: a store closed while a connection is being opened sends nothing on it", async () => {
+  const server = startRaw(() => OK);
+  let opened!: () => void;
+  const gate = new Promise<void>((r) => opened = r);
+  let asked!: () => void;
+  const connecting = new Promise<void>((r) => asked = r);
+  const origin = new Http1Origin(async () => {
+    asked();
+    await gate;
+    return await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  });
+  try {
+    const request = origin.request("PUT", "/b/k", head(3), new Uint8Array(3), 100).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await within("the connection being opened", connecting);
+    origin.close();
+    opened();
+    const err = await within("the request", request);
+    assert.ok(err instanceof DOMException && err.name === "AbortError", String(err));
+    // The connection that opened too late was closed unused.
+    await within("the late connection ending", server.until(() => server.ended.length === 1));
+    assert.deepEqual([server.heads, server.ended], [[], [0]]);
+  } finally {
+    origin.close();
+    await server.close();
+  }
+});
