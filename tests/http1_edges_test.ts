@@ -1,11 +1,15 @@
 /**
  * The store's own HTTP/1.1 connections (lib/store/http1.ts) at their edges, over real sockets: an
  * abort that lands while a connection is being handed over, a store closed while one is being
- * opened.
+ * opened, header bytes as `fetch` sends them (and none that could split the head).
  */
 import assert from "node:assert/strict";
 import { Http1Origin } from "../lib/store/http1.ts";
 import { within } from "./support/within.ts";
+import { startCapture } from "./support/capture.ts";
+import { S3Client } from "@aws-sdk/client-s3";
+import type { S3StoreConfig } from "../lib/config.ts";
+import { s3ClientConfig, S3Store } from "../lib/store/s3.ts";
 
 /** A server that reads requests and answers each head it reads with `answer` (or nothing). */
 function startRaw(answer: (head: string) => string | null) {
@@ -136,5 +140,65 @@ Deno.test("Http1Origin: a store closed while a connection is being opened sends 
   } finally {
     origin.close();
     await server.close();
+  }
+});
+
+Deno.test("S3 PUT on the store's connections: header values leave as the bytes fetch sends, and none can split the head", async () => {
+  const cap = startCapture(() => 'HTTP/1.1 200 OK\r\nETag: "1"\r\nContent-Length: 0\r\n\r\n');
+  const config: S3StoreConfig = {
+    kind: "s3",
+    bucket: "bkt",
+    endpoint: `http://127.0.0.1:${cap.port}`,
+    region: "us-east-1",
+    forcePathStyle: true,
+    conditionalWrite: false,
+  };
+  const store = new S3Store(
+    config,
+    new S3Client({
+      ...s3ClientConfig(config),
+      credentials: { accessKeyId: "AKID", secretAccessKey: "secret" },
+    }),
+  );
+  const origin = new Http1Origin(() => Deno.connect({ hostname: "127.0.0.1", port: cap.port }));
+  try {
+    // A Cache-Control imgproxy passed on from a source, with a Latin-1 byte in it (HTTP's
+    // obs-text): fetch sends the byte as is.
+    const value = "max-age=60, caf\u00e9";
+    await (await fetch(`http://127.0.0.1:${cap.port}/by-fetch`, {
+      method: "PUT",
+      headers: { "cache-control": value },
+      body: "x",
+    })).body?.cancel();
+    const options = { contentType: "image/png", cacheControl: value, ifAbsent: false };
+    await store.put("k", new Uint8Array(1), options).catch(() => {});
+    const sent = cap.requests.map((r) => r.headers.find(([n]) => n === "cache-control")?.[1]);
+    assert.deepEqual(sent, [value, value], "the same bytes as fetch's");
+    // Line breaks or a NUL in a header value, a bad header name, or a target with blanks: fetch
+    // refuses them (TypeError) before sending anything, and so does the store's own connection.
+    const bad: [string, Record<string, string>][] = [
+      ["/b/k", { ...head(1), "content-type": "image/png\r\nx-amz-acl: public-read" }],
+      ["/b/k", { ...head(1), "content-type": "image/png\nx: y" }],
+      ["/b/k", { ...head(1), "x-amz-meta-a": "a\0b" }],
+      ["/b/k", { ...head(1), "x-amz-meta-a\r\nx": "1" }],
+      ["/b/k HTTP/1.1\r\nx: y\r\n\r\nPUT /b/j", head(1)],
+      ["/b/\u0100", head(1)],
+    ];
+    for (const [target, headers] of bad) {
+      await assert.rejects(
+        origin.request("PUT", target, headers, new Uint8Array(1), 100),
+        TypeError,
+        JSON.stringify([target, headers]),
+      );
+    }
+    for (const h of [[["content-type", "a\r\nb"]], [["a\r\nx", "1"]]] as [string, string][][]) {
+      assert.throws(() => new Headers(h), TypeError, "fetch refuses it too");
+    }
+    assert.equal(cap.requests.length, 2, "nothing was sent");
+  } finally {
+    store.client.destroy();
+    origin.close();
+    await store.close();
+    await cap.close();
   }
 });

@@ -34,6 +34,24 @@ class Idle implements Watched {
 
 const encoder = new TextEncoder();
 
+/** A method or header name (RFC 9110 token). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A request target: visible ASCII only (the path is escaped). */
+const TARGET = /^[\x21-\x7e]+$/;
+/** What a header value may not hold: control characters but tab, and nothing past Latin-1. */
+// deno-lint-ignore no-control-regex
+const NOT_FIELD_VALUE = /[\0-\x08\x0a-\x1f\x7f\u0100-\uffff]/;
+/** A byte past ASCII (obs-text), sent as one byte as fetch sends it, not as UTF-8. */
+const HIGH = /[\x80-\xff]/;
+
+/** `text` (checked: nothing past Latin-1) as one byte per character. */
+function latin1Bytes(text: string): Uint8Array {
+  if (!HIGH.test(text)) return encoder.encode(text);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
 function closedError(): DOMException {
   return new DOMException("the store's connections are closed", "AbortError");
 }
@@ -64,10 +82,20 @@ export class Http1Origin {
     signal?: AbortSignal,
   ): Promise<Http1Answer> {
     signal?.throwIfAborted();
+    // What fetch refuses (TypeError) is refused here too: nothing may split the head.
+    if (!TOKEN.test(method) || !TARGET.test(target)) {
+      throw new TypeError(`invalid request line: ${JSON.stringify(`${method} ${target}`)}`);
+    }
     let head = `${method} ${target} HTTP/1.1\r\n`;
-    for (const name in headers) head += `${name}: ${headers[name]}\r\n`;
+    for (const name in headers) {
+      const value = headers[name]!;
+      if (!TOKEN.test(name) || NOT_FIELD_VALUE.test(value)) {
+        throw new TypeError(`invalid header: ${JSON.stringify(name)}`);
+      }
+      head += `${name}: ${value}\r\n`;
+    }
     head += "\r\n";
-    const bytes = encoder.encode(head);
+    const bytes = latin1Bytes(head);
     let request: Uint8Array[];
     if (bytes.byteLength + body.byteLength <= ONE_WRITE_MAX) {
       const one = new Uint8Array(bytes.byteLength + body.byteLength);
