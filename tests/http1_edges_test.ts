@@ -1,7 +1,8 @@
 /**
  * The store's own HTTP/1.1 connections (lib/store/http1.ts) at their edges, over real sockets: an
  * abort that lands while a connection is being handed over, a store closed while one is being
- * opened, header bytes as `fetch` sends them (and none that could split the head).
+ * opened, header bytes as `fetch` sends them (and none that could split the head), and the
+ * start-up check's marker PUT leaving no connection open behind it.
  */
 import assert from "node:assert/strict";
 import { Http1Origin } from "../lib/store/http1.ts";
@@ -10,6 +11,7 @@ import { startCapture } from "./support/capture.ts";
 import { S3Client } from "@aws-sdk/client-s3";
 import type { S3StoreConfig } from "../lib/config.ts";
 import { s3ClientConfig, S3Store } from "../lib/store/s3.ts";
+import { checkS3Store } from "../lib/store/s3_check.ts";
 
 /** A server that reads requests and answers each head it reads with `answer` (or nothing). */
 function startRaw(answer: (head: string) => string | null) {
@@ -46,6 +48,7 @@ function startRaw(answer: (head: string) => string | null) {
           wake();
           const a = answer(head);
           if (a !== null) await conn.write(new TextEncoder().encode(a));
+          if (a !== null && /\r\nconnection: close\r\n/i.test(a)) return;
         }
       }
     } catch {
@@ -200,5 +203,40 @@ Deno.test("S3 PUT on the store's connections: header values leave as the bytes f
     origin.close();
     await store.close();
     await cap.close();
+  }
+});
+
+Deno.test("The start-up check closes the connection its marker PUT kept open", async () => {
+  // HeadBucket refused (the check then writes its marker), the PUT answered on a kept connection.
+  const close = "Content-Length: 0\r\nConnection: close\r\n\r\n";
+  let endedAtProbe = -1;
+  const server = startRaw((h) => {
+    if (h.startsWith("HEAD ")) return `HTTP/1.1 403 Forbidden\r\n${close}`;
+    if (h.startsWith("PUT ")) return 'HTTP/1.1 200 OK\r\nETag: "1"\r\nContent-Length: 0\r\n\r\n';
+    endedAtProbe = server.ended.length;
+    return `HTTP/1.1 200 OK\r\n${close}`;
+  });
+  const saved = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"].map((n) => [n, Deno.env.get(n)]);
+  Deno.env.set("AWS_ACCESS_KEY_ID", "AKID");
+  Deno.env.set("AWS_SECRET_ACCESS_KEY", "secret");
+  try {
+    const config: S3StoreConfig = {
+      kind: "s3",
+      bucket: "bkt",
+      endpoint: `http://127.0.0.1:${server.port}`,
+      region: "us-east-1",
+      forcePathStyle: true,
+      conditionalWrite: false,
+    };
+    const result = await checkS3Store(config, { folder: "", timeoutMs: 10_000 });
+    assert.equal(result.kind, "ok", JSON.stringify(result));
+    assert.ok(server.heads.some((h) => h.startsWith("PUT /bkt/.imgproxy-cache-check")));
+    // The check closed the PUT's connection before it returned (left to itself, the store
+    // closes it after 4 s idle): its end reached the server before a request sent after it.
+    await (await fetch(`http://127.0.0.1:${server.port}/probe`)).body?.cancel();
+    assert.equal(endedAtProbe, 2, "the HeadBucket's and the PUT's connections had ended");
+  } finally {
+    for (const [n, v] of saved) v === undefined ? Deno.env.delete(n!) : Deno.env.set(n!, v);
+    await server.close();
   }
 });

@@ -165,6 +165,8 @@ async function probeWrite(config: S3StoreConfig, options: S3CheckOptions): Promi
     }
     return judge(config, name, cause?.$metadata?.httpStatusCode, cause?.message ?? String(cause));
   } finally {
+    // The marker PUT's connection, kept by the store, is closed with it.
+    await store.close();
     store.client.destroy();
   }
 }
