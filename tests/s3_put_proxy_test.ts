@@ -23,6 +23,8 @@ const CASES: [Record<string, string>, boolean][] = [
   // The runtime's `*` names host names, not IP addresses.
   [{ http_proxy: "PROXY", no_proxy: "*" }, false],
   [{ http_proxy: "PROXY", no_proxy: "localhost,127.0.0.1" }, true],
+  // NO_PROXY set, even empty, is the list: no_proxy is not read then.
+  [{ HTTP_PROXY: "PROXY", NO_PROXY: "", no_proxy: "127.0.0.1" }, false],
   [{ ALL_PROXY: "PROXY" }, false],
   // Not for an http endpoint, but any proxy variable leaves the choice to fetch.
   [{ HTTPS_PROXY: "PROXY" }, false],

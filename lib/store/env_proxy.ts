@@ -1,9 +1,9 @@
 /**
  * Whether `fetch` would send a request through a proxy named in the environment
- * (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, lowercase too), unless `NO_PROXY` (or `no_proxy`)
- * names the host, with the runtime's rules: comma-separated entries; an IP
- * address or a network in CIDR form for IP hosts; `*` for every host name (not an IP address,
- * as the runtime has it); a domain for itself and its subdomains
+ * (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, lowercase too), unless `NO_PROXY` (or, when
+ * `NO_PROXY` is unset, `no_proxy`) names the host, with the runtime's rules: comma-separated
+ * entries; an IP address or a network in CIDR form for IP hosts; `*` for every host name (not
+ * an IP address, as the runtime has it); a domain for itself and its subdomains
  * (`.example.com` and `example.com` alike). Connections the program opens itself must not go
  * direct where `fetch` would use the proxy: when in doubt this says proxied.
  */
@@ -29,7 +29,8 @@ export const PROXY_ENV = [...PROXY_VARIABLES, "NO_PROXY", "no_proxy"];
  */
 export function proxiedByEnv(url: URL, get: EnvGet): boolean {
   if (!PROXY_VARIABLES.some((name) => (get(name) ?? "") !== "")) return false;
-  const noProxy = get("NO_PROXY") || get("no_proxy") || "";
+  // As the runtime reads them: `NO_PROXY` when set, even empty; `no_proxy` only otherwise.
+  const noProxy = get("NO_PROXY") ?? get("no_proxy") ?? "";
   return !noProxyMatches(noProxy, url.hostname);
 }
 
