@@ -240,3 +240,37 @@ Deno.test("The start-up check closes the connection its marker PUT kept open", a
     await server.close();
   }
 });
+
+Deno.test("Http1Origin: a store closed under a waiting request fails it as closed, and an abort after that is harmless", async () => {
+  const server = startRaw(() => null); // reads, never answers
+  const origins: Http1Origin[] = [];
+  try {
+    for (const abortAfter of [false, true]) {
+      const origin = new Http1Origin(() =>
+        Deno.connect({ hostname: "127.0.0.1", port: server.port })
+      );
+      origins.push(origin);
+      const ctrl = new AbortController();
+      const read = server.heads.length + 1;
+      const request = origin.request("PUT", "/b/k", head(1), new Uint8Array(1), 100, ctrl.signal)
+        .then(() => null, (e: unknown) => e);
+      await within(
+        "the request reaching the server",
+        server.until(() => server.heads.length === read),
+      );
+      origin.close();
+      // The deadline or shutdown fires before the request has seen its connection end: the
+      // connection is not closed a second time (that threw in the signal's listener: an
+      // uncaught error, which ends the program).
+      const reason = new DOMException("shutting down", "AbortError");
+      if (abortAfter) ctrl.abort(reason);
+      const err = await within("the request", request);
+      assert.ok(err instanceof DOMException && err.name === "AbortError", String(err));
+      if (abortAfter) assert.equal(err, reason);
+      else assert.match(err.message, /closed/);
+    }
+  } finally {
+    for (const o of origins) o.close();
+    await server.close();
+  }
+});

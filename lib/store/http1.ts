@@ -60,7 +60,8 @@ function closedError(): DOMException {
 export class Http1Origin {
   readonly #idle: Idle[] = [];
   readonly #watch: StallWatch;
-  readonly #busy = new Set<Deno.Conn>();
+  /** Connections in use, each with how its request closes it (once). */
+  readonly #busy = new Map<Deno.Conn, () => void>();
   #closed = false;
 
   /** `idleMs`: how long a connection is kept idle. */
@@ -146,7 +147,6 @@ export class Http1Origin {
     bodyMax: number,
     signal?: AbortSignal,
   ): Promise<Http1Answer> {
-    this.#busy.add(conn);
     let open = true;
     const close = () => {
       if (open) {
@@ -155,6 +155,7 @@ export class Http1Origin {
         conn.close();
       }
     };
+    this.#busy.set(conn, close);
     // Closing the connection ends its pending write or read.
     signal?.addEventListener("abort", close, { once: true });
     // An abort, or the store's close, that came while the connection was being opened or
@@ -188,6 +189,8 @@ export class Http1Origin {
       signal?.removeEventListener("abort", close);
       close();
       if (signal?.aborted) throw signal.reason;
+      // Ended by the store's close, not by the server.
+      if (this.#closed) throw closedError();
       throw err;
     }
   }
@@ -225,7 +228,8 @@ export class Http1Origin {
       this.#watch.unwatch(idle);
       idle.conn.close();
     }
-    for (const conn of this.#busy) conn.close();
-    this.#busy.clear();
+    // Each closed once, as its request would: a second close throws (in an abort listener, an
+    // uncaught error).
+    for (const close of [...this.#busy.values()]) close();
   }
 }
