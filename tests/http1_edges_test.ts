@@ -13,12 +13,18 @@ import type { S3StoreConfig } from "../lib/config.ts";
 import { s3ClientConfig, S3Store } from "../lib/store/s3.ts";
 import { checkS3Store } from "../lib/store/s3_check.ts";
 
-/** A server that reads requests and answers each head it reads with `answer` (or nothing). */
-function startRaw(answer: (head: string) => string | null) {
+/**
+ * A server that reads requests and answers each head it reads with `answer` (or nothing; `close`:
+ * then closes the connection).
+ */
+function startRaw(answer: (head: string) => string | { text: string; close: true } | null) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const conns = new Set<Deno.Conn>();
   /** Every head read, and how many bytes each connection sent in all when it ended. */
   const heads: string[] = [];
+  /** Which connection (1, 2...) each head came on. */
+  const on: number[] = [];
+  let opened = 0;
   const ended: number[] = [];
   let waiters: (() => void)[] = [];
   const wake = () => {
@@ -28,6 +34,7 @@ function startRaw(answer: (head: string) => string | null) {
   };
   const handle = async (conn: Deno.Conn) => {
     conns.add(conn);
+    const id = ++opened;
     let text = "";
     let total = 0;
     const buf = new Uint8Array(64 * 1024);
@@ -45,10 +52,13 @@ function startRaw(answer: (head: string) => string | null) {
           if (text.length < end + 4 + length) break;
           text = text.slice(end + 4 + length);
           heads.push(head);
+          on.push(id);
           wake();
           const a = answer(head);
-          if (a !== null) await conn.write(new TextEncoder().encode(a));
-          if (a !== null && /\r\nconnection: close\r\n/i.test(a)) return;
+          const out = typeof a === "string" ? a : a?.text;
+          if (out !== undefined) await conn.write(new TextEncoder().encode(out));
+          if (typeof a === "object" && a !== null) return;
+          if (out !== undefined && /\r\nconnection: close\r\n/i.test(out)) return;
         }
       }
     } catch {
@@ -68,6 +78,7 @@ function startRaw(answer: (head: string) => string | null) {
   return {
     port: listener.addr.port,
     heads,
+    on,
     ended,
     /** Resolves once `pred` holds (checked as the server reads). */
     async until(pred: () => boolean) {
@@ -272,5 +283,39 @@ Deno.test("Http1Origin: a store closed under a waiting request fails it as close
   } finally {
     for (const o of origins) o.close();
     await server.close();
+  }
+});
+
+Deno.test("Http1Origin: a kept connection that fails after part of the answer is not sent again", async () => {
+  // The server saw the request and began to answer: a resend could store twice what the first
+  // answer was about to say (or answer a request it never got); the error is the caller's.
+  for (
+    const partial of [
+      "HTTP/1.1 200 O",
+      'HTTP/1.1 200 OK\r\nETag: "1"\r\nContent-Length: 5\r\n\r\nab',
+    ]
+  ) {
+    let n = 0;
+    const server = startRaw(() => ++n === 1 ? OK : { text: partial, close: true });
+    const origin = new Http1Origin(() =>
+      Deno.connect({ hostname: "127.0.0.1", port: server.port })
+    );
+    try {
+      assert.equal(
+        (await origin.request("PUT", "/b/k", head(1), new Uint8Array(1), 100)).status,
+        200,
+      );
+      await assert.rejects(
+        within(
+          "the second request",
+          origin.request("PUT", "/b/k", head(1), new Uint8Array(1), 100),
+        ),
+        (e: Error) => e.name !== "ConnectionClosed",
+      );
+      assert.deepEqual(server.on, [1, 1], "both on the kept connection, the second never resent");
+    } finally {
+      origin.close();
+      await server.close();
+    }
   }
 });
