@@ -16,10 +16,10 @@
  */
 import { CONNS, DENO, DURATION, KEEP, output, root, RUNS, tmp } from "./settings.ts";
 import {
-  cleanupAll,
   makeStop,
   type Proc,
   procs,
+  runBench,
   startHelper,
   treeTicks,
   waitForPort,
@@ -227,18 +227,4 @@ async function main(): Promise<void> {
   console.log(lines.join("\n"));
 }
 
-const onSignal = () => {
-  cleanupAll(KEEP).finally(() => Deno.exit(130));
-};
-Deno.addSignalListener("SIGINT", onSignal);
-Deno.addSignalListener("SIGTERM", onSignal);
-
-let code = 0;
-try {
-  await main();
-} catch (err) {
-  console.error(`ladder failed: ${(err as Error)?.stack ?? err}`);
-  code = 1;
-}
-await cleanupAll(KEEP || code !== 0);
-Deno.exit(code);
+await runBench("ladder", main, KEEP);

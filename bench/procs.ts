@@ -394,3 +394,27 @@ export async function cleanupAll(keep: boolean): Promise<void> {
   if (!keep) await Deno.remove(tmp, { recursive: true }).catch(() => {});
   else console.error(`kept ${tmp}`);
 }
+
+/**
+ * Runs a benchmark program's `main` and exits: every process it started is stopped on success,
+ * failure and interruption (SIGINT, SIGTERM), the temporary directory kept when it failed or
+ * when `keep` says so.
+ */
+export async function runBench(name: string, main: () => Promise<void>, keep: boolean) {
+  const onSignal = () => {
+    console.error("interrupted: stopping everything");
+    cleanupAll(keep).finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  let code = 0;
+  try {
+    await main();
+  } catch (err) {
+    console.error(`${name} failed: ${(err as Error)?.stack ?? err}`);
+    console.error(`logs kept in ${tmp}`);
+    code = 1;
+  }
+  await cleanupAll(keep || code !== 0);
+  Deno.exit(code);
+}

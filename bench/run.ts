@@ -24,10 +24,10 @@
  */
 import { type Contender, fmtUs, notes, type Row, rows, scenario } from "./measure.ts";
 import {
-  cleanupAll,
   countLog,
   nullStoreCount,
   type Proc,
+  runBench,
   settleCount,
   startHelper,
   startImgproxy,
@@ -581,20 +581,4 @@ async function report(loadBefore?: string, loadAfter?: string): Promise<void> {
   console.log(lines.join("\n"));
 }
 
-const onSignal = () => {
-  console.error("interrupted: stopping everything");
-  cleanupAll(KEEP).finally(() => Deno.exit(130));
-};
-Deno.addSignalListener("SIGINT", onSignal);
-Deno.addSignalListener("SIGTERM", onSignal);
-
-let code = 0;
-try {
-  await main();
-} catch (err) {
-  console.error(`benchmark failed: ${(err as Error)?.stack ?? err}`);
-  console.error(`logs kept in ${tmp}`);
-  code = 1;
-}
-await cleanupAll(KEEP || code !== 0);
-Deno.exit(code);
+await runBench("benchmark", main, KEEP);

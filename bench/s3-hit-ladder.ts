@@ -12,11 +12,12 @@
  * (BENCH_RUNS, BENCH_DURATION, BENCH_CONNECTIONS as for `deno task bench`; LADDER_STEPS, a
  * comma list, limits the steps.)
  */
-import { CONNS, DENO, DURATION, output, root, RUNS, tmp } from "./settings.ts";
+import { CONNS, DENO, DURATION, KEEP, output, root, RUNS, tmp } from "./settings.ts";
 import {
-  cleanupAll,
+  makeStop,
   type Proc,
   procs,
+  runBench,
   spawnLogged,
   startHelper,
   startProxy,
@@ -50,20 +51,13 @@ async function startStep(step: string, store: Proc, upstream: Proc): Promise<Pro
     // Credentials from the environment, through the SDK's provider chain, as the proxy has them.
   ], { AWS_ACCESS_KEY_ID: "benchkey", AWS_SECRET_ACCESS_KEY: "benchsecret" });
   await waitForPort(port, child, step);
-  const p = { name: step, child, pid: child.pid, port, stop: () => stopChild(child) };
+  const p = { name: step, child, pid: child.pid, port, stop: makeStop(child, step, 3000) };
   procs.push(p);
   return p;
 }
 
-async function stopChild(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* gone */ }
-  await child.status;
-}
-
 const loadBefore = (await output("cat", ["/proc/loadavg"])).split(" ").slice(0, 3).join(" ");
-try {
+async function main(): Promise<void> {
   const upstream = await startHelper("upstream");
   const store = await startHelper("nullstore");
   const bare = await startHelper("bare", upstream);
@@ -132,6 +126,6 @@ try {
       } |`,
     );
   }
-} finally {
-  await cleanupAll(false);
 }
+
+await runBench("S3 hit ladder", main, KEEP);

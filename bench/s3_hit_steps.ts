@@ -68,87 +68,67 @@ function answer(body: Uint8Array, type: string | null, cc: string | null): Respo
   });
 }
 
+/** The client's answer made of a store's answer read whole. */
+async function answerOf(res: Response): Promise<Response> {
+  const h = res.headers;
+  return answer(await res.bytes(), h.get("content-type"), h.get("cache-control"));
+}
+
+const signer = new SigV4Signer("s3");
+const credentials = { accessKeyId: "benchkey", secretAccessKey: "benchsecret" };
+
+/** The object's GetObject signed now, as the store signs it: its headers, `host` among them. */
+function signedGet(): Record<string, string> {
+  const headers: Record<string, string> = { host: `127.0.0.1:${storePort}` };
+  signer.sign(
+    {
+      method: "GET",
+      path: `/bench/${key}`,
+      query: "x-id=GetObject",
+      headers,
+      payloadHash: EMPTY_SHA256,
+    },
+    credentials,
+    "us-east-1",
+    Date.now(),
+  );
+  return headers;
+}
+
 type Step = (req: Request) => Promise<Response>;
 const steps: Record<string, () => Step | Promise<Step>> = {
   whole: () => async () => {
-    const res = await fetch(url);
-    const h = res.headers;
-    return answer(await res.bytes(), h.get("content-type"), h.get("cache-control"));
+    return answerOf(await fetch(url));
   },
   init: () => {
     // The signed request's headers, computed once: what sending them costs without signing.
-    const headers: Record<string, string> = { host: `127.0.0.1:${storePort}` };
-    new SigV4Signer("s3").sign(
-      {
-        method: "GET",
-        path: `/bench/${key}`,
-        query: "x-id=GetObject",
-        headers,
-        payloadHash: EMPTY_SHA256,
-      },
-      { accessKeyId: "benchkey", secretAccessKey: "benchsecret" },
-      "us-east-1",
-      Date.now(),
-    );
+    const headers = signedGet();
     delete headers.host;
-    return async () => {
-      const res = await fetch(url, { method: "GET", headers: { ...headers }, redirect: "manual" });
-      const h = res.headers;
-      return answer(await res.bytes(), h.get("content-type"), h.get("cache-control"));
-    };
+    return async () =>
+      answerOf(await fetch(url, { method: "GET", headers: { ...headers }, redirect: "manual" }));
   },
-  signcalc: () => {
+  signcalc: () => async () => {
     // Signing computed per request, its headers not sent.
-    const signer = new SigV4Signer("s3");
-    const credentials = { accessKeyId: "benchkey", secretAccessKey: "benchsecret" };
-    const path = `/bench/${key}`;
-    return async () => {
-      const headers: Record<string, string> = { host: `127.0.0.1:${storePort}` };
-      signer.sign(
-        { method: "GET", path, query: "x-id=GetObject", headers, payloadHash: EMPTY_SHA256 },
-        credentials,
-        "us-east-1",
-        Date.now(),
-      );
-      const res = await fetch(url);
-      const h = res.headers;
-      return answer(await res.bytes(), h.get("content-type"), h.get("cache-control"));
-    };
+    signedGet();
+    return answerOf(await fetch(url));
   },
-  signed: () => {
-    const signer = new SigV4Signer("s3");
-    const credentials = { accessKeyId: "benchkey", secretAccessKey: "benchsecret" };
-    const path = `/bench/${key}`;
-    return async () => {
-      const headers: Record<string, string> = { host: `127.0.0.1:${storePort}` };
-      signer.sign(
-        { method: "GET", path, query: "x-id=GetObject", headers, payloadHash: EMPTY_SHA256 },
-        credentials,
-        "us-east-1",
-        Date.now(),
-      );
-      const sent: Record<string, string> = {};
-      for (const name in headers) if (name !== "host") sent[name] = headers[name]!;
-      const res = await fetch(url, { method: "GET", headers: sent, redirect: "manual" });
-      const h = res.headers;
-      return answer(await res.bytes(), h.get("content-type"), h.get("cache-control"));
-    };
+  signed: () => async () => {
+    const headers = signedGet();
+    const sent: Record<string, string> = {};
+    for (const name in headers) if (name !== "host") sent[name] = headers[name]!;
+    return answerOf(await fetch(url, { method: "GET", headers: sent, redirect: "manual" }));
   },
   requester: () => {
     const r = new S3Requester(s3, client);
     return async () => {
-      const res = await r.send("GetObject", key, {});
-      const h = res.headers;
-      return answer(await res.bytes(), h.get("content-type"), h.get("cache-control"));
+      return answerOf(await r.send("GetObject", key, {}));
     };
   },
   signal: () => {
     const r = new S3Requester(s3, client);
     return async () => {
       const c = new AbortController();
-      const res = await r.send("GetObject", key, {}, undefined, c.signal);
-      const h = res.headers;
-      return answer(await res.bytes(), h.get("content-type"), h.get("cache-control"));
+      return answerOf(await r.send("GetObject", key, {}, undefined, c.signal));
     };
   },
   store: () => {
@@ -167,9 +147,7 @@ const steps: Record<string, () => Step | Promise<Step>> = {
       sha256Hex(t);
       sha256Hex(t.slice(100));
       sha256Hex(t.slice(150));
-      const res = await fetch(url);
-      const h = res.headers;
-      return answer(await res.bytes(), h.get("content-type"), h.get("cache-control"));
+      return answerOf(await fetch(url));
     };
   },
   slots: () => {
