@@ -329,13 +329,22 @@ Deno.test("S3 PUT on the store's connections: idle connections are closed after 
     assert.deepEqual(server.got.map((g) => [g.bytes, g.length]), [[3, 3], [1 << 20, 1 << 20]]);
     // No request for longer than the idle time: the connection is closed by the client.
     await within("the client ending its connections", server.endedCount(1));
-    const body = new Uint8Array(10);
-    await Promise.all([1, 2, 3].map((n) => store.put(`k${n}`, body, PUT_OPTIONS)));
+    // Connections kept an hour: only closing ends them.
+    const kept = new Http1Origin(
+      () => Deno.connect({ hostname: "127.0.0.1", port: server.port }),
+      3_600_000,
+    );
+    await Promise.all(
+      [1, 2, 3].map((n) => kept.request("PUT", `/bkt/k${n}`, head(1), new Uint8Array(1), 100)),
+    );
     const conns = new Set(server.got.slice(2).map((g) => g.conn)).size;
-    assert.ok(conns >= 1);
-    await store.close();
+    assert.equal(conns, 3);
+    kept.close();
     await within("the client ending its connections", server.endedCount(1 + conns));
     // A closed store opens no connection.
+    const body = new Uint8Array(10);
+    assert.equal(await store.put("k", body, PUT_OPTIONS), "stored");
+    await store.close();
     const err = await failure(store.put("k", body, PUT_OPTIONS));
     assert.equal(err.retryable, false, err.message);
   } finally {
