@@ -87,7 +87,7 @@ export interface AppOverrides {
  * Creates the store a configuration names. The AWS SDK is loaded only for a bucket, so the
  * local store needs neither its start-up time nor its environment permissions.
  */
-export async function createStore(config: Readonly<Config>): Promise<Store> {
+export async function createStore(config: Readonly<Config>, logger?: Logger): Promise<Store> {
   if (config.store.kind === "local") {
     const local = new LocalStore(config.store.dir);
     return config.store.maxBytes === null
@@ -95,7 +95,18 @@ export async function createStore(config: Readonly<Config>): Promise<Store> {
       : new BoundedLocalStore(local, config.store.maxBytes);
   }
   const { S3Store } = await import("./store/s3.ts");
-  return new S3Store(config.store);
+  const endpoint = config.store.endpoint;
+  // Once, if ever: PUTs went back to fetch, which reached the store where our own could not.
+  const fellBack = (reason: string) =>
+    logger?.log(
+      "WARN",
+      "S3 uploads go over fetch from now on: a connection of the store's own could not be opened, fetch's could",
+      {
+        endpoint,
+        reason,
+      },
+    );
+  return new S3Store(config.store, undefined, undefined, undefined, fellBack);
 }
 
 /** Builds the proxy from a configuration. */
@@ -110,7 +121,7 @@ export async function createApp(
   // Metrics cost a little on every request, so instruments are only put in when served.
   const registry = new Registry();
   const metrics = config.metricsBind === null ? null : createProxyMetrics(registry);
-  let store = overrides.store ?? await createStore(config);
+  let store = overrides.store ?? await createStore(config, logger);
   const bounded = store instanceof BoundedLocalStore ? store : null;
   // The wall clock, unlike every wait: it is compared with the files' modification times.
   const cleanBefore = overrides.cleanStore

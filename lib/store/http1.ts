@@ -24,6 +24,18 @@ const ONE_WRITE_MAX = 256 * 1024;
 /** Opens a connection to the origin. */
 export type Connect = () => Promise<Deno.Conn>;
 
+/**
+ * No connection could be opened (nothing was sent): the name did not resolve, its first address
+ * refused or did not answer, or TLS failed. `fetch` connects its own way (every address of the
+ * name), so a caller may send the same request there.
+ */
+export class ConnectFailed extends Error {
+  constructor(cause: unknown) {
+    super(`cannot connect: ${(cause as Error)?.message ?? cause}`, { cause });
+    this.name = "ConnectFailed";
+  }
+}
+
 class Idle implements Watched {
   since = performance.now();
   constructor(readonly conn: Deno.Conn, readonly origin: Http1Origin) {}
@@ -123,7 +135,9 @@ export class Http1Origin {
     // A cancelled call: nothing is sent once the store is closed.
     if (this.#closed) throw closedError();
     signal?.throwIfAborted();
-    const opening = this.connect();
+    const opening = this.connect().catch((err) => {
+      throw new ConnectFailed(err);
+    });
     if (signal === undefined) return await opening;
     let onAbort!: () => void;
     const aborted = new Promise<never>((_, reject) => {

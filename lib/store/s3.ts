@@ -58,20 +58,22 @@ export class S3Store implements Store {
   /**
    * `client` supplies credentials and the clock offset, and lists keys; `fetchFn` replaces
    * `fetch`, `connect` how PutObject's own connections are opened (tests route requests to a
-   * local socket).
+   * local socket); `onPutFallback` hears, once, why PutObject went over to `fetch` (its own
+   * connection could not be opened where `fetch`'s could).
    */
   constructor(
     readonly config: S3StoreConfig,
     client?: S3Client,
     fetchFn?: typeof fetch,
     connect?: Connect,
+    onPutFallback?: (reason: string) => void,
   ) {
     this.client = client ?? new S3Client(s3ClientConfig(config));
     this.description = `s3://${config.bucket} (${config.endpoint}, region ${config.region}${
       config.forcePathStyle ? ", path-style" : ""
     })`;
     this.logFields = { bucket: config.bucket };
-    this.#s3 = new S3Requester(config, this.client, fetchFn, connect);
+    this.#s3 = new S3Requester(config, this.client, fetchFn, connect, onPutFallback);
   }
 
   /** Closes the connections the store keeps. */

@@ -21,7 +21,7 @@ import {
   SigV4Signer,
 } from "./s3_sign.ts";
 import { ownPut, s3PutOrigin, sendPut } from "./s3_put.ts";
-import type { Connect, Http1Origin } from "./http1.ts";
+import { type Connect, ConnectFailed, type Http1Origin } from "./http1.ts";
 
 /** S3 error names that mean "slow down" or a transient server problem. */
 const TRANSIENT_NAMES = new Set([
@@ -236,23 +236,26 @@ export class S3Requester {
   readonly #fetch: typeof fetch;
   readonly #signer = new SigV4Signer("s3");
   /** Where PutObject is sent over connections of our own; null: over `fetch`. */
-  readonly #put: Http1Origin | null;
+  #put: Http1Origin | null;
+  readonly #onPutFallback: ((reason: string) => void) | undefined;
 
   /**
    * `fetchFn` replaces `fetch`, `connect` how PutObject's connections are opened (tests route
-   * requests to a local socket).
+   * requests to a local socket); `onPutFallback` hears, once, why PutObject went over to `fetch`.
    */
   constructor(
     config: S3StoreConfig,
     client: S3Client,
     fetchFn: typeof fetch = fetch,
     connect?: Connect,
+    onPutFallback?: (reason: string) => void,
   ) {
     this.address = s3Address(config);
     this.#client = client;
     this.#region = config.region;
     this.#fetch = fetchFn;
     this.#put = s3PutOrigin(this.address, connect);
+    this.#onPutFallback = onPutFallback;
   }
 
   /** Closes the connections kept for PutObject. */
@@ -293,8 +296,16 @@ export class S3Requester {
         this.#region,
         Date.now() + (config.systemClockOffset ?? 0),
       );
-      if (this.#put !== null && operation === "PutObject" && body !== undefined && ownPut(body)) {
-        return await sendPut(this.#put, path + op.search, headers, body, signal);
+      const own = this.#put;
+      let ownFailed: ConnectFailed | null = null;
+      if (own !== null && operation === "PutObject" && body !== undefined && ownPut(body)) {
+        try {
+          return await sendPut(own, path + op.search, headers, body, signal);
+        } catch (err) {
+          // Nothing was sent: fetch, which tries every address of the name, gets its turn.
+          if (!(err instanceof ConnectFailed) || signal?.aborted) throw err;
+          ownFailed = err;
+        }
       }
       // A record, not a Headers object: fetch copies a record without iterating it.
       const sent: Record<string, string> = {};
@@ -302,14 +313,25 @@ export class S3Requester {
         // fetch sets Host and Content-Length itself (to the same values).
         if (name !== "host" && name !== "content-length") sent[name] = headers[name]!;
       }
-      return await this.#fetch(a.origin + path + op.search, {
+      const res = await this.#fetch(a.origin + path + op.search, {
         method: op.method,
         headers: sent,
         body: body as Uint8Array<ArrayBuffer> | undefined,
         signal,
         // A redirect (another region, a moved bucket) is an error, as in the SDK.
         redirect: "manual",
+      }).catch((err) => {
+        // fetch fared no better: our connection's error says more (a certificate by name).
+        throw ownFailed === null || signal?.aborted ? err : ownFailed.cause;
       });
+      if (ownFailed !== null && this.#put === own) {
+        // fetch reached the store where our own connection could not (a name whose first
+        // address is unreachable from here, as IPv6 often is): PUTs go over fetch from now on.
+        this.#put = null;
+        own!.close();
+        this.#onPutFallback?.(ownFailed.message);
+      }
+      return res;
     } catch (err) {
       throw classifyS3Error(err, `${operation} ${key}`);
     }
