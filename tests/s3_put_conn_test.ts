@@ -6,13 +6,12 @@
  * `fetch`: the same server is asked by `fetch` as well, and the classifications compared.
  */
 import assert from "node:assert/strict";
-import { S3Client } from "@aws-sdk/client-s3";
-import type { S3StoreConfig } from "../lib/config.ts";
-import { classifyS3Error, s3ClientConfig, S3Store } from "../lib/store/s3.ts";
+import { classifyS3Error, type S3Store } from "../lib/store/s3.ts";
 import { StoreError } from "../lib/store/store.ts";
 import { Http1Origin } from "../lib/store/http1.ts";
 import { OWN_PUT_MAX } from "../lib/store/s3_put.ts";
 import { within } from "./support/within.ts";
+import { pathStyleStore } from "./support/s3_store.ts";
 
 /** One request as the server read it. */
 interface Got {
@@ -138,21 +137,7 @@ function startStore(act: (got: Got) => Act) {
 }
 
 function storeAt(port: number): S3Store {
-  const config: S3StoreConfig = {
-    kind: "s3",
-    bucket: "bkt",
-    endpoint: `http://127.0.0.1:${port}`,
-    region: "us-east-1",
-    forcePathStyle: true,
-    conditionalWrite: false,
-  };
-  return new S3Store(
-    config,
-    new S3Client({
-      ...s3ClientConfig(config),
-      credentials: { accessKeyId: "AKID", secretAccessKey: "secret" },
-    }),
-  );
+  return pathStyleStore(`http://127.0.0.1:${port}`, "bkt");
 }
 
 const OK = 'HTTP/1.1 200 OK\r\nETag: "1"\r\nContent-Length: 0\r\n\r\n';

@@ -5,9 +5,8 @@
  * does not either, the store was down and the next PUT tries its own connection again.
  */
 import assert from "node:assert/strict";
-import { S3Client } from "@aws-sdk/client-s3";
-import type { S3StoreConfig } from "../lib/config.ts";
-import { s3ClientConfig, S3Store } from "../lib/store/s3.ts";
+import type { S3Store } from "../lib/store/s3.ts";
+import { pathStyleStore } from "./support/s3_store.ts";
 import { StoreError } from "../lib/store/store.ts";
 
 const PUT_OPTIONS = { contentType: "image/png", cacheControl: null, ifAbsent: false } as const;
@@ -24,24 +23,10 @@ function startStore() {
 }
 
 function storeAt(port: number, connect: () => Promise<Deno.Conn>, notes: string[]): S3Store {
-  const config: S3StoreConfig = {
-    kind: "s3",
-    bucket: "bkt",
-    endpoint: `http://127.0.0.1:${port}`,
-    region: "us-east-1",
-    forcePathStyle: true,
-    conditionalWrite: false,
-  };
-  return new S3Store(
-    config,
-    new S3Client({
-      ...s3ClientConfig(config),
-      credentials: { accessKeyId: "AKID", secretAccessKey: "secret" },
-    }),
-    undefined,
+  return pathStyleStore(`http://127.0.0.1:${port}`, "bkt", {
     connect,
-    (reason) => notes.push(reason),
-  );
+    onPutFallback: (reason) => notes.push(reason),
+  });
 }
 
 /** A connection that cannot be opened, as to a name's unreachable first address. */

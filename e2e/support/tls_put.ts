@@ -3,22 +3,13 @@
  * environment sets up): stores `k` in bucket `tls-bkt` at the https ENDPOINT with the S3 store,
  * then reads it back (GetObject goes over `fetch`); prints what each gave as JSON.
  */
-import type { S3StoreConfig } from "../../lib/config.ts";
-import { S3Store } from "../../lib/store/s3.ts";
+import { pathStyleStore } from "../../tests/support/s3_store.ts";
 import { StoreError } from "../../lib/store/store.ts";
 import { s3Client, SECRET_KEY } from "./versitygw.ts";
 
 const endpoint = Deno.args[0]!;
-const config: S3StoreConfig = {
-  kind: "s3",
-  bucket: "tls-bkt",
-  endpoint,
-  region: "us-east-1",
-  forcePathStyle: true,
-  conditionalWrite: false,
-};
 const client = s3Client(endpoint, SECRET_KEY);
-const store = new S3Store(config, client);
+const store = pathStyleStore(endpoint, "tls-bkt", { client });
 const outcome = (err: unknown) =>
   err instanceof StoreError
     ? { retryable: err.retryable, certificate: /certificate/i.test(err.message) }

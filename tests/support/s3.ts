@@ -17,8 +17,8 @@ import {
 // deno-lint-ignore no-import-prefix
 import S3rver from "npm:s3rver@3.7.1";
 import type { AddressInfo } from "node:net";
-import type { S3StoreConfig } from "../../lib/config.ts";
-import { s3ClientConfig, S3Store } from "../../lib/store/s3.ts";
+import type { S3Store } from "../../lib/store/s3.ts";
+import { pathStyleStore } from "./s3_store.ts";
 import process from "node:process";
 
 // s3rver creates directories through fs-extra, which calls `process.umask()`: that needs
@@ -33,18 +33,7 @@ export const S3RVER_CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3R
 
 /** The proxy's S3 store on `endpoint` (path-style, us-east-1) with s3rver's credentials. */
 export function s3StoreAt(endpoint: string, bucket: string, conditionalWrite = false): S3Store {
-  const config: S3StoreConfig = {
-    kind: "s3",
-    bucket,
-    endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    conditionalWrite,
-  };
-  return new S3Store(
-    config,
-    new S3Client({ ...s3ClientConfig(config), credentials: S3RVER_CREDENTIALS }),
-  );
+  return pathStyleStore(endpoint, bucket, { conditionalWrite, credentials: S3RVER_CREDENTIALS });
 }
 
 /** One object read back. */
