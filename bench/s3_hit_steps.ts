@@ -96,6 +96,23 @@ function signedGet(): Record<string, string> {
 }
 
 type Step = (req: Request) => Promise<Response>;
+
+/** The store's read with a lookup deadline's slot, raced against it as the lookup does or not. */
+function underDeadline(race: boolean): Step {
+  const store = new S3Store(s3, client);
+  const deadlines = new Deadlines(config.lookupTimeoutMs);
+  return async () => {
+    const c = new AbortController();
+    const cancel = deadlines.add(() => c.abort(new DOMException("late", "TimeoutError")));
+    try {
+      const opening = store.open(key, c.signal, WHOLE_HIT_BYTES);
+      const o = await (race ? withDeadline(opening, c.signal) : opening);
+      return answer(o!.body as Uint8Array, o!.contentType, o!.cacheControl);
+    } finally {
+      cancel();
+    }
+  };
+}
 const steps: Record<string, () => Step | Promise<Step>> = {
   whole: () => async () => {
     return answerOf(await fetch(url));
@@ -150,36 +167,11 @@ const steps: Record<string, () => Step | Promise<Step>> = {
       return answerOf(await fetch(url));
     };
   },
-  slots: () => {
-    // The store's read with the lookup's deadline slot added and cancelled, no race.
-    const store = new S3Store(s3, client);
-    const deadlines = new Deadlines(config.lookupTimeoutMs);
-    return async () => {
-      const c = new AbortController();
-      const cancel = deadlines.add(() => c.abort(new DOMException("late", "TimeoutError")));
-      try {
-        const o = await store.open(key, c.signal, WHOLE_HIT_BYTES);
-        return answer(o!.body as Uint8Array, o!.contentType, o!.cacheControl);
-      } finally {
-        cancel();
-      }
-    };
-  },
-  deadline: () => {
-    // The store's read under the lookup's deadline (its slot and its race).
-    const store = new S3Store(s3, client);
-    const deadlines = new Deadlines(config.lookupTimeoutMs);
-    return async () => {
-      const c = new AbortController();
-      const cancel = deadlines.add(() => c.abort(new DOMException("late", "TimeoutError")));
-      try {
-        const o = await withDeadline(store.open(key, c.signal, WHOLE_HIT_BYTES), c.signal);
-        return answer(o!.body as Uint8Array, o!.contentType, o!.cacheControl);
-      } finally {
-        cancel();
-      }
-    };
-  },
+  // The store's read with the lookup's deadline slot added and cancelled, no race.
+  slots: () => underDeadline(false),
+  // The store's read under the lookup's deadline (its slot and its race).
+  deadline: () => underDeadline(true),
+
   lookup: () => {
     const store = new S3Store(s3, client);
     const handle = withLookup(() => Promise.reject(new Error("not a hit")), {
