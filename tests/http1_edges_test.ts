@@ -32,9 +32,11 @@ function startRaw(answer: (head: string) => string | { text: string; close: true
     waiters = [];
     for (const f of w) f();
   };
+  const byId = new Map<number, Deno.Conn>();
   const handle = async (conn: Deno.Conn) => {
     conns.add(conn);
     const id = ++opened;
+    byId.set(id, conn);
     let text = "";
     let total = 0;
     const buf = new Uint8Array(64 * 1024);
@@ -80,6 +82,10 @@ function startRaw(answer: (head: string) => string | { text: string; close: true
     heads,
     on,
     ended,
+    /** Writes `text` on connection `id` (1, 2...), asked for or not. */
+    async write(id: number, text: string) {
+      await byId.get(id)!.write(new TextEncoder().encode(text));
+    },
     /** Resolves once `pred` holds (checked as the server reads). */
     async until(pred: () => boolean) {
       while (!pred()) await new Promise<void>((r) => waiters.push(r));
@@ -317,5 +323,77 @@ Deno.test("Http1Origin: a kept connection that fails after part of the answer is
       origin.close();
       await server.close();
     }
+  }
+});
+
+Deno.test("Http1Origin: a kept connection that gets bytes while idle is not used again: the next request goes on a new one", async () => {
+  // An answer no request asked for (a 2xx here) must never be taken for the next request's.
+  const server = startRaw(() => OK);
+  // Kept idle for an hour: only the stray bytes can end the connection here.
+  const origin = new Http1Origin(
+    () => Deno.connect({ hostname: "127.0.0.1", port: server.port }),
+    3600_000,
+  );
+  try {
+    const first = await origin.request("PUT", "/b/k", head(1), new Uint8Array(1), 100);
+    assert.equal(first.status, 200);
+    await server.write(1, 'HTTP/1.1 201 Created\r\nETag: "stray"\r\nContent-Length: 0\r\n\r\n');
+    // The client closes the connection as soon as the stray bytes arrive.
+    await within("the idle connection closed", server.until(() => server.ended.length === 1));
+    const second = await origin.request("PUT", "/b/k", head(2), new Uint8Array(2), 100);
+    assert.equal(second.status, 200, "the server's answer, not the stray 201");
+    assert.equal(second.headers.get("etag"), null);
+    assert.deepEqual(server.on, [1, 2], "the second request on a new connection");
+  } finally {
+    origin.close();
+    await server.close();
+  }
+});
+
+Deno.test("Http1Origin: a kept connection is used again, its pending read handed to the answer", async () => {
+  const server = startRaw(() => OK);
+  const origin = new Http1Origin(() => Deno.connect({ hostname: "127.0.0.1", port: server.port }));
+  try {
+    for (let i = 0; i < 3; i++) {
+      assert.equal(
+        (await origin.request("PUT", "/b/k", head(1), new Uint8Array(1), 100)).status,
+        200,
+      );
+    }
+    assert.deepEqual(server.on, [1, 1, 1], "one kept connection");
+  } finally {
+    origin.close();
+    await server.close();
+  }
+});
+
+Deno.test("Http1Origin: an idle kept connection does not keep a finished program up", async () => {
+  // The program keeps its connection for an hour and never closes it: it must still end once
+  // its work is done, with the connection idle.
+  const server = startRaw(() => OK);
+  try {
+    const code = `
+      import { Http1Origin } from ${
+      JSON.stringify(new URL("../lib/store/http1.ts", import.meta.url).href)
+    };
+      const origin = new Http1Origin(() => Deno.connect({ hostname: "127.0.0.1", port: ${server.port} }), 3600_000);
+      const a = await origin.request("PUT", "/b/k", { host: "127.0.0.1", "content-length": "1" }, new Uint8Array(1), 100);
+      console.log(a.status);
+    `;
+    const child = new Deno.Command("deno", {
+      args: ["eval", "--no-lock", code],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const out = await within("the program's end", child.output()).catch(async (err) => {
+      child.kill();
+      await child.status;
+      throw err;
+    });
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), "200");
+    assert.deepEqual(server.on, [1]);
+  } finally {
+    await server.close();
   }
 });

@@ -10,7 +10,13 @@
  * once more on a new one (only idempotent requests are sent here).
  */
 import { StallWatch, type Watched } from "../timers.ts";
-import { type Http1Answer, NoAnswerError, readAnswer } from "./http1_read.ts";
+import {
+  FIRST_READ_BYTES,
+  type FirstRead,
+  type Http1Answer,
+  NoAnswerError,
+  readAnswer,
+} from "./http1_read.ts";
 
 export type { Http1Answer } from "./http1_read.ts";
 
@@ -36,9 +42,29 @@ export class ConnectFailed extends Error {
   }
 }
 
+/** A kept connection between requests. */
 class Idle implements Watched {
   since = performance.now();
-  constructor(readonly conn: Deno.Conn, readonly origin: Http1Origin) {}
+  /**
+   * A read is kept pending while the connection waits: anything it gets before a request is
+   * sent (bytes no request asked for, the end, an error) makes the connection unusable, and
+   * once the connection is taken, what it gets is the start of the next answer.
+   */
+  readonly first: FirstRead;
+  taken = false;
+
+  constructor(readonly conn: Deno.Conn, readonly origin: Http1Origin) {
+    const buf = new Uint8Array(FIRST_READ_BYTES);
+    const read = conn.read(buf);
+    this.first = { read, buf };
+    const unusable = () => {
+      if (!this.taken) origin.drop(this);
+    };
+    read.then(unusable, unusable);
+    // Waiting for a request to be sent on it must not keep a finished program up.
+    conn.unref();
+  }
+
   stall(): void {
     this.origin.drop(this);
   }
@@ -121,7 +147,7 @@ export class Http1Origin {
     const kept = this.#take();
     if (kept !== undefined) {
       try {
-        return await this.#exchange(kept, request, bodyMax, signal);
+        return await this.#exchange(kept.conn, request, bodyMax, signal, kept.first);
       } catch (err) {
         // A kept connection the server closed while idle: the request was not seen.
         if (signal?.aborted || !(err instanceof NoAnswerError)) throw err;
@@ -160,6 +186,7 @@ export class Http1Origin {
     request: Uint8Array[],
     bodyMax: number,
     signal?: AbortSignal,
+    first?: FirstRead,
   ): Promise<Http1Answer> {
     let open = true;
     const close = () => {
@@ -190,7 +217,7 @@ export class Http1Origin {
         // The server may have read part of the request; it has answered nothing.
         throw new NoAnswerError(err);
       }
-      const answer = await readAnswer(conn, bodyMax);
+      const answer = await readAnswer(conn, bodyMax, first);
       signal?.removeEventListener("abort", close);
       if (answer.reusable && open && !this.#closed) {
         this.#busy.delete(conn);
@@ -209,11 +236,13 @@ export class Http1Origin {
     }
   }
 
-  #take(): Deno.Conn | undefined {
+  #take(): Idle | undefined {
     const idle = this.#idle.pop();
     if (idle === undefined) return undefined;
     this.#watch.unwatch(idle);
-    return idle.conn;
+    idle.taken = true;
+    idle.conn.ref();
+    return idle;
   }
 
   #keep(conn: Deno.Conn): void {

@@ -30,15 +30,28 @@ export class NoAnswerError extends Error {
   }
 }
 
+/** How much the read kept pending on an idle connection asks for. */
+export const FIRST_READ_BYTES = 16 * 1024;
+
+/** A read already made on the connection (into the start of `buf`): the answer's first bytes. */
+export interface FirstRead {
+  read: Promise<number | null>;
+  buf: Uint8Array;
+}
+
 /** Buffered reads from a connection. */
 class Bytes {
-  buf = new Uint8Array(16 * 1024);
+  buf: Uint8Array;
   start = 0;
   end = 0;
   /** Bytes read from the connection so far. */
   total = 0;
+  #first: Promise<number | null> | undefined;
 
-  constructor(readonly conn: Deno.Conn) {}
+  constructor(readonly conn: Deno.Conn, first?: FirstRead) {
+    this.buf = first?.buf ?? new Uint8Array(FIRST_READ_BYTES);
+    this.#first = first?.read;
+  }
 
   /** Reads more; false at the end of the connection. */
   async fill(): Promise<boolean> {
@@ -56,7 +69,10 @@ class Bytes {
     }
     let n: number | null;
     try {
-      n = await this.conn.read(this.buf.subarray(this.end));
+      const first = this.#first;
+      this.#first = undefined;
+      // The pending read fills the empty buffer it was given.
+      n = await (first ?? this.conn.read(this.buf.subarray(this.end)));
     } catch (err) {
       throw this.total === 0 ? new NoAnswerError(err) : err;
     }
@@ -106,11 +122,16 @@ function latin1(bytes: Uint8Array): string {
 }
 
 /**
- * Reads the answer to a request (not HEAD) from `conn`; its body at most `bodyMax` bytes (an
- * answer longer than that is cut there, and its connection not reusable).
+ * Reads the answer to a request (not HEAD) from `conn`, beginning with `first` when a read was
+ * already pending; its body at most `bodyMax` bytes (an answer longer than that is cut there, and
+ * its connection not reusable).
  */
-export async function readAnswer(conn: Deno.Conn, bodyMax: number): Promise<Http1Answer> {
-  const r = new Bytes(conn);
+export async function readAnswer(
+  conn: Deno.Conn,
+  bodyMax: number,
+  first?: FirstRead,
+): Promise<Http1Answer> {
+  const r = new Bytes(conn, first);
   let status: number;
   let statusText: string;
   let version: string;
