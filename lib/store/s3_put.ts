@@ -1,8 +1,10 @@
 /**
  * PutObject of up to {@linkcode OWN_PUT_MAX} bytes over HTTP/1.1 connections of the store's own
  * ({@linkcode Http1Origin}), TLS for an https endpoint, instead of `fetch`: a stored miss's
- * largest cost in the runtime (docs/performance.md). PutObject goes over `fetch` still when `fetch` would send it through a
- * proxy named in the environment (lib/store/env_proxy.ts).
+ * largest cost in the runtime (docs/performance.md). PutObject goes over `fetch` still when
+ * `fetch` would send it through a proxy named in the environment (lib/store/env_proxy.ts), and
+ * from the first time `fetch` reaches the store where these connections could not be opened
+ * (lib/store/s3_request.ts).
  */
 import { STATUS_CODES } from "node:http";
 import type { S3Address } from "./s3_request.ts";
