@@ -17,7 +17,7 @@ import type { Logger } from "./log.ts";
 import { sameSecret, sha256 } from "./secret.ts";
 import type { ContextHandler, RequestContext } from "./context.ts";
 import { expired, lengthMismatch, watchHitBody, WHOLE_HIT_BYTES } from "./hit.ts";
-import { Deadlines, StallWatch } from "./timers.ts";
+import { Deadlines, StallWatch, withDeadline } from "./timers.ts";
 import type { OpenedObject, ReadObject, Store, StoredObject } from "./store/store.ts";
 import type { Uploader } from "./uploader.ts";
 import { errorMessage } from "./error_message.ts";
@@ -63,31 +63,6 @@ export interface HitStats {
 /** New, zeroed hit counters. */
 export function newHitStats(): HitStats {
   return { expired: 0, mismatched: 0, cut: 0 };
-}
-
-/**
- * Settles with `work`, or rejects with the signal's reason once it aborts, whichever comes first
- * (a store that ignores the signal, like a stalled local disk, must not hold the request).
- * A result that arrives too late goes to `onLate`.
- */
-export function withDeadline<T>(
-  work: Promise<T>,
-  signal: AbortSignal,
-  onLate?: (value: T) => unknown,
-): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then((value) => {
-      signal.removeEventListener("abort", onAbort);
-      if (signal.aborted) onLate?.(value);
-      else resolve(value);
-    }, (err) => {
-      signal.removeEventListener("abort", onAbort);
-      reject(err);
-    });
-  });
 }
 
 /** Wraps the normal handler with a store lookup for GET requests. */

@@ -5,7 +5,7 @@
  * other waits (back-offs, retries, flushes, progress, time limits on requests) use
  * {@linkcode after}, {@linkcode sleep}, {@linkcode every} and {@linkcode timeLimit}, each
  * saying whether it keeps the process alive; {@linkcode afterTurn} defers work to the end of
- * the event loop's turn.
+ * the event loop's turn; {@linkcode withDeadline} stops waiting for work once a signal aborts.
  */
 import { setImmediate } from "node:timers";
 
@@ -266,4 +266,33 @@ export function timeLimit(
       outer?.removeEventListener("abort", follow);
     },
   };
+}
+
+/**
+ * Settles with `work`, or rejects with the signal's reason once it aborts, whichever comes first
+ * (work that ignores the signal, like a read from a stalled local disk, must not hold its caller).
+ * A result that arrives too late (or once the signal has already aborted) goes to `onLate`.
+ */
+export function withDeadline<T>(
+  work: Promise<T>,
+  signal: AbortSignal,
+  onLate?: (value: T) => unknown,
+): Promise<T> {
+  if (signal.aborted) {
+    // Already too late: the work's result still goes to onLate, and its failure is no one's.
+    work.then((value) => onLate?.(value), () => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then((value) => {
+      signal.removeEventListener("abort", onAbort);
+      if (signal.aborted) onLate?.(value);
+      else resolve(value);
+    }, (err) => {
+      signal.removeEventListener("abort", onAbort);
+      reject(err);
+    });
+  });
 }

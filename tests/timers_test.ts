@@ -4,7 +4,16 @@
  * responses in flight, then its upload drain).
  */
 import assert from "node:assert/strict";
-import { after, Deadline, Deadlines, every, sleep, StallWatch, timeLimit } from "../lib/timers.ts";
+import {
+  after,
+  Deadline,
+  Deadlines,
+  every,
+  sleep,
+  StallWatch,
+  timeLimit,
+  withDeadline,
+} from "../lib/timers.ts";
 
 Deno.test("Deadline: work settled in time is true, and the next step gets what is left", async () => {
   const deadline = new Deadline(60_000);
@@ -271,4 +280,38 @@ Deno.test("Deadlines: a call back that adds another gets it called after its own
   holding();
   assert.ok(waited >= 19, `the second came after ${waited} ms`);
   assert.ok(performance.now() - started >= 39);
+});
+
+Deno.test("withDeadline: with the signal already aborted it rejects at once, hands a later result to onLate and leaves no failure unhandled", async () => {
+  const aborted = AbortSignal.abort(new DOMException("late", "TimeoutError"));
+  const late: string[] = [];
+  const value = Promise.withResolvers<string>();
+  const racing = withDeadline(value.promise, aborted, (v) => late.push(v));
+  await assert.rejects(racing, (e: Error) => e.name === "TimeoutError");
+  value.resolve("a connection");
+  await value.promise;
+  await Promise.resolve();
+  assert.deepEqual(late, ["a connection"]);
+  // A failure after the abort is no one's: an unhandled one would fail this test.
+  const failing = Promise.withResolvers<string>();
+  await assert.rejects(
+    withDeadline(failing.promise, aborted),
+    (e: Error) => e.name === "TimeoutError",
+  );
+  failing.reject(new Error("refused"));
+  await failing.promise.catch(() => {});
+});
+
+Deno.test("withDeadline: the work's result before the abort; once aborted, the signal's reason and the late result to onLate", async () => {
+  const c = new AbortController();
+  assert.equal(await withDeadline(Promise.resolve(1), c.signal), 1);
+  const late: number[] = [];
+  const work = Promise.withResolvers<number>();
+  const racing = withDeadline(work.promise, c.signal, (v) => late.push(v));
+  c.abort(new DOMException("gone", "AbortError"));
+  await assert.rejects(racing, (e: Error) => e.name === "AbortError");
+  work.resolve(2);
+  await work.promise;
+  await Promise.resolve();
+  assert.deepEqual(late, [2]);
 });

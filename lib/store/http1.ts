@@ -9,7 +9,7 @@
  * request that finds a kept connection dead before any byte of its answer arrived is sent
  * once more on a new one (only idempotent requests are sent here).
  */
-import { StallWatch, type Watched } from "../timers.ts";
+import { StallWatch, type Watched, withDeadline } from "../timers.ts";
 import {
   FIRST_READ_BYTES,
   type FirstRead,
@@ -25,7 +25,7 @@ export const IDLE_MS = 4000;
 /** The most idle connections kept per origin. */
 const IDLE_MAX = 32;
 /** A request of at most this many bytes is written in one piece (head and body copied). */
-const ONE_WRITE_MAX = 256 * 1024;
+export const ONE_WRITE_MAX = 256 * 1024;
 
 /** Opens a connection to the origin. */
 export type Connect = () => Promise<Deno.Conn>;
@@ -165,20 +165,8 @@ export class Http1Origin {
       throw new ConnectFailed(err);
     });
     if (signal === undefined) return await opening;
-    let onAbort!: () => void;
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
-    try {
-      return await Promise.race([opening, aborted]);
-    } catch (err) {
-      // Opened too late to be used.
-      opening.then((c) => c.close(), () => {});
-      throw err;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
+    // A connection opened after the abort is closed unused.
+    return await withDeadline(opening, signal, (late) => late.close());
   }
 
   async #exchange(

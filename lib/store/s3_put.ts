@@ -8,15 +8,18 @@
  */
 import { STATUS_CODES } from "node:http";
 import type { S3Address } from "./s3_request.ts";
-import { type Connect, Http1Origin } from "./http1.ts";
+import { type Connect, Http1Origin, ONE_WRITE_MAX } from "./http1.ts";
 import { type EnvGet, proxiedByEnv } from "./env_proxy.ts";
+
+/** Room left for a signed PutObject's head (about 1 KB) in one write. */
+const HEAD_ROOM = 4096;
 
 /**
  * The largest body sent on the store's own connections, in one write with its head; a larger
  * one goes over `fetch`. Measured cheaper from 30 KB to 200 KB in the proxy and alone; a flood of
  * 1 MB misses cost the proxy more CPU per request this way in one run (docs/performance.md).
  */
-export const OWN_PUT_MAX = 256 * 1024 - 4096;
+export const OWN_PUT_MAX = ONE_WRITE_MAX - HEAD_ROOM;
 
 /** Whether `body` is sent on the store's own connections. */
 export function ownPut(body: Uint8Array): boolean {
