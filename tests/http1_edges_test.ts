@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import { Http1Origin } from "../lib/store/http1.ts";
 import { within } from "./support/within.ts";
 import { startCapture } from "./support/capture.ts";
-import { S3Client } from "@aws-sdk/client-s3";
+import { pathStyleStore } from "./support/s3_store.ts";
 import type { S3StoreConfig } from "../lib/config.ts";
-import { s3ClientConfig, S3Store } from "../lib/store/s3.ts";
+
 import { checkS3Store } from "../lib/store/s3_check.ts";
 
 /**
@@ -165,21 +165,7 @@ Deno.test("Http1Origin: a store closed while a connection is being opened sends 
 
 Deno.test("S3 PUT on the store's connections: header values leave as the bytes fetch sends, and none can split the head", async () => {
   const cap = startCapture(() => 'HTTP/1.1 200 OK\r\nETag: "1"\r\nContent-Length: 0\r\n\r\n');
-  const config: S3StoreConfig = {
-    kind: "s3",
-    bucket: "bkt",
-    endpoint: `http://127.0.0.1:${cap.port}`,
-    region: "us-east-1",
-    forcePathStyle: true,
-    conditionalWrite: false,
-  };
-  const store = new S3Store(
-    config,
-    new S3Client({
-      ...s3ClientConfig(config),
-      credentials: { accessKeyId: "AKID", secretAccessKey: "secret" },
-    }),
-  );
+  const store = pathStyleStore(`http://127.0.0.1:${cap.port}`, "bkt");
   const origin = new Http1Origin(() => Deno.connect({ hostname: "127.0.0.1", port: cap.port }));
   try {
     // A Cache-Control imgproxy passed on from a source, with a Latin-1 byte in it (HTTP's
